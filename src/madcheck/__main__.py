@@ -1,0 +1,5 @@
+"""Allow ``python -m madcheck``."""
+
+from madcheck.cli import main
+
+raise SystemExit(main())

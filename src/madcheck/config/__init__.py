@@ -1,0 +1,1 @@
+"""Trigger arguments, TOML overrides and environment, turned into one validated config."""

@@ -1,0 +1,1 @@
+"""A local, single-node stand-in for the parts of InfluxDB 3 the plugins use."""

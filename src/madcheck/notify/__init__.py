@@ -1,0 +1,1 @@
+"""Delivery of alerts: the client of the notifier endpoint and the channel senders behind it."""
