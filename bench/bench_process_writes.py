@@ -1,0 +1,178 @@
+"""Rows per second of ``process_writes``, madcheck beside a straightforward plugin, and memory.
+
+Both plugins run as the engine runs them: the plugin file is executed in fresh globals on every
+call (``load_entry_point``), against the test engine API with a schema-answering query handler.
+Steady state: every window is full before the clock starts. One numeric field, 1,000 series
+(tag ``host``), 10,000 rows per flush in time order (each timestamp carries every series).
+Values are Gaussian and ``k`` is 3, so about 4 % of points are outliers, but the count threshold
+is out of reach: no rule fires, no alert is sent (checked), the notifier port is never used.
+
+The naive plugin at large windows costs milliseconds per row, so it is measured on fewer rows
+(the table says how many); rows/s is still rows divided by seconds.
+
+Run from the repository root:  .venv/bin/python bench/bench_process_writes.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import platform
+import random
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests.support: the schema-answering engine the tests use
+
+from madcheck.engine.api import EngineAPI  # noqa: E402
+from madcheck.engine.loader import load_entry_point  # noqa: E402
+from tests.support import MAD_PLUGIN, free_port, make_engine  # noqa: E402
+
+NAIVE_PLUGIN = Path(__file__).with_name("naive_plugin.py")
+WINDOWS = (5, 20, 100, 1_000, 10_000)
+SERIES = 1_000
+ROWS_PER_FLUSH = 10_000
+STEPS_PER_FLUSH = ROWS_PER_FLUSH // SERIES
+TABLES = {"cpu": {"tags": ["host"], "fields": ["usage"]}}
+NEVER = 1_000_000  # count threshold no run of outliers reaches
+START_S = 1_700_000_000
+
+Batches = list[dict[str, Any]]
+
+
+def flush(rng: random.Random, first_step: int, steps: int = STEPS_PER_FLUSH) -> Batches:
+    """One WAL flush: ``steps`` timestamps, each with a row for every series."""
+    rows = [
+        {"host": f"host{s:04d}", "usage": rng.gauss(50.0, 5.0), "time": (START_S + t) * 10**9}
+        for t in range(first_step, first_step + steps)
+        for s in range(SERIES)
+    ]
+    return [{"table_name": "cpu", "rows": rows}]
+
+
+def madcheck_args(window: int) -> dict[str, str]:
+    return {
+        "measurement": "cpu",
+        "mad_thresholds": f"usage:3:{window}:{NEVER}",
+        "senders": "http",
+        "http_webhook_url": "http://127.0.0.1/never",
+        "port_override": str(free_port()),
+        "influxdb3_auth_token": "bench-token",
+    }
+
+
+def naive_args(window: int) -> dict[str, str]:
+    return {"measurement": "cpu", "mad_thresholds": f"usage:3:{window}:{NEVER}"}
+
+
+def call(plugin: Path, engine: EngineAPI, batches: Batches, args: dict[str, str]) -> None:
+    """One engine-style call: the plugin file is executed afresh, then its entry point runs."""
+    load_entry_point(plugin, "process_writes")(engine, batches, args)
+
+
+def check_quiet(engine: EngineAPI) -> None:
+    """The benchmark is about the detection path: nothing may have fired or failed."""
+    fired = ("alert sent", "alert delivery", "alert suppressed", "alert:")
+    noisy = [t for t in engine.log_texts() if any(word in t for word in fired)]
+    noisy += engine.log_texts("ERROR")
+    if noisy or engine.writes:
+        raise SystemExit(f"benchmark data fired a rule or failed: {noisy[:3]} {engine.writes[:3]}")
+    engine.take_logs()
+
+
+def time_flushes(plugin: Path, engine: EngineAPI, flushes: list[Batches], args: dict[str, str]):  # type: ignore[no-untyped-def]
+    gc.collect()
+    started = time.perf_counter()
+    for batches in flushes:
+        call(plugin, engine, batches, args)
+    elapsed = time.perf_counter() - started
+    return elapsed
+
+
+def bench_madcheck(window: int, flushes: int, rng: random.Random) -> float:
+    engine = make_engine(TABLES)
+    args = madcheck_args(window)
+    fill = flush(rng, 0)  # reused: only the windows' fill level matters before timing
+    for _ in range(-(-window // STEPS_PER_FLUSH)):
+        call(MAD_PLUGIN, engine, fill, args)
+    check_quiet(engine)
+    timed = [flush(rng, window + i * STEPS_PER_FLUSH) for i in range(flushes)]
+    elapsed = time_flushes(MAD_PLUGIN, engine, timed, args)
+    check_quiet(engine)
+    return flushes * ROWS_PER_FLUSH / elapsed
+
+
+def bench_naive(window: int, rows: int, rng: random.Random) -> float:
+    engine = make_engine(TABLES)
+    key_of: Callable[..., str] = load_entry_point(NAIVE_PLUGIN, "window_key")
+    for s in range(SERIES):
+        key = key_of("cpu", f"host=host{s:04d}", "usage", window)
+        engine.cache.put(key, [rng.gauss(50.0, 5.0) for _ in range(window)])
+    steps = max(1, rows // SERIES)
+    timed = [flush(rng, window, steps)]
+    elapsed = time_flushes(NAIVE_PLUGIN, engine, timed, naive_args(window))
+    check_quiet(engine)
+    return steps * SERIES / elapsed
+
+
+def bytes_per_value(plugin: Path, args: dict[str, str], window: int) -> float:
+    """Everything the trigger retains once every window is full, per retained value.
+
+    Rows (and their tag strings) are made while tracing, so the series keys kept from them count.
+    """
+    rng = random.Random(7)
+    call(plugin, make_engine(TABLES), flush(rng, 0, 1), args)  # imports happen outside tracing
+    engine = make_engine(TABLES)
+    gc.collect()
+    tracemalloc.start()
+    for step in range(0, window, STEPS_PER_FLUSH):
+        call(plugin, engine, flush(rng, step), args)
+    engine.take_logs()
+    gc.collect()
+    retained, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return retained / (SERIES * window)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
+    parser.add_argument("--flushes", type=int, default=5, help="timed flushes for madcheck")
+    parser.add_argument(
+        "--naive-rows", type=int, default=10_000, help="rows timed for the naive plugin"
+    )
+    parser.add_argument(
+        "--naive-rows-large", type=int, default=1_000, help="the same, at windows over 1,000"
+    )
+    options = parser.parse_args()
+    rng = random.Random(42)
+
+    print(
+        f"Python {platform.python_version()} on {platform.machine()}, "
+        f"{SERIES} series, {ROWS_PER_FLUSH} rows per flush, plugin files run engine-style\n"
+    )
+    print("| window | madcheck rows/s | naive rows/s | speed-up | naive rows timed |")
+    print("|---:|---:|---:|---:|---:|")
+    for window in options.windows:
+        fast = bench_madcheck(window, options.flushes, rng)
+        rows = options.naive_rows if window <= 1_000 else options.naive_rows_large
+        naive = bench_naive(window, rows, rng)
+        print(
+            f"| {window:,} | {fast:,.0f} | {naive:,.0f} | {fast / naive:,.1f}x | {rows:,} |",
+            flush=True,
+        )
+    window = 100
+    print(
+        f"\nbytes per retained value at window {window} (tracemalloc, whole trigger state): "
+        f"madcheck {bytes_per_value(MAD_PLUGIN, madcheck_args(window), window):.1f}, "
+        f"naive {bytes_per_value(NAIVE_PLUGIN, naive_args(window), window):.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
