@@ -1,4 +1,4 @@
-"""A straightforward MAD plugin: the yardstick ``bench_process_writes.py`` measures madcheck against.
+"""A straightforward MAD plugin: the yardstick ``bench_process_writes.py`` measures against.
 
 It is what one writes first from the seed's description, and it is correct: every point copies
 and sorts its window (``statistics.median``, twice: the median, then the median of the
