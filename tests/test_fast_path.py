@@ -15,7 +15,7 @@ import random
 import statistics
 import tracemalloc
 from collections import Counter
-
+from itertools import pairwise
 from unittest.mock import patch
 
 from hypothesis import given, settings
@@ -205,7 +205,7 @@ def plain_detector(rows, tag_names, thresholds, state_change_count):
                 if not fires:
                     continue
                 run[:] = [0, None]
-                flips = sum(a != b for a, b in zip(history, history[1:]))
+                flips = sum(a != b for a, b in pairwise(history))
                 alerts.append(
                     (
                         field,
