@@ -259,10 +259,10 @@ def _parse_fast(text: str, unit: str, now: int) -> Point | None:
         return None
     tags: dict[str, str] = {}
     for pair in head[1:]:
-        key, sep, value = pair.partition("=")
-        if not key or not sep or not value or key in tags:
+        key, sep, tag_value = pair.partition("=")
+        if not key or not sep or not tag_value or key in tags:
             return None
-        tags[key] = value
+        tags[key] = tag_value
     fields: dict[str, FieldValue] = {}
     for pair in parts[1].split(","):
         key, sep, raw = pair.partition("=")
@@ -436,7 +436,7 @@ class _Scanner:
     def parse_time(self, unit: str, now: int) -> int:
         if self.pos < len(self.text) and self.text[self.pos] not in " ":
             raise self.fail(
-                f"unexpected {self.text[self.pos:]!r} after the fields: "
+                f"unexpected {self.text[self.pos :]!r} after the fields: "
                 "separate fields with commas and the timestamp with a space"
             )
         self.skip_spaces()
