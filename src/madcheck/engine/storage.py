@@ -436,10 +436,12 @@ class _Database:
         ]
 
 
+_TIME_RESULT = re.compile(r'(?i)"?time"?|(?:min|max)\((?:\w+\.)?"?time"?\)|date_bin\([^()]*\)')
+
+
 def _is_time_column(name: str) -> bool:
     """Result columns shown as timestamps even when SQLite lost the column's declared type."""
-    lowered = name.lower()
-    return lowered == "time" or lowered.endswith("(time)") or lowered.startswith("date_bin(")
+    return _TIME_RESULT.fullmatch(name) is not None
 
 
 def _date_bin(interval_ns: int | None, time_ns: int | None, origin_ns: int = 0) -> int | None:
