@@ -17,6 +17,7 @@ from madcheck.engine.storage import (
     InvalidRequestError,
     QueryError,
     Storage,
+    StorageError,
     TriggerDefinition,
     TriggerExistsError,
 )
@@ -473,3 +474,30 @@ def test_closed_storage_refuses_work(tmp_path):
     store.close()
     with pytest.raises(Exception, match="storage is closed"):
         store.write_lp("db", "cpu v=1")
+
+
+def test_after_close_the_database_file_alone_is_a_complete_copy(tmp_path):
+    with Storage(tmp_path / "a") as store:
+        store.write_lp("db", "cpu v=1 1")
+    copy = tmp_path / "b" / "databases"
+    copy.mkdir(parents=True)
+    (copy / "db.sqlite3").write_bytes((tmp_path / "a" / "databases" / "db.sqlite3").read_bytes())
+    with Storage(tmp_path / "b") as reopened:
+        assert reopened.query("db", "SELECT v FROM cpu") == [{"v": 1.0}]
+
+
+def test_an_unreadable_database_file_is_reported_with_its_path(tmp_path):
+    directory = tmp_path / "databases"
+    directory.mkdir()
+    (directory / "broken.sqlite3").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StorageError, match=r"cannot open database file .*broken\.sqlite3"):
+        Storage(tmp_path)
+
+
+def test_tables_are_limited_to_500_columns_like_influxdb(storage):
+    wide = ",".join(f"f{i}=1" for i in range(498))
+    write_ok(storage, f"wide,host=a {wide} 1")  # 498 fields + 1 tag + time = 500
+    result = storage.write_lp("db", "wide,host=a one_more=1 2\nwide,host=a f0=2 3")
+    assert [e.line_number for e in result.errors] == [1]
+    assert "more than 500 columns" in result.errors[0].error_message
+    assert len(storage.columns("db", "wide")) == 500
