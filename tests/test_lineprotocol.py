@@ -295,7 +295,7 @@ def test_engine_row_has_only_present_columns_and_plain_ints():
 _name_chars = st.characters(
     blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="\\#\t\r\n\x0b\x0c"
 )
-_names = st.text(_name_chars, min_size=1, max_size=12).filter(lambda s: s.strip() == s)
+_names = st.text(_name_chars, min_size=1, max_size=12)
 _field_values = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.integers(min_value=lp.INT64_MIN, max_value=lp.INT64_MAX),
