@@ -41,7 +41,7 @@ def request(
     return {"notification_text": text, "senders_config": senders}
 
 
-def encoded_headers(headers: dict[str, str]) -> str:
+def encoded_headers(headers: object) -> str:
     return base64.b64encode(json.dumps(headers).encode()).decode()
 
 
