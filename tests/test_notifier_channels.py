@@ -10,11 +10,11 @@ from email.utils import formatdate
 
 import pytest
 
-import standins
 from madcheck.notify.channels.base import SendContext
 from madcheck.notify.dispatch import dispatch, parse_request
 from madcheck.notify.retry import RetryPolicy
-from notifier_calls import (
+from tests import standins
+from tests.notifier_calls import (
     FAST,
     FROM_NUMBER,
     TO_NUMBER,
@@ -25,7 +25,7 @@ from notifier_calls import (
     request,
     twilio_config,
 )
-from standins import Reply
+from tests.standins import Reply
 
 
 @pytest.fixture

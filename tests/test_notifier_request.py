@@ -9,13 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import standins
 from madcheck.engine.api import EngineAPI
 from madcheck.engine.loader import load_entry_point
 from madcheck.notify import channels
 from madcheck.notify.allowlist import HostAllowList
 from madcheck.notify.settings import NotifierSettings
-from notifier_calls import FAST, PLUGIN, call, encoded_headers, request
+from tests import standins
+from tests.notifier_calls import FAST, PLUGIN, call, encoded_headers, request
 
 
 def malformed_bodies(url: str) -> dict[str, tuple[bytes, str]]:

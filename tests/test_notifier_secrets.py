@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-import standins
 from madcheck.engine.api import EngineAPI
-from notifier_calls import (
+from tests import standins
+from tests.notifier_calls import (
     FAST,
     FROM_NUMBER,
     TO_NUMBER,
@@ -21,7 +21,7 @@ from notifier_calls import (
     request,
     twilio_config,
 )
-from standins import Reply
+from tests.standins import Reply
 
 HEADER_SECRET = "Bearer hdr-secret-5b1f"
 TOKEN_LIKE = "xoxb-123-secret"

@@ -1,1 +1,1 @@
-"""The engine entry points (``process_writes``, ``process_request``) as thin glue to the logic."""
+"""Adapters the Processing Engine calls: thin glue between ``influxdb3_local`` and the package."""
