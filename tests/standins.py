@@ -11,6 +11,9 @@ request is recorded so a test can assert what was sent.
         ... post to slack.url ...
         assert slack.requests[-1].json() == {"text": "hi"}
 
+``request_trigger`` serves a ``process_request`` plugin the way the engine does, for tests
+that send alerts from the MAD plugin to the notifier over HTTP.
+
 A scripted entry is a ``Reply`` or a function from the ``Recorded`` request to a ``Reply``.
 ``Reply(hold=event)`` answers only once the event is set (a slow service); holds are released
 when the stand-in closes, and never last longer than ``HOLD_LIMIT`` seconds.
@@ -307,4 +310,56 @@ def twilio_answer(sid: str, token: str) -> Responder:
 def twilio(sid: str, token: str) -> Iterator[StandIn]:
     """Twilio for one account; point ``TWILIO_API_BASE_URL`` at ``.base_url``."""
     with StandIn(twilio_answer(sid, token)) as standin:
+        yield standin
+
+
+# -- the engine's request trigger route --------------------------------------------------------
+
+
+def engine_route(
+    process_request: Callable[..., Any],
+    influxdb3_local: Any,
+    args: Mapping[str, str] | None = None,
+    token: str | None = None,
+) -> Responder:
+    """Answer ``/api/v3/engine/<path>`` as the engine does for a ``request:<path>`` trigger.
+
+    Without the bearer ``token`` it answers 401; otherwise it calls the plugin with lower-cased
+    headers (``authorization`` removed), the body as bytes and the query parameters, and turns
+    its return value (a dict, a str, or ``(body, status[, headers])``) into the HTTP answer.
+    """
+
+    def answer(request: Recorded) -> Reply:
+        if token is not None and request.headers.get("authorization") not in (
+            f"Bearer {token}",
+            f"Token {token}",
+        ):
+            return Reply.json(401, {"error": "the request was not authenticated"})
+        headers = {k: v for k, v in request.headers.items() if k != "authorization"}
+        query = {name: values[-1] for name, values in request.query.items()}
+        result = process_request(
+            influxdb3_local, query, headers, request.body, dict(args) if args else None
+        )
+        status, extra = 200, {}
+        if isinstance(result, tuple):
+            result, status, *rest = result
+            extra = dict(rest[0]) if rest else {}
+        if isinstance(result, str):
+            return Reply.text(status, result, extra)
+        return Reply.json(status, result, extra)
+
+    return answer
+
+
+@contextmanager
+def request_trigger(
+    process_request: Callable[..., Any],
+    influxdb3_local: Any,
+    args: Mapping[str, str] | None = None,
+    token: str | None = None,
+    path: str = "notify",
+) -> Iterator[StandIn]:
+    """A loopback engine serving one request trigger; ``.url`` is its endpoint."""
+    route = engine_route(process_request, influxdb3_local, args, token)
+    with StandIn(route, f"/api/v3/engine/{path}") as standin:
         yield standin
