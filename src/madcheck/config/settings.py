@@ -58,6 +58,8 @@ class Config:
     count_text: str = DEFAULT_COUNT_TEXT
     time_text: str = DEFAULT_TIME_TEXT
     delivery: DeliverySettings = DeliverySettings()
+    #: Table every alert event is written to; empty turns the history off.
+    alerts_table: str = "mad_alerts"
 
     @property
     def sender_names(self) -> list[str]:
@@ -138,8 +140,20 @@ def load_config(
         count_text=_text(merged.get("notification_count_text")) or DEFAULT_COUNT_TEXT,
         time_text=_text(merged.get("notification_time_text")) or DEFAULT_TIME_TEXT,
         delivery=delivery,
+        alerts_table=_alerts_table(merged, measurement),
     )
     return LoadedConfig(config, tuple(warnings))
+
+
+def _alerts_table(merged: Mapping[str, Any], measurement: str) -> str:
+    raw = merged.get("alerts_table")
+    table = "mad_alerts" if raw is None else _text(raw)
+    if table == measurement:
+        raise ConfigError(
+            f"alerts_table must differ from measurement ({measurement}): the plugin would "
+            "react to its own alerts"
+        )
+    return table
 
 
 def _read_toml(relative: str, env: Mapping[str, str]) -> dict[str, Any]:

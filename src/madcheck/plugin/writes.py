@@ -22,6 +22,7 @@ from madcheck.detect.detector import SKIP_MISSING, BatchResult, Detector
 from madcheck.notify.client import NotifierClient
 from madcheck.notify.retry import RetryPolicy
 from madcheck.plugin.calllog import CallLog
+from madcheck.plugin.history import history_line
 from madcheck.plugin.schema import (
     FALLBACK_TTL_S,
     SCHEMA_TTL_S,
@@ -193,6 +194,7 @@ def _process_table(engine: Any, state: TriggerState, rows: Sequence[Any], log: C
     result = state.detector.process(rows, schema.tags)
     _log_batch(state.config.measurement, result, log)
     for alert in result.alerts:
+        _record(engine, state.config, alert, log)
         _handle_alert(state, alert, log)
 
 
@@ -212,6 +214,16 @@ def _log_batch(table: str, result: BatchResult, log: CallLog) -> None:
 def render(template: str, alert: Alert) -> str:
     """Fill ``$table``, ``$field``, ... into a notification template; unknown ``$names`` stay."""
     return string.Template(template).safe_substitute(alert.variables())
+
+
+def _record(engine: Any, config: Config, alert: Alert, log: CallLog) -> None:
+    if not config.alerts_table:
+        return
+    state = "suppressed" if alert.suppressed else "firing"
+    try:
+        engine.write(history_line(config.alerts_table, alert, state))
+    except Exception as error:  # the history must never cost the alert itself
+        log.warn(f"could not write to {config.alerts_table}: {type(error).__name__}: {error}")
 
 
 def _handle_alert(state: TriggerState, alert: Alert, log: CallLog) -> None:
