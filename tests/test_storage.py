@@ -514,3 +514,16 @@ def test_only_the_newest_log_rows_are_kept(tmp_path):
         expected = [{"log_text": text} for text in ("1.1", "2.0", "2.1")]
         assert store.query("db", sql) == expected
         assert store.query(INTERNAL_DATABASE, sql) == expected
+
+
+def test_a_runaway_query_is_stopped_and_the_database_stays_usable(tmp_path):
+    with Storage(tmp_path, query_timeout_s=0.0) as store:
+        store.write_lp("db", "cpu v=1 1")
+        endless = (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+        )
+        with pytest.raises(QueryError, match="query stopped after 0 s"):
+            store.query("db", endless)
+        assert store.write_lp("db", "cpu v=2 2").errors == []
+    with Storage(tmp_path) as reopened:
+        assert len(reopened.query("db", "SELECT * FROM cpu")) == 2

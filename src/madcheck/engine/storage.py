@@ -57,6 +57,8 @@ INTERNAL_DATABASE = "_internal"
 MAX_COLUMNS_PER_TABLE = 500
 #: Plugin log rows kept per database (oldest dropped first).
 DEFAULT_MAX_LOG_ROWS = 100_000
+#: A query running longer is stopped: it holds its database's lock, so writers wait for it.
+DEFAULT_QUERY_TIMEOUT_S = 30.0
 
 TAG_TYPE = "Dictionary(Int32, Utf8)"
 TIME_TYPE = "Timestamp(Nanosecond, None)"
@@ -362,20 +364,33 @@ class _Database:
             )
 
     # -- queries -----------------------------------------------------------------------------------
-    def query(self, sql: str, params: dict[str, str] | None) -> list[dict[str, Any]]:
+    def query(
+        self, sql: str, params: dict[str, str] | None, timeout_s: float
+    ) -> list[dict[str, Any]]:
+        """Run one read-only statement, stopped after ``timeout_s`` (the lock blocks writers)."""
         try:
             translation = translate(sql, params)
         except TranslationError as error:
             raise QueryError(str(error)) from None
+        deadline = time.monotonic() + timeout_s
         with self.lock:
             self.conn.execute("PRAGMA query_only=ON")
+            self.conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
             try:
                 cursor = self.conn.execute(translation.sql, translation.params)
                 names = [column[0] for column in cursor.description or ()]
                 rows = cursor.fetchall()
+            except sqlite3.OperationalError as error:
+                if str(error) == "interrupted":
+                    raise QueryError(
+                        f"query stopped after {timeout_s:g} s: narrow it down, e.g. with "
+                        "WHERE time > now() - INTERVAL '1 hour' or LIMIT"
+                    ) from None
+                raise QueryError(self._explain(error)) from None
             except (sqlite3.Error, ValueError) as error:
                 raise QueryError(self._explain(error)) from None
             finally:
+                self.conn.set_progress_handler(None, 0)
                 self.conn.execute("PRAGMA query_only=OFF")
         time_columns = [i for i, name in enumerate(names) if _is_time_column(name)]
         records = []
@@ -650,9 +665,11 @@ class Storage:
         data_dir: Path,
         clock_ns: Callable[[], int] = time.time_ns,
         max_log_rows: int = DEFAULT_MAX_LOG_ROWS,
+        query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S,
     ) -> None:
         self.data_dir = Path(data_dir)
         self._max_log_rows = max_log_rows
+        self._query_timeout_s = query_timeout_s
         self._directory = self.data_dir / "databases"
         self._directory.mkdir(parents=True, exist_ok=True)
         self._clock_ns = clock_ns
@@ -757,7 +774,7 @@ class Storage:
             validate_database_name(database)
         except InvalidRequestError as error:
             raise QueryError(str(error)) from None
-        return self._existing(database).query(sql, params)
+        return self._existing(database).query(sql, params, self._query_timeout_s)
 
     def append_logs(self, database: str, records: Iterable[LogRecord]) -> None:
         """Store plugin log lines in ``database`` and in ``_internal``.
