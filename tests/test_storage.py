@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -527,3 +528,37 @@ def test_a_runaway_query_is_stopped_and_the_database_stays_usable(tmp_path):
         assert store.write_lp("db", "cpu v=2 2").errors == []
     with Storage(tmp_path) as reopened:
         assert len(reopened.query("db", "SELECT * FROM cpu")) == 2
+
+
+def test_queries_are_answered_while_a_write_transaction_is_open(storage, tmp_path):
+    write_ok(storage, "cpu v=1 1")
+    other_writer = sqlite3.connect(tmp_path / "databases" / "db.sqlite3", isolation_level=None)
+    try:
+        # Without WAL an exclusive writer would lock readers out ("database is locked").
+        other_writer.execute("BEGIN EXCLUSIVE")
+        assert storage.query("db", "SELECT v FROM cpu") == [{"v": 1.0}]
+    finally:
+        other_writer.execute("ROLLBACK")
+        other_writer.close()
+
+
+def test_a_slow_query_does_not_hold_up_writes(storage):
+    write_ok(storage, "cpu v=1 1")
+    entered, release = threading.Event(), threading.Event()
+    waited: list[bool] = []
+
+    def block_until_released() -> int:
+        entered.set()
+        waited.append(release.wait(timeout=30))  # False only if the write below was held up
+        return 1
+
+    reader = storage._get("db", create=False).reader
+    reader.create_function("block_until_released", 0, block_until_released)
+    query = threading.Thread(target=storage.query, args=("db", "SELECT block_until_released()"))
+    query.start()
+    assert entered.wait(timeout=30)
+    write_ok(storage, "cpu v=2 2")  # while the query is still running
+    release.set()
+    query.join()
+    assert waited == [True]
+    assert len(storage.query("db", "SELECT * FROM cpu")) == 2
