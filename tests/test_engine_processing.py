@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from madcheck.engine.storage import Storage, TriggerDefinition
 
 from engine_harness import wait_for
+from madcheck.engine.cache import GlobalCache
 from madcheck.engine.processing import EngineError, ProcessingEngine
+from madcheck.engine.storage import Storage, TriggerDefinition
 
 CALLS_PLUGIN = """
 def process_writes(influxdb3_local, table_batches, args=None):
@@ -47,7 +48,7 @@ def _trigger(
 ) -> TriggerDefinition:
     return TriggerDefinition(
         database="db",
-        trigger_name=name,
+        name=name,
         plugin_filename="calls.py",
         trigger_specification=spec,
         trigger_arguments=args or {},
@@ -141,9 +142,10 @@ def process_writes(influxdb3_local, table_batches, args=None):
 def test_slow_trigger_never_blocks_writers_and_drops_oldest_beyond_the_bound(
     storage: Storage, tmp_path: Path
 ) -> None:
-    engine = _engine(storage, tmp_path, SLOW_PLUGIN, max_pending_rows=3)
+    shared = GlobalCache()
     gate = threading.Event()
-    engine._global_cache.put("gate", gate)
+    shared.put("gate", gate, None)
+    engine = _engine(storage, tmp_path, SLOW_PLUGIN, max_pending_rows=3, global_cache=shared)
     engine.create_trigger(_trigger("slow", "all_tables"))
     _write(engine, storage, "cpu usage=0 1")
     engine.flush()

@@ -24,7 +24,7 @@ from typing import Any
 from madcheck.engine.api import EngineAPI, LogRecord, PendingWrite
 from madcheck.engine.cache import GlobalCache, TriggerCache
 from madcheck.engine.loader import load_entry_point
-from madcheck.engine.storage import Storage, TriggerDefinition
+from madcheck.engine.storage import Storage, StorageError, TriggerDefinition, TriggerExistsError
 from madcheck.engine.triggers import TriggerSpec, TriggerSpecError, parse_trigger_spec
 
 logger = logging.getLogger("madcheck.engine")
@@ -121,7 +121,7 @@ class _Trigger:
 
     @property
     def key(self) -> tuple[str, str]:
-        return (self.definition.database, self.definition.trigger_name)
+        return (self.definition.database, self.definition.name)
 
 
 @dataclass(frozen=True)
@@ -151,12 +151,13 @@ class ProcessingEngine:
         *,
         max_pending_rows: int = DEFAULT_MAX_PENDING_ROWS,
         clock_ns: Callable[[], int] = time.time_ns,
+        global_cache: GlobalCache | None = None,
     ) -> None:
         self._storage = storage
         self._plugin_dir = plugin_dir
         self._max_pending_rows = max_pending_rows
         self._clock_ns = clock_ns
-        self._global_cache = GlobalCache()
+        self._global_cache = global_cache if global_cache is not None else GlobalCache()
         self._lock = threading.Lock()
         self._triggers: dict[tuple[str, str], _Trigger] = {}
         self._pending: dict[str, list[Row]] = {}
@@ -170,7 +171,7 @@ class ProcessingEngine:
             try:
                 spec = parse_trigger_spec(definition.trigger_specification)
             except TriggerSpecError as exc:
-                logger.error("skipping saved trigger %s: %s", definition.trigger_name, exc)
+                logger.error("skipping saved trigger %s: %s", definition.name, exc)
                 continue
             self._start(definition, spec)
 
@@ -232,7 +233,7 @@ class ProcessingEngine:
 
     # -- trigger management --------------------------------------------------------------------
     def create_trigger(self, definition: TriggerDefinition) -> None:
-        if not definition.database or not definition.trigger_name:
+        if not definition.database or not definition.name:
             raise EngineError(400, "db and trigger_name are required")
         try:
             spec = parse_trigger_spec(definition.trigger_specification)
@@ -240,15 +241,20 @@ class ProcessingEngine:
             raise EngineError(400, str(exc)) from exc
         self._plugin_path(definition.plugin_filename)
         with self._lock:
-            if (definition.database, definition.trigger_name) in self._triggers:
+            if (definition.database, definition.name) in self._triggers:
                 raise EngineError(
                     409,
-                    f"trigger {definition.trigger_name!r} already exists in database "
+                    f"trigger {definition.name!r} already exists in database "
                     f"{definition.database!r}",
                 )
             if spec.path is not None and self._request_trigger(spec.path) is not None:
                 raise EngineError(409, f"another trigger already serves request:{spec.path}")
-            self._storage.save_trigger(definition)
+            try:
+                self._storage.save_trigger(definition)
+            except TriggerExistsError as exc:
+                raise EngineError(409, str(exc)) from exc
+            except StorageError as exc:
+                raise EngineError(400, str(exc)) from exc
             self._start_locked(definition, spec)
 
     def delete_trigger(self, database: str, name: str) -> None:
@@ -276,7 +282,7 @@ class ProcessingEngine:
         trigger = _Trigger(definition, spec, TriggerCache(self._global_cache))
         if spec.kind == "writes":
             trigger.worker = _WritesWorker(
-                definition.trigger_name,
+                definition.name,
                 run_batch=lambda rows: self._run_writes(trigger, rows),
                 report_drop=lambda count: self._log(
                     trigger,
@@ -363,7 +369,7 @@ class ProcessingEngine:
 
         return EngineAPI(
             database=trigger.definition.database,
-            trigger_name=trigger.definition.trigger_name,
+            trigger_name=trigger.definition.name,
             query_handler=query,
             cache=trigger.cache,
             log_sink=lambda record: self._persist_log(trigger, record),
@@ -387,7 +393,7 @@ class ProcessingEngine:
             self.record_writes(database, result.rows)
 
     def _log(self, trigger: _Trigger, level: str, text: str) -> None:
-        record = LogRecord(self._clock_ns(), trigger.definition.trigger_name, level, text)
+        record = LogRecord(self._clock_ns(), trigger.definition.name, level, text)
         self._persist_log(trigger, record)
 
     def _persist_log(self, trigger: _Trigger, record: LogRecord) -> None:

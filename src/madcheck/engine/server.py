@@ -26,7 +26,13 @@ from urllib.parse import parse_qs, urlsplit
 from madcheck.engine.auth import TokenStore, bearer_token
 from madcheck.engine.formats import FORMATS, render
 from madcheck.engine.processing import EngineError, ProcessingEngine, RequestCall
-from madcheck.engine.storage import QueryError, Storage, TriggerDefinition, WriteResult
+from madcheck.engine.storage import (
+    InvalidRequestError,
+    QueryError,
+    Storage,
+    TriggerDefinition,
+    WriteResult,
+)
 
 logger = logging.getLogger("madcheck.engine")
 
@@ -149,6 +155,7 @@ class EngineServer:
                 _V3_PRECISIONS,
                 query.get("precision", "auto"),
                 accept_partial=_flag(query.get("accept_partial"), True),
+                no_sync=_flag(query.get("no_sync"), False),
             )
         if path == "/api/v2/write":
             self._require(method, "POST")
@@ -222,6 +229,7 @@ class EngineServer:
         precision: str,
         *,
         accept_partial: bool,
+        no_sync: bool = False,
     ) -> Response:
         if not self._accepting_writes:
             raise HTTPError(503, "the server is shutting down")
@@ -234,9 +242,12 @@ class EngineServer:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise HTTPError(400, "line protocol must be UTF-8") from exc
-        result: WriteResult = self.storage.write_lp(
-            database, text, precision=unit, accept_partial=accept_partial
-        )
+        try:
+            result: WriteResult = self.storage.write_lp(
+                database, text, precision=unit, accept_partial=accept_partial, no_sync=no_sync
+            )
+        except InvalidRequestError as exc:
+            raise HTTPError(400, str(exc)) from exc
         self.engine.record_writes(database, result.rows)
         if not result.errors:
             return Response(204)
@@ -310,7 +321,7 @@ class EngineServer:
             raise HTTPError(400, f"missing or empty: {', '.join(missing)}")
         definition = TriggerDefinition(
             database=str(values[0]),
-            trigger_name=str(values[1]),
+            name=str(values[1]),
             plugin_filename=str(values[2]),
             trigger_specification=str(values[3]),
             trigger_arguments=dict(arguments),
