@@ -39,7 +39,7 @@ def load_entry_point(plugin_path: Path, function_name: str) -> PluginFunction:
         source = plugin_path.read_text(encoding="utf-8")
         namespace = {"__builtins__": builtins}
         exec(compile(source, plugin_path.name, "exec"), namespace)
-    function = namespace.get(function_name)
+    function: PluginFunction | None = namespace.get(function_name)
     if not callable(function):
         raise LookupError(f"plugin {plugin_path.name} does not define {function_name}()")
     return function

@@ -109,8 +109,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    if moment is None:
-        return None
     current = time.time() if now is None else now
     return max(0.0, moment.timestamp() - current)
 

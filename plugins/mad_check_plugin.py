@@ -1,0 +1,18 @@
+"""MAD anomaly detection for the InfluxDB 3 Processing Engine (data-writes trigger).
+
+Deploy with ``--trigger-spec all_tables`` (or ``table:NAME``). The logic lives in the ``madcheck``
+package, installed into the engine's Python with ``influxdb3 install package``: the engine runs
+this file in fresh globals on every call and cannot import files beside it.
+"""
+
+
+def process_writes(influxdb3_local, table_batches, args=None):  # type: ignore[no-untyped-def]
+    try:
+        from madcheck.plugin.writes import process_writes as run
+    except ImportError:
+        influxdb3_local.error(
+            "mad_check: the madcheck package is not installed in the engine's Python; "
+            "run: influxdb3 install package madcheck"
+        )
+        return
+    run(influxdb3_local, table_batches, args)

@@ -1,0 +1,90 @@
+"""Which notification channels an alert goes to, and the arguments each needs.
+
+The MAD plugin does not talk to Slack or Twilio itself: it forwards each sender's arguments to the
+notifier plugin in ``senders_config``. Checking them here, when the trigger's config is loaded,
+turns a missing webhook URL into one clear warning instead of a failure at 3 a.m.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+_TWILIO_ARGS = ("twilio_sid", "twilio_token", "twilio_from_number", "twilio_to_number")
+
+
+@dataclass(frozen=True)
+class SenderSpec:
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+
+
+SENDERS: dict[str, SenderSpec] = {
+    "slack": SenderSpec(("slack_webhook_url",), ("slack_headers",)),
+    "discord": SenderSpec(("discord_webhook_url",), ("discord_headers",)),
+    "http": SenderSpec(("http_webhook_url",), ("http_headers",)),
+    "sms": SenderSpec(_TWILIO_ARGS),
+    "whatsapp": SenderSpec(_TWILIO_ARGS),
+}
+
+#: Arguments that may instead come from the environment, as the seed allows for Twilio.
+ENVIRONMENT_FALLBACKS = {"twilio_sid": "TWILIO_SID", "twilio_token": "TWILIO_TOKEN"}
+
+#: Every sender argument holds a secret or personal data (URLs, headers, credentials, numbers).
+SECRET_ARGUMENTS = frozenset(
+    name for spec in SENDERS.values() for name in (*spec.required, *spec.optional)
+)
+
+
+def parse_sender_names(value: object) -> list[str]:
+    """``slack.discord`` (dot-separated, as in the seed) or a TOML list of names."""
+    if isinstance(value, str):
+        names = value.strip().strip("\"'").split(".")
+    elif isinstance(value, list):
+        names = [str(name) for name in value]
+    else:
+        return []
+    unique: list[str] = []
+    for name in (n.strip().lower() for n in names):
+        if name and name not in unique:
+            unique.append(name)
+    return unique
+
+
+def build_senders_config(
+    names: list[str], arguments: Mapping[str, object], environ: Mapping[str, str]
+) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """The ``senders_config`` payload for the usable senders, and a warning per dropped one."""
+    config: dict[str, dict[str, str]] = {}
+    warnings: list[str] = []
+    for name in names:
+        spec = SENDERS.get(name)
+        if spec is None:
+            known = ", ".join(SENDERS)
+            warnings.append(f"sender {name!r} dropped: unknown sender (known: {known})")
+            continue
+        values: dict[str, str] = {}
+        missing: list[str] = []
+        for argument in spec.required:
+            value = _argument(argument, arguments, environ)
+            if value:
+                values[argument] = value
+            else:
+                missing.append(argument)
+        if missing:
+            warnings.append(f"sender {name!r} dropped: missing {', '.join(missing)}")
+            continue
+        for argument in spec.optional:
+            value = _argument(argument, arguments, environ)
+            if value:
+                values[argument] = value
+        config[name] = values
+    return config, warnings
+
+
+def _argument(name: str, arguments: Mapping[str, object], environ: Mapping[str, str]) -> str:
+    value = arguments.get(name)
+    if value is None or value == "":
+        fallback = ENVIRONMENT_FALLBACKS.get(name)
+        value = environ.get(fallback, "") if fallback else ""
+    return str(value).strip().strip("\"'")

@@ -1,0 +1,221 @@
+"""One validated, typed config for the MAD trigger, built from everything a user can set.
+
+Sources, later ones winning key by key: trigger arguments, then the TOML file named by
+``config_file_path`` (relative to ``PLUGIN_DIR``). The environment fills in secrets that were not
+given (``INFLUXDB3_AUTH_TOKEN``, ``TWILIO_SID``, ``TWILIO_TOKEN``). Problems that leave the trigger
+usable become warnings; problems that do not become one ``ConfigError`` naming the argument.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from madcheck.config.durations import parse_duration_s
+from madcheck.config.senders import build_senders_config, parse_sender_names
+from madcheck.config.thresholds import Threshold, parse_thresholds
+
+DEFAULT_COUNT_TEXT = (
+    "MAD count alert: Field $field in $table outlier for $threshold_count consecutive points. "
+    "Tags: $tags"
+)
+DEFAULT_TIME_TEXT = (
+    "MAD duration alert: Field $field in $table outlier for $threshold_time. Tags: $tags"
+)
+
+
+class ConfigError(ValueError):
+    """The trigger cannot run with these arguments; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """How alerts reach the notifier: where, as whom, and how patiently."""
+
+    port: int = 8181
+    path: str = "notify"
+    token: str | None = field(default=None, repr=False)
+    attempts: int = 3
+    backoff_s: tuple[float, float] = (1.0, 4.0)
+    timeout_s: float = 10.0
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}/api/v3/engine/{self.path}"
+
+
+@dataclass(frozen=True)
+class Config:
+    measurement: str
+    thresholds: tuple[Threshold, ...]
+    senders_config: Mapping[str, Mapping[str, str]] = field(repr=False)
+    state_change_count: int = 0
+    count_text: str = DEFAULT_COUNT_TEXT
+    time_text: str = DEFAULT_TIME_TEXT
+    delivery: DeliverySettings = DeliverySettings()
+    #: Table every alert event is written to; empty turns the history off.
+    alerts_table: str = "mad_alerts"
+
+    @property
+    def sender_names(self) -> list[str]:
+        return list(self.senders_config)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    warnings: tuple[str, ...]
+
+
+def load_config(
+    args: Mapping[str, str] | None,
+    environ: Mapping[str, str] | None = None,
+) -> LoadedConfig:
+    """Merge, validate and type every setting. Raises ``ConfigError`` if the trigger cannot run."""
+    env = os.environ if environ is None else environ
+    merged: dict[str, Any] = {key.strip(): value for key, value in (args or {}).items()}
+    warnings: list[str] = []
+
+    config_file = merged.get("config_file_path")
+    if config_file not in (None, ""):
+        merged.update(_read_toml(str(config_file), env))
+
+    measurement = _text(merged.get("measurement"))
+    if not measurement:
+        raise ConfigError("measurement is required: the table to monitor, e.g. measurement=cpu")
+
+    if merged.get("mad_thresholds") in (None, ""):
+        raise ConfigError(
+            "mad_thresholds is required, e.g. mad_thresholds=temp:2.5:20:5@load:3:10:2m"
+        )
+    thresholds, problems = parse_thresholds(merged["mad_thresholds"])
+    warnings.extend(f"mad_thresholds: {problem}" for problem in problems)
+    if not thresholds:
+        raise ConfigError("mad_thresholds has no usable condition: " + "; ".join(problems))
+
+    names = parse_sender_names(merged.get("senders"))
+    if not names:
+        raise ConfigError("senders is required: dot-separated channels, e.g. senders=slack.http")
+    senders_config, sender_warnings = build_senders_config(names, merged, env)
+    warnings.extend(sender_warnings)
+    if not senders_config:
+        raise ConfigError("no usable sender: " + "; ".join(sender_warnings))
+
+    state_change_count = _integer(merged, "state_change_count", 0, minimum=0)
+    if state_change_count == 1:
+        warnings.append(
+            "state_change_count=1 would suppress every alert; treated as 0 (suppression off)"
+        )
+        state_change_count = 0
+
+    token = _text(merged.get("influxdb3_auth_token")) or env.get("INFLUXDB3_AUTH_TOKEN") or None
+    if token is None:
+        warnings.append(
+            "no influxdb3_auth_token or INFLUXDB3_AUTH_TOKEN: alerts are sent without a token"
+        )
+    delivery = DeliverySettings(
+        port=_integer(merged, "port_override", 8181, minimum=1, maximum=65535),
+        path=_text(merged.get("notification_path")).strip("/") or "notify",
+        token=token,
+        attempts=_integer(merged, "notification_attempts", 3, minimum=1, maximum=10),
+        backoff_s=(
+            _seconds(merged, "retry_backoff_min", 1.0),
+            _seconds(merged, "retry_backoff_max", 4.0),
+        ),
+        timeout_s=_seconds(merged, "notification_timeout", 10.0),
+    )
+    if delivery.backoff_s[0] > delivery.backoff_s[1]:
+        raise ConfigError("retry_backoff_min must not be greater than retry_backoff_max")
+
+    config = Config(
+        measurement=measurement,
+        thresholds=tuple(thresholds),
+        senders_config=senders_config,
+        state_change_count=state_change_count,
+        count_text=_text(merged.get("notification_count_text")) or DEFAULT_COUNT_TEXT,
+        time_text=_text(merged.get("notification_time_text")) or DEFAULT_TIME_TEXT,
+        delivery=delivery,
+        alerts_table=_alerts_table(merged, measurement),
+    )
+    return LoadedConfig(config, tuple(warnings))
+
+
+def _alerts_table(merged: Mapping[str, Any], measurement: str) -> str:
+    raw = merged.get("alerts_table")
+    table = "mad_alerts" if raw is None else _text(raw)
+    if table == measurement:
+        raise ConfigError(
+            f"alerts_table must differ from measurement ({measurement}): the plugin would "
+            "react to its own alerts"
+        )
+    return table
+
+
+def _read_toml(relative: str, env: Mapping[str, str]) -> dict[str, Any]:
+    relative = relative.strip().strip("\"'")
+    plugin_dir = env.get("PLUGIN_DIR")
+    if not plugin_dir:
+        raise ConfigError(
+            f"config_file_path={relative} needs the PLUGIN_DIR environment variable "
+            "(the file is looked up relative to it)"
+        )
+    if Path(relative).is_absolute():
+        raise ConfigError(f"config_file_path must be relative to PLUGIN_DIR, got {relative}")
+    path = Path(plugin_dir) / relative
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {relative} not found in PLUGIN_DIR") from None
+    except OSError as error:
+        raise ConfigError(f"config file {relative} cannot be read: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {relative} is not valid TOML: {error}") from None
+    return data
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    return str(value).strip().strip("\"'") if isinstance(value, str) else str(value)
+
+
+def _integer(
+    merged: Mapping[str, Any], name: str, default: int, minimum: int, maximum: int | None = None
+) -> int:
+    raw = merged.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise ValueError
+        value = int(_text(raw) if isinstance(raw, str) else raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _seconds(merged: Mapping[str, Any], name: str, default: float) -> float:
+    """A duration argument: ``250ms``, ``2s``, or a bare number of seconds (``0`` allowed)."""
+    raw = merged.get(name)
+    if raw is None or raw == "":
+        return default
+    text = _text(raw)
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            seconds = parse_duration_s(text)
+        except ValueError as error:
+            raise ConfigError(f"{name}: {error}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"{name} must be a finite, non-negative duration, got {raw!r}")
+    return seconds

@@ -1,0 +1,167 @@
+"""The ``mad_thresholds`` argument: ``field:k:window_count:threshold`` conditions joined by ``@``.
+
+The value reaches the plugin in several spellings, because the seed's own example quotes ``k``
+inside an already quoted shell word: ``temp:2.5:20:5@load:3:10:2m``, ``temp:"2.5":20:5``,
+``'temp:2.5:20:5'``. All are accepted. A TOML file may instead give a list of
+``[field, k, window_count, threshold]`` lists. A bad condition is reported and skipped so the good
+ones still run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from madcheck.config.durations import format_duration_ns, parse_duration_ns
+
+MIN_WINDOW = 2
+MAX_WINDOW = 100_000
+_QUOTES = "\"'"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One monitored condition on one field.
+
+    Exactly one of ``count`` (consecutive outliers) and ``duration_ns`` (length of an unbroken
+    outlier run, on data time) is set.
+    """
+
+    field: str
+    k: float
+    window_count: int
+    count: int | None = None
+    duration_ns: int | None = None
+
+    @property
+    def rule(self) -> str:
+        return "count" if self.count is not None else "duration"
+
+    @property
+    def threshold_text(self) -> str:
+        """The threshold as a user would write it: ``5`` or ``2m``."""
+        if self.count is not None:
+            return str(self.count)
+        assert self.duration_ns is not None
+        return format_duration_ns(self.duration_ns)
+
+    def describe(self) -> str:
+        return f"{self.field}:{self.k:g}:{self.window_count}:{self.threshold_text}"
+
+
+class ThresholdError(ValueError):
+    """A condition that cannot be used; the message says what is wrong and how to write it."""
+
+
+def _unquote(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in _QUOTES:
+        return text[1:-1].strip()
+    return text
+
+
+def _parse_k(raw: object) -> float:
+    if isinstance(raw, bool):
+        raise ThresholdError(f"k must be a number, got {raw!r}")
+    try:
+        k = float(_unquote(raw) if isinstance(raw, str) else raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ThresholdError(f"k must be a number, got {raw!r}") from None
+    if not math.isfinite(k) or k <= 0:
+        raise ThresholdError(f"k must be a positive number, got {raw!r}")
+    return k
+
+
+def _parse_window(raw: object) -> int:
+    text = _unquote(raw) if isinstance(raw, str) else raw
+    if isinstance(text, bool) or (isinstance(text, float) and not text.is_integer()):
+        raise ThresholdError(f"window_count must be a whole number, got {raw!r}")
+    try:
+        window: int = int(text)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ThresholdError(f"window_count must be a whole number, got {raw!r}") from None
+    if not MIN_WINDOW <= window <= MAX_WINDOW:
+        raise ThresholdError(
+            f"window_count must be between {MIN_WINDOW} and {MAX_WINDOW}, got {window}"
+        )
+    return window
+
+
+def _parse_limit(raw: object) -> tuple[int | None, int | None]:
+    """A whole number is a count threshold; anything else must be a duration."""
+    if isinstance(raw, bool):
+        raise ThresholdError(f"threshold must be a count or a duration, got {raw!r}")
+    if isinstance(raw, int):
+        text = str(raw)
+    elif isinstance(raw, str):
+        text = _unquote(raw)
+    else:
+        raise ThresholdError(f"threshold must be a count or a duration, got {raw!r}")
+    if text.isdigit():
+        count = int(text)
+        if count < 1:
+            raise ThresholdError("a count threshold must be at least 1")
+        return count, None
+    try:
+        return None, parse_duration_ns(text)
+    except ValueError as error:
+        raise ThresholdError(
+            f"threshold must be a count (e.g. 5) or a duration (e.g. 2m), got {raw!r}"
+        ) from error
+
+
+def threshold_from_parts(parts: Sequence[object]) -> Threshold:
+    """Build a ``Threshold`` from ``[field, k, window_count, threshold]``."""
+    if len(parts) != 4:
+        raise ThresholdError(
+            f"expected field:k:window_count:threshold (4 parts), got {len(parts)} part(s)"
+        )
+    raw_field, raw_k, raw_window, raw_limit = parts
+    field = _unquote(raw_field) if isinstance(raw_field, str) else ""
+    if not field:
+        raise ThresholdError("the field name is empty")
+    count, duration_ns = _parse_limit(raw_limit)
+    return Threshold(field, _parse_k(raw_k), _parse_window(raw_window), count, duration_ns)
+
+
+def parse_thresholds(value: object) -> tuple[list[Threshold], list[str]]:
+    """Parse every condition, returning the usable ones and one problem message per bad one.
+
+    ``value`` is the trigger argument (a string) or a TOML value (a list of 4-item lists, or a
+    list of condition strings).
+    """
+    if isinstance(value, str):
+        segments: list[object] = list(_unquote(value).split("@"))
+    elif isinstance(value, list):
+        segments = list(value)
+    else:
+        return [], [f"mad_thresholds must be a string or a list, got {type(value).__name__}"]
+
+    thresholds: list[Threshold] = []
+    problems: list[str] = []
+    for position, segment in enumerate(segments, start=1):
+        try:
+            if isinstance(segment, str):
+                segment = segment.strip()
+                if not segment:
+                    raise ThresholdError("the condition is empty")
+                # rsplit: the field name may itself contain ':' or '.'
+                threshold = threshold_from_parts(segment.rsplit(":", 3))
+            elif isinstance(segment, list | tuple):
+                threshold = threshold_from_parts(segment)
+            else:
+                raise ThresholdError(f"expected a string or a list, got {segment!r}")
+        except ThresholdError as error:
+            problems.append(f"condition {position} ({_shorten(segment)}) skipped: {error}")
+            continue
+        if threshold in thresholds:
+            problems.append(f"condition {position} ({threshold.describe()}) skipped: duplicate")
+            continue
+        thresholds.append(threshold)
+    return thresholds, problems
+
+
+def _shorten(segment: object, limit: int = 60) -> str:
+    text = segment if isinstance(segment, str) else repr(segment)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,1 @@
+"""Rolling median/MAD detection: plain Python objects, testable without any engine."""

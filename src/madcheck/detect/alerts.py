@@ -1,0 +1,114 @@
+"""What the detector reports when a rule fires."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from madcheck.config.thresholds import Threshold
+
+Tags = tuple[tuple[str, str], ...]
+
+
+def alert_id_for(table: str, field: str, tags: Tags, threshold: Threshold) -> str:
+    """A stable id per (table, field, tags, rule): the same series and rule always get the same id,
+    across calls and restarts, so firing and later events can be matched downstream."""
+    key = "\x1f".join((table, field, *(f"{k}={v}" for k, v in tags), threshold.describe()))
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A rule fired on one series field. ``suppressed`` alerts were flapping and are not sent."""
+
+    table: str
+    field: str
+    tags: Tags
+    threshold: Threshold
+    value: float
+    median: float
+    mad: float
+    time_ns: int
+    transitions: int = 0
+    suppressed: bool = False
+
+    @property
+    def rule(self) -> str:
+        return self.threshold.rule
+
+    @property
+    def lower(self) -> float:
+        return self.median - self.threshold.k * self.mad
+
+    @property
+    def upper(self) -> float:
+        return self.median + self.threshold.k * self.mad
+
+    @property
+    def alert_id(self) -> str:
+        return alert_id_for(self.table, self.field, self.tags, self.threshold)
+
+    @property
+    def tags_text(self) -> str:
+        """``host=server1,region=eu``, as the seed renders ``$tags``."""
+        return ",".join(f"{name}={value}" for name, value in self.tags)
+
+    def variables(self) -> dict[str, str]:
+        """The template variables of notification texts (documented in the README)."""
+        threshold = self.threshold
+        return {
+            "table": self.table,
+            "field": self.field,
+            "tags": self.tags_text,
+            "threshold_count": str(threshold.count) if threshold.count is not None else "",
+            "threshold_time": threshold.threshold_text if threshold.duration_ns else "",
+            "value": format_number(self.value),
+            "median": format_number(self.median),
+            "mad": format_number(self.mad),
+            "lower": format_number(self.lower),
+            "upper": format_number(self.upper),
+            "k": format_number(threshold.k),
+            "window_count": str(threshold.window_count),
+            "time": rfc3339(self.time_ns),
+            "alert_id": self.alert_id,
+            "rule": self.rule,
+        }
+
+    def as_dict(self) -> dict[str, object]:
+        """Structured context for receivers that want more than text (the ``http`` sender)."""
+        return {
+            "alert_id": self.alert_id,
+            "table": self.table,
+            "field": self.field,
+            "tags": dict(self.tags),
+            "rule": self.rule,
+            "threshold": self.threshold.threshold_text,
+            "value": self.value,
+            "median": self.median,
+            "mad": self.mad,
+            "lower": self.lower,
+            "upper": self.upper,
+            "k": self.threshold.k,
+            "window_count": self.threshold.window_count,
+            "time": rfc3339(self.time_ns),
+            "state": "suppressed" if self.suppressed else "firing",
+        }
+
+
+def format_number(value: float) -> str:
+    """Short but lossless enough for a human: ``93``, ``20.5``, ``1.234567891e+12``."""
+    return format(value, ".10g")
+
+
+def rfc3339(time_ns: int) -> str:
+    """``2026-11-29T20:00:00Z``, with a fraction only when the time has one."""
+    seconds, fraction = divmod(time_ns, 1_000_000_000)
+    try:
+        moment = datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{time_ns}ns since epoch"  # beyond what a calendar date can show
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if fraction:
+        text += "." + f"{fraction:09d}".rstrip("0")
+    return text + "Z"

@@ -1,0 +1,45 @@
+"""Alert history written back to the database as rows of ``alerts_table``.
+
+A table of past alerts is the most natural record in a time series database: queryable with
+SQL, graphable in Grafana or InfluxDB 3 Explorer, and it survives restarts where the trigger's
+cache does not. Rows carry the series' tags plus what the detector saw when the rule fired.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from madcheck.detect.alerts import Alert
+from madcheck.engine.line_builder import LineBuilder as _LocalLineBuilder
+
+#: Tags the history adds to the series' own; a series tag of such a name becomes ``tag_<name>``.
+_HISTORY_TAGS = ("field", "rule", "state", "alert_id")
+
+
+def _line_builder_class() -> Any:
+    """The engine injects its own ``LineBuilder`` into builtins; use it when present so the
+    engine's ``write`` gets the type it expects."""
+    return getattr(builtins, "LineBuilder", _LocalLineBuilder)
+
+
+def history_line(table: str, alert: Alert, state: str) -> Any:
+    """One ``LineBuilder`` row describing ``alert`` in ``state`` (firing, suppressed, resolved)."""
+    line = _line_builder_class()(table)
+    for name, value in alert.tags:
+        line.tag(f"tag_{name}" if name in _HISTORY_TAGS else name, value)
+    line.tag("field", alert.field)
+    line.tag("rule", alert.rule)
+    line.tag("state", state)
+    line.tag("alert_id", alert.alert_id)
+    line.float64_field("value", alert.value)
+    line.float64_field("median", alert.median)
+    line.float64_field("mad", alert.mad)
+    line.float64_field("lower", alert.lower)
+    line.float64_field("upper", alert.upper)
+    line.float64_field("k", alert.threshold.k)
+    line.int64_field("window_count", alert.threshold.window_count)
+    line.string_field("threshold", alert.threshold.threshold_text)
+    line.int64_field("transitions", alert.transitions)
+    line.time_ns(alert.time_ns)
+    return line

@@ -1,0 +1,268 @@
+"""``process_writes`` for the MAD check: the glue between the engine and the detector.
+
+The engine runs a single-file plugin in fresh globals on every call, so everything that must
+survive between calls (the parsed config, every series' window, the schema) lives in one
+``TriggerState`` object kept in the trigger's ``influxdb3_local.cache``. It is rebuilt only when
+the trigger's arguments (or the TOML file, or the relevant environment) change.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from madcheck.config.senders import SECRET_ARGUMENTS
+from madcheck.config.settings import Config, ConfigError, load_config
+from madcheck.detect.alerts import Alert
+from madcheck.detect.detector import SKIP_MISSING, BatchResult, Detector
+from madcheck.notify.client import NotifierClient
+from madcheck.notify.retry import RetryPolicy
+from madcheck.plugin.calllog import CallLog
+from madcheck.plugin.history import history_line
+from madcheck.plugin.schema import (
+    FALLBACK_TTL_S,
+    SCHEMA_TTL_S,
+    TableSchema,
+    fetch_schema,
+    fetch_tables,
+    has_unknown_columns,
+    infer_schema,
+)
+
+STATE_KEY = "madcheck.mad_check.state"
+LOG_LABEL = "mad_check"
+_ENVIRONMENT = ("INFLUXDB3_AUTH_TOKEN", "TWILIO_SID", "TWILIO_TOKEN", "PLUGIN_DIR")
+
+
+@dataclass
+class TriggerState:
+    """Everything the trigger keeps between calls."""
+
+    fingerprint: tuple[Any, ...]
+    config: Config
+    detector: Detector
+    client: NotifierClient
+    secrets: tuple[str, ...]
+
+
+def process_writes(
+    influxdb3_local: Any, table_batches: Sequence[Mapping[str, Any]], args: Any = None
+) -> None:
+    """Entry point for a data-writes trigger. Never raises: a failure is logged and the trigger
+    keeps running for the next flush."""
+    log = CallLog(influxdb3_local, LOG_LABEL)
+    try:
+        state = _trigger_state(influxdb3_local, args, log)
+        if state is None:
+            return
+        log.hide(state.secrets)
+        measurement = state.config.measurement
+        for batch in table_batches:
+            if isinstance(batch, Mapping) and batch.get("table_name") == measurement:
+                rows = batch.get("rows")
+                if isinstance(rows, Sequence) and rows:
+                    _process_table(influxdb3_local, state, rows, log)
+    except Exception as error:  # the trigger must survive anything
+        log.error(f"call failed with {type(error).__name__}: {error}")
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def _fingerprint(args: Any) -> tuple[Any, ...]:
+    arguments = tuple(sorted(args.items())) if isinstance(args, Mapping) else ()
+    environment = tuple(os.environ.get(name) for name in _ENVIRONMENT)
+    toml_mtime = None
+    config_file = args.get("config_file_path") if isinstance(args, Mapping) else None
+    plugin_dir = os.environ.get("PLUGIN_DIR")
+    if config_file and plugin_dir:
+        try:
+            toml_mtime = (Path(plugin_dir) / str(config_file).strip("\"' ")).stat().st_mtime_ns
+        except OSError:
+            toml_mtime = -1
+    return arguments, environment, toml_mtime
+
+
+def _trigger_state(engine: Any, args: Any, log: CallLog) -> TriggerState | None:
+    fingerprint = _fingerprint(args)
+    state: TriggerState | None = engine.cache.get(STATE_KEY)
+    if state is not None and state.fingerprint == fingerprint:
+        return state
+    if args is not None and not isinstance(args, Mapping):
+        log.error(f"trigger arguments must be key=value pairs, got {type(args).__name__}")
+        return None
+    arguments = {str(k): v for k, v in (args or {}).items()}
+    log.hide(str(v) for k, v in arguments.items() if _is_secret(k) and isinstance(v, str))
+    try:
+        loaded = load_config(arguments)
+    except ConfigError as error:
+        # Remember the failure so a broken trigger logs once per change, not once per flush.
+        if engine.cache.get(STATE_KEY + ".failed") != fingerprint:
+            log.error(f"configuration error, no detection until the arguments change: {error}")
+            engine.cache.put(STATE_KEY + ".failed", fingerprint)
+        return None
+    config = loaded.config
+    secrets = _secrets_of(config)
+    log.hide(secrets)
+    for warning in loaded.warnings:
+        log.warn(warning)
+    delivery = config.delivery
+    client = NotifierClient(
+        delivery.url,
+        delivery.token,
+        RetryPolicy(
+            attempts=delivery.attempts, backoff=delivery.backoff_s, timeout=delivery.timeout_s
+        ),
+    )
+    state = TriggerState(
+        fingerprint=fingerprint,
+        config=config,
+        detector=Detector(config.measurement, config.thresholds, config.state_change_count),
+        client=client,
+        secrets=secrets,
+    )
+    engine.cache.put(STATE_KEY, state)
+    engine.cache.delete(STATE_KEY + ".failed")
+    log.info(
+        "configuration loaded: "
+        f"measurement={config.measurement}, "
+        f"thresholds={' @ '.join(t.describe() for t in config.thresholds)}, "
+        f"senders={'.'.join(config.sender_names)}, "
+        f"state_change_count={config.state_change_count}, notifier={delivery.url}"
+    )
+    _check_table_exists(engine, config.measurement, log)
+    return state
+
+
+def _is_secret(name: str) -> bool:
+    return name in SECRET_ARGUMENTS or name == "influxdb3_auth_token"
+
+
+def _secrets_of(config: Config) -> tuple[str, ...]:
+    values = [v for sender in config.senders_config.values() for v in sender.values()]
+    if config.delivery.token:
+        values.append(config.delivery.token)
+    return tuple(values)
+
+
+def _check_table_exists(engine: Any, measurement: str, log: CallLog) -> None:
+    tables: set[str] | None = engine.cache.get("madcheck.tables")
+    if tables is None:
+        try:
+            tables = fetch_tables(engine)
+        except Exception as error:
+            log.warn(f"could not list tables ({type(error).__name__}); continuing")
+            return
+        engine.cache.put("madcheck.tables", tables, ttl=SCHEMA_TTL_S)
+    if measurement not in tables:
+        log.warn(f"table {measurement!r} does not exist yet; waiting for its first write")
+
+
+# -- detection -------------------------------------------------------------------------------
+
+
+def _schema(engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog) -> TableSchema:
+    key = f"madcheck.schema.{state.config.measurement}"
+    schema: TableSchema | None = engine.cache.get(key)
+    if schema is not None and not has_unknown_columns(rows, schema):
+        return schema
+    try:
+        schema = fetch_schema(engine, state.config.measurement)
+        ttl = SCHEMA_TTL_S
+    except Exception as error:
+        fields = {t.field for t in state.config.thresholds}
+        schema = infer_schema(rows, fields)
+        ttl = FALLBACK_TTL_S
+        log.warn(
+            f"could not read the schema of {state.config.measurement!r} "
+            f"({type(error).__name__}); treating string columns as tags: {', '.join(schema.tags)}"
+        )
+    else:
+        missing = sorted({t.field for t in state.config.thresholds} - schema.columns)
+        if schema.columns and missing:
+            log.warn(f"{state.config.measurement!r} has no column {', '.join(missing)} (yet)")
+    engine.cache.put(key, schema, ttl=ttl)
+    return schema
+
+
+def _process_table(engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog) -> None:
+    schema = _schema(engine, state, rows, log)
+    result = state.detector.process(rows, schema.tags)
+    _log_batch(state.config.measurement, result, log)
+    for alert in result.alerts:
+        _record(engine, state.config, alert, log)
+        _handle_alert(state, alert, log)
+
+
+def _log_batch(table: str, result: BatchResult, log: CallLog) -> None:
+    if result.outliers:
+        detail = ", ".join(f"{field}: {n}" for field, n in sorted(result.outliers.items()))
+        log.info(f"{table}: {result.points} points, outliers {detail}")
+    problems = {reason: n for reason, n in result.skipped.items() if reason != SKIP_MISSING}
+    if problems:
+        detail = ", ".join(f"{reason} ({n})" for reason, n in sorted(problems.items()))
+        log.warn(f"{table}: passed over {sum(problems.values())} value(s): {detail}")
+
+
+# -- alerts ----------------------------------------------------------------------------------
+
+
+def render(template: str, alert: Alert) -> str:
+    """Fill ``$table``, ``$field``, ... into a notification template; unknown ``$names`` stay."""
+    return string.Template(template).safe_substitute(alert.variables())
+
+
+def _record(engine: Any, config: Config, alert: Alert, log: CallLog) -> None:
+    if not config.alerts_table:
+        return
+    state = "suppressed" if alert.suppressed else "firing"
+    try:
+        engine.write(history_line(config.alerts_table, alert, state))
+    except Exception as error:  # the history must never cost the alert itself
+        log.warn(f"could not write to {config.alerts_table}: {type(error).__name__}: {error}")
+
+
+def _handle_alert(state: TriggerState, alert: Alert, log: CallLog) -> None:
+    config = state.config
+    summary = (
+        f"{alert.rule} rule {alert.threshold.describe()} on {alert.table} "
+        f"[{alert.tags_text or 'no tags'}] at {alert.variables()['time']}: "
+        f"value {alert.variables()['value']} outside {alert.variables()['lower']}.."
+        f"{alert.variables()['upper']} (alert {alert.alert_id})"
+    )
+    if alert.suppressed:
+        log.info(
+            f"alert suppressed, {alert.transitions} state changes in the last "
+            f"{alert.threshold.window_count} verdicts (state_change_count="
+            f"{config.state_change_count}): {summary}"
+        )
+        return
+    template = config.count_text if alert.rule == "count" else config.time_text
+    payload = {
+        "notification_text": render(template, alert),
+        "senders_config": {name: dict(values) for name, values in config.senders_config.items()},
+        "alert": alert.as_dict(),
+    }
+    delivery = state.client.send(payload)
+    if delivery.ok:
+        log.info(f"alert sent to {'.'.join(config.sender_names)}: {summary}")
+        return
+    failed = _failed_senders(delivery.answer)
+    detail = f"; failed senders: {failed}" if failed else ""
+    log.error(f"alert delivery failed ({delivery.reason}){detail}: {summary}")
+
+
+def _failed_senders(answer: Any) -> str:
+    """``slack (HTTP 500)`` from the notifier's per-sender results, if it sent any."""
+    results = answer.get("results") if isinstance(answer, Mapping) else None
+    if not isinstance(results, Mapping):
+        return ""
+    return ", ".join(
+        f"{name} ({result.get('reason', 'failed')})"
+        for name, result in results.items()
+        if isinstance(result, Mapping) and not result.get("ok")
+    )
