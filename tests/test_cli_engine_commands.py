@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from engine_harness import run_cli
 from madcheck.cli import main
+from tests.engine_harness import run_cli
 
 PLUGIN = """
 def process_writes(influxdb3_local, table_batches, args=None):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from engine_harness import ServeProcess, Webhook, log_texts, query, run_cli, wait_for
+from tests.engine_harness import ServeProcess, Webhook, log_texts, query, run_cli, wait_for
 
 RECORDER = """
 import json

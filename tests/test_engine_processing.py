@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from engine_harness import wait_for
 from madcheck.engine.cache import GlobalCache
 from madcheck.engine.processing import EngineError, ProcessingEngine
 from madcheck.engine.storage import Storage, TriggerDefinition
+from tests.engine_harness import wait_for
 
 CALLS_PLUGIN = """
 def process_writes(influxdb3_local, table_batches, args=None):

@@ -98,7 +98,8 @@ class _Receiver:
                 return
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/webhook"
+        self.host_port = f"127.0.0.1:{self._httpd.server_address[1]}"
+        self.url = f"http://{self.host_port}/webhook"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> _Receiver:
@@ -171,10 +172,14 @@ def _run(server: EngineServer, receiver: _Receiver, options: argparse.Namespace)
             "trigger_name": "notifier",
             "plugin_filename": "notifier_plugin.py",
             "trigger_specification": "request:notify",
-            "trigger_arguments": {},
+            "trigger_arguments": {"allowed_webhook_hosts": receiver.host_port},
         },
     )
-    _say("*", "created trigger notifier        (notifier_plugin.py, request:notify)")
+    _say(
+        "*",
+        "created trigger notifier        (notifier_plugin.py, request:notify, "
+        f"allowed_webhook_hosts={receiver.host_port})",
+    )
     mad_arguments = {
         "measurement": TABLE,
         "mad_thresholds": f"{FIELD}:3:20:3",
