@@ -165,6 +165,12 @@ def _run_serve(options: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     server.start()
     print(f"madcheck serve: listening on {server.url} (node {options.node_id})", flush=True)
+    if options.without_auth and host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: listening on {host} without authentication: anyone who can reach this "
+            "address can write, query and run plugins",
+            flush=True,
+        )
     if not options.without_auth and server.tokens.empty:
         print(f"no token yet: run `madcheck create token --admin --host {server.url}`", flush=True)
     while not stop.wait(0.5):
@@ -331,8 +337,10 @@ def _write(options: argparse.Namespace) -> int:
             raise ClientError(f"cannot read {options.file}: {exc.strerror}") from None
     elif options.lines is not None:
         text = options.lines
-    else:
+    elif not sys.stdin.isatty():
         text = sys.stdin.read()
+    else:
+        raise ClientError("no line protocol: give it as an argument, with --file, or on stdin")
     _client(options).request(
         "POST",
         "/api/v3/write_lp",

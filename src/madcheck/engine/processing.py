@@ -33,6 +33,7 @@ logger = logging.getLogger("madcheck.engine")
 Row = tuple[str, dict[str, Any]]
 
 DEFAULT_MAX_PENDING_ROWS = 1_000_000
+_SHUTDOWN_ROUNDS = 3
 
 
 class EngineError(Exception):
@@ -190,12 +191,19 @@ class ProcessingEngine:
         self._stop_flushing.set()
         if self._flusher is not None:
             self._flusher.join()
-        self.flush()
+        deadline = time.monotonic() + timeout_s
+        # Plugin writes made while draining are writes too: pass them on for a few rounds
+        # (bounded, since a trigger may keep writing to a table it watches).
+        for _ in range(_SHUTDOWN_ROUNDS):
+            if not self.wait_idle(max(0.0, deadline - time.monotonic())):
+                break
+            with self._lock:
+                if not self._pending:
+                    break
         with self._lock:
             workers = [t.worker for t in self._triggers.values() if t.worker is not None]
         for worker in workers:
             worker.stop(drain=True)
-        deadline = time.monotonic() + timeout_s
         for worker in workers:
             worker.join(max(0.0, deadline - time.monotonic()))
 

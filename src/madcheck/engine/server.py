@@ -50,7 +50,16 @@ _V3_PRECISIONS = {
     "s": "s",
     "second": "s",
 }
-_V1_PRECISIONS = {"n": "ns", "ns": "ns", "u": "us", "us": "us", "ms": "ms", "s": "s"}
+_V1_PRECISIONS = {
+    "n": "ns",
+    "ns": "ns",
+    "u": "us",
+    "us": "us",
+    "ms": "ms",
+    "s": "s",
+    "m": "m",
+    "h": "h",
+}
 _TRIGGER_PATH = "/api/v3/configure/processing_engine_trigger"
 _ENGINE_PREFIX = "/api/v3/engine/"
 
@@ -110,6 +119,8 @@ class EngineServer:
         self.engine = ProcessingEngine(self.storage, config.plugin_dir)
         self.engine.load_saved_triggers()
         self._accepting_writes = True
+        self._writes_in_flight = 0
+        self._writes_done = threading.Condition()
         self._httpd = ThreadingHTTPServer((config.host, config.port), _make_handler(self))
         self._thread: threading.Thread | None = None
 
@@ -127,7 +138,9 @@ class EngineServer:
 
     def stop(self) -> None:
         """Refuse writes, flush pending writes to the triggers, stop listening, close storage."""
-        self._accepting_writes = False
+        with self._writes_done:
+            self._accepting_writes = False
+            self._writes_done.wait_for(lambda: self._writes_in_flight == 0)
         self.engine.close()
         self._httpd.shutdown()
         self._httpd.server_close()
@@ -231,24 +244,16 @@ class EngineServer:
         accept_partial: bool,
         no_sync: bool = False,
     ) -> Response:
-        if not self._accepting_writes:
-            raise HTTPError(503, "the server is shutting down")
-        if not database:
-            raise HTTPError(400, "missing database: pass ?db=NAME (?bucket=NAME for /api/v2)")
-        unit = precisions.get(precision)
-        if unit is None:
-            raise HTTPError(400, f"invalid precision {precision!r}: use {', '.join(precisions)}")
+        with self._writes_done:
+            if not self._accepting_writes:
+                raise HTTPError(503, "the server is shutting down")
+            self._writes_in_flight += 1
         try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise HTTPError(400, "line protocol must be UTF-8") from exc
-        try:
-            result: WriteResult = self.storage.write_lp(
-                database, text, precision=unit, accept_partial=accept_partial, no_sync=no_sync
-            )
-        except InvalidRequestError as exc:
-            raise HTTPError(400, str(exc)) from exc
-        self.engine.record_writes(database, result.rows)
+            result = self._store(database, body, precisions, precision, accept_partial, no_sync)
+        finally:
+            with self._writes_done:
+                self._writes_in_flight -= 1
+                self._writes_done.notify_all()
         if not result.errors:
             return Response(204)
         data = [
@@ -262,6 +267,35 @@ class EngineServer:
         if accept_partial and result.rows:
             raise HTTPError(400, "partial write of line protocol occurred", data)
         raise HTTPError(400, "parsing failed for write_lp endpoint", data)
+
+    def _store(
+        self,
+        database: str | None,
+        body: bytes,
+        precisions: dict[str, str],
+        precision: str,
+        accept_partial: bool,
+        no_sync: bool,
+    ) -> WriteResult:
+        """Store the lines, then hand the stored rows to the engine (``_write`` counts this as a
+        write in flight, so shutdown's last flush always comes after it)."""
+        if not database:
+            raise HTTPError(400, "missing database: pass ?db=NAME (?bucket=NAME for /api/v2)")
+        unit = precisions.get(precision)
+        if unit is None:
+            raise HTTPError(400, f"invalid precision {precision!r}: use {', '.join(precisions)}")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise HTTPError(400, "line protocol must be UTF-8") from exc
+        try:
+            result = self.storage.write_lp(
+                database, text, precision=unit, accept_partial=accept_partial, no_sync=no_sync
+            )
+        except InvalidRequestError as exc:
+            raise HTTPError(400, str(exc)) from exc
+        self.engine.record_writes(database, result.rows)
+        return result
 
     def _query(
         self, method: str, query: dict[str, str], read_body: Callable[[], bytes]
@@ -319,13 +353,16 @@ class EngineServer:
         ]
         if missing:
             raise HTTPError(400, f"missing or empty: {', '.join(missing)}")
+        disabled = request.get("disabled", False)
+        if not isinstance(disabled, bool):
+            raise HTTPError(400, "disabled must be true or false")
         definition = TriggerDefinition(
             database=str(values[0]),
             name=str(values[1]),
             plugin_filename=str(values[2]),
             trigger_specification=str(values[3]),
             trigger_arguments=dict(arguments),
-            disabled=bool(request.get("disabled", False)),
+            disabled=disabled,
         )
         self._engine_call(lambda: self.engine.create_trigger(definition))
         return Response(200)
