@@ -13,6 +13,8 @@ def test_demo_shows_points_the_alert_at_the_webhook_and_the_log_table() -> None:
     first_alert = next(i for i, line in enumerate(lines) if "ALERT reached the webhook" in line)
     assert first_anomaly < first_alert
     assert "MAD count alert: Field usage in cpu" in lines[first_alert]
+    history = result.stdout.split("alert history (mad_alerts):", 1)[1]
+    assert "| usage | count | firing |" in history.split("system.processing_engine_logs:")[0]
     table = result.stdout.split("system.processing_engine_logs:", 1)[1]
     assert "| notifier " in table and "http delivered (HTTP 200)" in table
     assert "alert sent to http" in table

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from madcheck.engine.client import ClientError, EngineClient
-from madcheck.engine.formats import pretty_table
 
 if TYPE_CHECKING:
     from madcheck.engine.server import EngineServer
@@ -217,12 +216,12 @@ def _run(server: EngineServer, receiver: _Receiver, options: argparse.Namespace)
         time.sleep(0.02)
 
     if not receiver.arrived.wait(options.timeout):
-        _say("x", f"no alert reached the webhook within {options.timeout:.0f}s")
-        _print_logs(client)
+        _say("x", f"no alert reached the webhook within {options.timeout:g}s")
+        _print_tables(client, alerted=False)
         return 1
     server.engine.wait_idle(timeout=options.timeout)
     _say("*", f"alerts received by the webhook: {len(receiver.bodies)}")
-    _print_logs(client)
+    _print_tables(client, alerted=True)
     return 0
 
 
@@ -234,17 +233,22 @@ def _alert_text(body: Any) -> str:
     return json.dumps(body)[:300]
 
 
-def _print_logs(client: EngineClient) -> None:
-    rows = client.request(
-        "POST",
-        "/api/v3/query_sql",
-        json_body={
-            "db": DATABASE,
-            "q": "SELECT event_time, trigger_name, log_level, log_text "
-            "FROM system.processing_engine_logs ORDER BY event_time",
-        },
-    ).json()
-    print("\nsystem.processing_engine_logs:", flush=True)
-    columns = ["event_time", "trigger_name", "log_level", "log_text"]
-    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
-    print(pretty_table(columns, cells), end="", flush=True)
+_ALERT_HISTORY = (
+    "the MAD plugin's alert history (mad_alerts)",
+    "SELECT time, field, rule, state, value, round(median, 2) AS median, "
+    "round(lower, 2) AS lower, round(upper, 2) AS upper FROM mad_alerts ORDER BY time",
+)
+_ENGINE_LOGS = (
+    "system.processing_engine_logs",
+    "SELECT event_time, trigger_name, log_level, log_text "
+    "FROM system.processing_engine_logs ORDER BY event_time",
+)
+
+
+def _print_tables(client: EngineClient, alerted: bool) -> None:
+    """The alert history (the plugin creates it with the first alert) and the engine's logs."""
+    for title, sql in [_ALERT_HISTORY, _ENGINE_LOGS] if alerted else [_ENGINE_LOGS]:
+        answer = client.request(
+            "POST", "/api/v3/query_sql", json_body={"db": DATABASE, "q": sql, "format": "pretty"}
+        )
+        print(f"\n{title}:\n{answer.text}", end="", flush=True)

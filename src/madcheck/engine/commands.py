@@ -97,7 +97,7 @@ def _register_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     parser.add_argument(
         "--http-bind",
         default="127.0.0.1:8181",
-        help="address:port to listen on (default 127.0.0.1:8181, loopback only; port 0 = any)",
+        help="ADDRESS:PORT to listen on (default 127.0.0.1:8181; port 0 picks a free port)",
     )
     parser.add_argument(
         "--without-auth",
