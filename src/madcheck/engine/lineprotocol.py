@@ -166,10 +166,14 @@ def iter_lines(
     editor shows. A line without a timestamp gets ``default_time_ns`` or, when that is ``None``,
     the time this function was called (one instant for the whole input, as InfluxDB does for a
     request). Memory stays bounded: only a quoted newline makes the parser look ahead.
+    An unknown precision raises ``ValueError`` here, before any line is read.
     """
     unit = normalize_precision(precision)
     now = time.time_ns() if default_time_ns is None else default_time_ns
-    source = iter(lines)
+    return _iter_parsed(iter(lines), unit, now)
+
+
+def _iter_parsed(source: Iterator[str], unit: str, now: int) -> Iterator[Point | LineError]:
     pushed_back: deque[tuple[int, str]] = deque()
     counter = 0
 

@@ -240,6 +240,13 @@ def _is_time(token: _Token) -> bool:
     return _identifier(token) == "time"
 
 
+def _time_starts_at(tokens: list[_Token], index: int) -> bool:
+    """``time`` or ``table.time`` begins at ``tokens[index]``."""
+    if _is_time(tokens[index]):
+        return True
+    return index + 2 < len(tokens) and tokens[index + 1].text == "." and _is_time(tokens[index + 2])
+
+
 def _rewrite_time_comparisons(
     tokens: list[_Token], given: dict[str, str], bound: dict[str, object]
 ) -> None:
@@ -267,7 +274,7 @@ def _rewrite_time_comparisons(
             left, right = tokens[index - 1], tokens[index + 1]
             if _is_time(left):
                 convert(right)
-            elif _is_time(right):
+            elif _time_starts_at(tokens, index + 1):
                 convert(left)
         elif token.kind == "word" and token.text.lower() == "between" and index > 0:
             subject = tokens[index - 1]

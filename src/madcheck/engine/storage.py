@@ -29,7 +29,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,8 @@ from madcheck.engine.sql import (
 from madcheck.engine.timestamps import format_rfc3339_ns
 
 INTERNAL_DATABASE = "_internal"
+#: InfluxDB 3 Core's default limit of columns per table (tags + fields + time).
+MAX_COLUMNS_PER_TABLE = 500
 
 TAG_TYPE = "Dictionary(Int32, Utf8)"
 TIME_TYPE = "Timestamp(Nanosecond, None)"
@@ -269,26 +271,37 @@ class _Database:
         self.name = name
         self.lock = threading.Lock()
         self.clock_ns = clock_ns
-        self.conn = sqlite3.connect(
-            path,
-            isolation_level=None,
-            check_same_thread=False,
-            detect_types=sqlite3.PARSE_DECLTYPES,
-        )
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.create_function("now", 0, clock_ns)
-        self.conn.create_function("date_bin", 2, _date_bin, deterministic=True)
-        self.conn.create_function("date_bin", 3, _date_bin, deterministic=True)
-        self.conn.executescript(f"BEGIN; {_SCHEMA_SQL} {_catalog_views_sql()} COMMIT;")
+        try:
+            self.conn = self._open(path)
+        except sqlite3.Error as error:
+            raise StorageError(f"cannot open database file {path}: {error}") from None
         self.schema: dict[str, dict[str, Column]] = {}
         for table, column, kind, data_type in self.conn.execute(
             "SELECT table_name, column_name, kind, data_type FROM _mc_columns"
         ):
             self.schema.setdefault(table, {})[column] = Column(column, kind, data_type)
 
+    def _open(self, path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            path,
+            isolation_level=None,
+            check_same_thread=False,
+            detect_types=sqlite3.PARSE_DECLTYPES,
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.create_function("now", 0, self.clock_ns)
+        conn.create_function("date_bin", 2, _date_bin, deterministic=True)
+        conn.create_function("date_bin", 3, _date_bin, deterministic=True)
+        conn.executescript(f"BEGIN; {_SCHEMA_SQL} {_catalog_views_sql()} COMMIT;")
+        return conn
+
     def close(self) -> None:
+        """Fold the WAL into the main file (so the file alone is a complete copy) and close."""
         with self.lock:
+            # If this fails the data is still safe in the WAL; the next open replays it.
+            with suppress(sqlite3.Error):
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.conn.close()
 
     @contextmanager
@@ -326,7 +339,8 @@ class _Database:
                 with self.transaction(durable) as conn:
                     plan.apply(conn)
                     _upsert(conn, points)
-            except sqlite3.Error as error:
+            except (sqlite3.Error, ValueError) as error:
+                # ValueError: text SQLite cannot store (e.g. lone surrogates from a bad decode).
                 raise StorageError(f"could not write to database {self.name!r}: {error}") from None
             self.schema = plan.schema
         return WriteResult([(p.measurement, to_engine_row(p)) for p in points], errors)
@@ -352,7 +366,7 @@ class _Database:
                 cursor = self.conn.execute(translation.sql, translation.params)
                 names = [column[0] for column in cursor.description or ()]
                 rows = cursor.fetchall()
-            except sqlite3.Error as error:
+            except (sqlite3.Error, ValueError) as error:
                 raise QueryError(self._explain(error)) from None
             finally:
                 self.conn.execute("PRAGMA query_only=OFF")
@@ -367,7 +381,7 @@ class _Database:
             records.append(record)
         return records
 
-    def _explain(self, error: sqlite3.Error) -> str:
+    def _explain(self, error: Exception) -> str:
         message = str(error)
         missing_table = re.match(r"no such table: (?:main\.)?(.+)", message)
         if missing_table:
@@ -436,10 +450,12 @@ class _Database:
         ]
 
 
+_TIME_RESULT = re.compile(r'(?i)"?time"?|(?:min|max)\((?:\w+\.)?"?time"?\)|date_bin\([^()]*\)')
+
+
 def _is_time_column(name: str) -> bool:
     """Result columns shown as timestamps even when SQLite lost the column's declared type."""
-    lowered = name.lower()
-    return lowered == "time" or lowered.endswith("(time)") or lowered.startswith("date_bin(")
+    return _TIME_RESULT.fullmatch(name) is not None
 
 
 def _date_bin(interval_ns: int | None, time_ns: int | None, origin_ns: int = 0) -> int | None:
@@ -495,6 +511,11 @@ class _SchemaPlan:
             self.folded_tables[_fold(table)] = table
             self.new_tables.append(table)
         if additions:
+            if len(columns) + len(additions) > MAX_COLUMNS_PER_TABLE:
+                return (
+                    f"table '{table}' would have more than {MAX_COLUMNS_PER_TABLE} columns "
+                    "(tags, fields and time), the limit InfluxDB 3 applies by default"
+                )
             if table not in self.copied:
                 self.schema[table] = columns = dict(columns)
                 self.copied.add(table)
@@ -570,6 +591,15 @@ def _upsert(conn: sqlite3.Connection, points: list[Point]) -> None:
     Consecutive points of the same shape share one statement; order is kept, so the last write
     of a field wins as it does in InfluxDB.
     """
+    series: dict[tuple[tuple[str, str], ...], str] = {}
+
+    def series_key(tags: dict[str, str]) -> str:
+        items = tuple(tags.items())
+        key = series.get(items)
+        if key is None:
+            key = series[items] = _series_key(tags)
+        return key
+
     index = 0
     while index < len(points):
         first = points[index]
@@ -594,7 +624,7 @@ def _upsert(conn: sqlite3.Connection, points: list[Point]) -> None:
             statement,
             (
                 (
-                    _series_key(p.tags),
+                    series_key(p.tags),
                     p.time_ns,
                     *p.tags.values(),
                     *(_stored_value(v) for v in p.fields.values()),
