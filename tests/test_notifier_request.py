@@ -123,6 +123,7 @@ URL = "use the stand-in's URL"
         ("slack_webhook_url must be a string", {"slack_webhook_url": 42}),
         ("slack_webhook_url is not an http(s) URL", {"slack_webhook_url": "file:///etc/passwd"}),
         ("slack_webhook_url is not an http(s) URL", {"slack_webhook_url": "hooks.slack.com/x"}),
+        ("slack_webhook_url is not an http(s) URL", {"slack_webhook_url": "http://h:99999/x"}),
         (
             "slack_headers is not base64 of a JSON object",
             {"slack_webhook_url": URL, "slack_headers": "%%%"},
@@ -341,3 +342,17 @@ def test_any_request_gets_a_json_answer_and_never_reaches_beyond_loopback(monkey
 
     assert status in (200, 400, 502)
     assert answer["status"] in ("ok", "partial", "failed")
+
+
+def test_an_unexpected_error_answers_500_naming_only_its_kind(monkeypatch):
+    def explode(*_args):
+        raise RuntimeError("http://127.0.0.1/secret-path")
+
+    monkeypatch.setattr("madcheck.plugin.notifier.dispatch", explode)
+    engine = EngineAPI(database="alerts")
+    answer, status = call(
+        request(slack={"slack_webhook_url": "http://127.0.0.1:9/x"}), FAST, engine
+    )
+
+    assert (status, answer["error"]) == (500, "internal error (RuntimeError)")
+    assert engine.log_texts("ERROR") == ["notifier: internal error (RuntimeError)"]

@@ -61,12 +61,12 @@ class HostAllowList:
         host = (parts.hostname or "").lower()
         if parts.scheme not in _DEFAULT_PORTS or not host:
             return False
-        if self.rules is None:
-            return True
         try:
             port = parts.port or _DEFAULT_PORTS[parts.scheme]
-        except ValueError:
+        except ValueError:  # a port outside 0-65535
             return False
+        if self.rules is None:
+            return True
         return any(rule.matches(host, port) for rule in self.rules)
 
 

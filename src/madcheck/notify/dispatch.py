@@ -73,8 +73,9 @@ class Outcome:
         return Answer(body, OK_STATUS if self.status == "ok" else FAILED_STATUS)
 
 
-def bad_request_answer(problem: str) -> Answer:
-    return Answer({"status": "failed", "error": problem, "results": {}}, BAD_REQUEST_STATUS)
+def failure_answer(problem: str, http_status: int = BAD_REQUEST_STATUS) -> Answer:
+    """An answer for a request nothing was sent for: why, and no per-sender results."""
+    return Answer({"status": "failed", "error": problem, "results": {}}, http_status)
 
 
 def parse_request(body: bytes | str | None) -> NotificationRequest:

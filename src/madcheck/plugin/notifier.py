@@ -15,13 +15,13 @@ from madcheck.notify.dispatch import (
     Answer,
     BadRequest,
     Outcome,
-    bad_request_answer,
     dispatch,
+    failure_answer,
     parse_request,
 )
 from madcheck.notify.settings import NotifierSettings, unknown_arguments
 
-CONFIG_ERROR_STATUS = 500
+SERVER_ERROR_STATUS = 500
 
 
 def process_request(
@@ -35,7 +35,7 @@ def process_request(
         answer = _handle(influxdb3_local, request_body, args)
     except Exception as error:  # the engine must always get an answer
         influxdb3_local.error(f"notifier: internal error ({type(error).__name__})")
-        answer = _failure(f"internal error ({type(error).__name__})", CONFIG_ERROR_STATUS)
+        answer = failure_answer(f"internal error ({type(error).__name__})", SERVER_ERROR_STATUS)
     return answer.body, answer.http_status
 
 
@@ -46,12 +46,12 @@ def _handle(influxdb3_local: Any, body: bytes | str | None, args: dict[str, str]
         settings = NotifierSettings.from_args(args)
     except ValueError as error:
         influxdb3_local.error(f"notifier: bad trigger argument: {error}")
-        return _failure(f"bad trigger argument: {error}", CONFIG_ERROR_STATUS)
+        return failure_answer(f"bad trigger argument: {error}", SERVER_ERROR_STATUS)
     try:
         request = parse_request(body)
     except BadRequest as problem:
         influxdb3_local.warn(f"notifier: rejected request: {problem}")
-        return bad_request_answer(str(problem))
+        return failure_answer(str(problem))
     context = SendContext(settings.policy, settings.allowed_hosts, dict(os.environ))
     outcome = dispatch(request, context)
     _log_outcome(influxdb3_local, outcome)
@@ -65,7 +65,3 @@ def _log_outcome(influxdb3_local: Any, outcome: Outcome) -> None:
             influxdb3_local.info(f"notifier: {label} delivered ({result.reason})")
         else:
             influxdb3_local.warn(f"notifier: {label} failed: {result.reason}")
-
-
-def _failure(problem: str, status: int) -> Answer:
-    return Answer({"status": "failed", "error": problem, "results": {}}, status)

@@ -50,7 +50,7 @@ Sender = Callable[[Message, SenderConfig, requests.Session, SendContext], Delive
 def required_text(config: SenderConfig, name: str, fallback: str | None = None) -> str:
     """A non-empty string argument, or ``fallback`` (e.g. from the environment) when absent."""
     value = config.get(name)
-    if value is None:
+    if value is None or value == "":
         value = fallback
     if value is None or value == "":
         raise ConfigProblem(f"missing {name}")
