@@ -132,6 +132,7 @@ def _parse_bind(text: str) -> tuple[str, int]:
 
 def _run_serve(options: argparse.Namespace) -> int:
     from madcheck.engine.server import EngineServer, ServerConfig
+    from madcheck.engine.storage import StorageError
 
     try:
         host, port = _parse_bind(options.http_bind)
@@ -157,8 +158,9 @@ def _run_serve(options: argparse.Namespace) -> int:
     )
     try:
         server = EngineServer(config)
-    except OSError as exc:
-        print(f"error: cannot listen on {options.http_bind}: {exc.strerror}", file=sys.stderr)
+    except (OSError, StorageError, ValueError) as exc:
+        # a taken port, an unreadable data dir or database file, a damaged tokens.json
+        print(f"error: cannot start the server: {exc}", file=sys.stderr)
         return 1
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

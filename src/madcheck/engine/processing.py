@@ -160,6 +160,7 @@ class ProcessingEngine:
         self._clock_ns = clock_ns
         self._global_cache = global_cache if global_cache is not None else GlobalCache()
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self._triggers: dict[tuple[str, str], _Trigger] = {}
         self._pending: dict[str, list[Row]] = {}
         self._flusher: threading.Thread | None = None
@@ -216,10 +217,18 @@ class ProcessingEngine:
             self._pending.setdefault(database, []).extend(rows)
 
     def flush(self) -> None:
-        """Give each enabled data-writes trigger the rows of its database since the last flush."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-            triggers = list(self._triggers.values())
+        """Give each enabled data-writes trigger the rows of its database since the last flush.
+
+        Flushes are serialized so that rows reach each trigger in the order they were written,
+        even when a shutdown or ``wait_idle`` flush races the scheduled one.
+        """
+        with self._flush_lock:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+                triggers = list(self._triggers.values())
+            self._dispatch(pending, triggers)
+
+    def _dispatch(self, pending: dict[str, list[Row]], triggers: list[_Trigger]) -> None:
         for database, rows in pending.items():
             for trigger in triggers:
                 if (

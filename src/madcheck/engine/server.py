@@ -113,16 +113,21 @@ class EngineServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.storage = Storage(config.data_dir)
-        self.tokens = TokenStore(config.data_dir / "tokens.json")
-        self.engine = ProcessingEngine(self.storage, config.plugin_dir)
-        self.engine.load_saved_triggers()
+        # Bind first: a taken port then fails before any database file is opened.
+        self._httpd = ThreadingHTTPServer((config.host, config.port), _make_handler(self))
+        self._thread: threading.Thread | None = None
         self._accepting_writes = True
         self._writes_in_flight = 0
         self._writes_done = threading.Condition()
-        self._httpd = ThreadingHTTPServer((config.host, config.port), _make_handler(self))
-        self._thread: threading.Thread | None = None
+        try:
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+            self.storage = Storage(config.data_dir)
+            self.tokens = TokenStore(config.data_dir / "tokens.json")
+            self.engine = ProcessingEngine(self.storage, config.plugin_dir)
+            self.engine.load_saved_triggers()
+        except BaseException:
+            self._httpd.server_close()
+            raise
 
     @property
     def url(self) -> str:
