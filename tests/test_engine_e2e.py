@@ -295,6 +295,12 @@ def test_without_auth_write_apis_formats_and_limits(tmp_path: Path, plugin_dir: 
             timeout=5,
         )
         assert [json.loads(line) for line in as_jsonl.text.splitlines()] == [{"t": "y", "f": 2}]
+        posted = requests.post(
+            f"{url}/api/v3/query_sql",
+            json={"db": "db1", "q": sql, "params": {"tag": "x"}, "format": "jsonl"},
+            timeout=5,
+        )
+        assert [json.loads(line) for line in posted.text.splitlines()] == [{"t": "x", "f": 1}]
         pretty = run_cli("query", "--host", url, "-d", "db1", sql.replace("$tag", "'x'"))
         assert pretty.returncode == 0
         assert pretty.stdout.splitlines()[1].split("|")[1:3] == [" t ", " f   "]

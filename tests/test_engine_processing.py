@@ -161,3 +161,29 @@ def test_slow_trigger_never_blocks_writers_and_drops_oldest_beyond_the_bound(
     assert logs[0] == "rows=1"
     assert sum("dropped the 1 oldest pending rows" in line for line in logs) == 2
     assert logs[-1] == "rows=3"
+
+
+def test_a_package_plugin_is_imported_once_and_keeps_its_module_state(
+    storage: Storage, tmp_path: Path
+) -> None:
+    package = tmp_path / "plugins" / "counting_pkg"
+    package.mkdir(parents=True)
+    (package / "helper.py").write_text("def label(n):\n    return f'call {n}'\n")
+    (package / "__init__.py").write_text(
+        "from .helper import label\n"
+        "CALLS = []\n"
+        "def process_writes(influxdb3_local, table_batches, args=None):\n"
+        "    CALLS.append(1)\n"
+        "    influxdb3_local.info(label(len(CALLS)))\n"
+    )
+    engine = ProcessingEngine(storage, tmp_path / "plugins")
+    engine.create_trigger(
+        TriggerDefinition("db", "pkg", "counting_pkg", "all_tables", {}, disabled=False)
+    )
+    _write(engine, storage, "cpu usage=1 1")
+    assert engine.wait_idle(10)
+    _write(engine, storage, "cpu usage=2 2")
+    assert engine.wait_idle(10)
+    engine.close()
+    # module globals survive between calls, unlike a single-file plugin's
+    assert _logs(storage, "pkg") == ["call 1", "call 2"]

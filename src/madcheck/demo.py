@@ -163,6 +163,10 @@ def _run(server: EngineServer, receiver: _Receiver, options: argparse.Namespace)
     client = EngineClient(server.url, token)
     port = server.url.rsplit(":", 1)[1]
     _say("*", f"engine listening on {server.url}; webhook receiver on {receiver.url}")
+    for trigger in server.storage.triggers(DATABASE):
+        # a reused --data-dir: the previous run's triggers point at ports that are gone
+        server.engine.delete_trigger(DATABASE, trigger.name)
+        _say("*", f"removed trigger {trigger.name} left by an earlier demo run")
     client.request(
         "POST",
         "/api/v3/configure/processing_engine_trigger",
