@@ -187,3 +187,28 @@ def test_a_package_plugin_is_imported_once_and_keeps_its_module_state(
     engine.close()
     # module globals survive between calls, unlike a single-file plugin's
     assert _logs(storage, "pkg") == ["call 1", "call 2"]
+
+
+BAD_WRITES_PLUGIN = """
+def process_writes(influxdb3_local, table_batches, args=None):
+    influxdb3_local.write_to_db("no such/db", LineBuilder("x").int64_field("v", 1))
+    influxdb3_local.write(LineBuilder("cpu").string_field("usage", "text now"))
+    influxdb3_local.write(LineBuilder("ok").int64_field("v", 1))
+"""
+
+
+def test_bad_plugin_writes_are_logged_and_the_good_ones_applied(
+    storage: Storage, tmp_path: Path
+) -> None:
+    engine = _engine(storage, tmp_path, BAD_WRITES_PLUGIN)
+    engine.create_trigger(_trigger("writer", "table:cpu"))
+    _write(engine, storage, "cpu usage=1 1")
+    assert engine.wait_idle(10)
+    _write(engine, storage, "cpu usage=2 2")
+    assert engine.wait_idle(10)
+    engine.close()
+    logs = _logs(storage, "writer")
+    assert len(logs) == 4  # two calls, each with two rejected writes
+    assert logs[0].startswith("plugin write to 'no such/db' failed:")
+    assert logs[1].startswith("plugin write to 'db' rejected line 1:")
+    assert storage.query("db", "SELECT v FROM ok") == [{"v": 1}, {"v": 1}]  # one per call

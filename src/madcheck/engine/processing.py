@@ -106,6 +106,10 @@ class _WritesWorker:
                 self._busy = True
             try:
                 self._run_batch(batch)
+            except Exception:
+                # plugin failures are handled inside run_batch; this is the host's own failure
+                # (storage gone, say): the trigger must still take the next batch
+                logger.exception("trigger worker %s failed on a batch", self._thread.name)
             finally:
                 with self._condition:
                     self._busy = False
@@ -399,7 +403,11 @@ class ProcessingEngine:
         for write in writes:
             by_database.setdefault(write.database, []).append(write.line)
         for database, lines in by_database.items():
-            result = self._storage.write_lp(database, "\n".join(lines), precision="ns")
+            try:
+                result = self._storage.write_lp(database, "\n".join(lines), precision="ns")
+            except StorageError as exc:  # e.g. write_to_db with an invalid database name
+                self._log(trigger, "ERROR", f"plugin write to {database!r} failed: {exc}")
+                continue
             for error in result.errors:
                 self._log(
                     trigger,
