@@ -407,6 +407,7 @@ def _register_test(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def _test_wal_plugin(options: argparse.Namespace) -> int:
+    from madcheck.engine.storage import StorageError
     from madcheck.engine.wal_test import run_wal_plugin
 
     path = Path(options.filename)
@@ -421,6 +422,10 @@ def _test_wal_plugin(options: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = run_wal_plugin(path, text, arguments, options.database)
+    try:
+        result = run_wal_plugin(path, text, arguments, options.database)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(result, indent=2))
     return 1 if result["errors"] else 0
