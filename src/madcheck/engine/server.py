@@ -2,7 +2,7 @@
 
 The standard library's ``ThreadingHTTPServer`` is enough here: one thread per request keeps a slow
 request plugin from holding up writers, requests are small, and it adds no dependency. Responses
-close the connection (HTTP/1.0), so shutting down never waits on an idle keep-alive client.
+close the connection, so shutting down never waits on an idle keep-alive client.
 
 Shutdown order matters: first writes are refused (503), then pending writes are flushed to the
 triggers while the server still answers ``/api/v3/engine/...`` (a data-writes plugin may be posting
@@ -448,6 +448,9 @@ def _make_handler(server: EngineServer) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "madcheck"
+        # HTTP/1.1 so that clients sending "Expect: 100-continue" (curl, for bodies over 1 KiB)
+        # get their "100 Continue" at once; every response still closes the connection.
+        protocol_version = "HTTP/1.1"
 
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug("%s %s", self.address_string(), format % args)
@@ -485,6 +488,8 @@ def _make_handler(server: EngineServer) -> type[BaseHTTPRequestHandler]:
         def _send(self, response: Response) -> None:
             status = HTTPStatus(response.status) if response.status in _KNOWN else response.status
             self.send_response(status)
+            self.send_header("Connection", "close")
+            self.close_connection = True
             if response.status != 204:
                 self.send_header("Content-Type", response.content_type)
                 self.send_header("Content-Length", str(len(response.body)))
