@@ -501,3 +501,16 @@ def test_tables_are_limited_to_500_columns_like_influxdb(storage):
     assert [e.line_number for e in result.errors] == [1]
     assert "more than 500 columns" in result.errors[0].error_message
     assert len(storage.columns("db", "wide")) == 500
+
+
+def test_only_the_newest_log_rows_are_kept(tmp_path):
+    with Storage(tmp_path, max_log_rows=3) as store:
+        for batch in range(3):
+            store.append_logs(
+                "db",
+                [LogRecord(NOW + batch * 2 + i, "t", "INFO", f"{batch}.{i}") for i in range(2)],
+            )
+        sql = "SELECT log_text FROM system.processing_engine_logs ORDER BY event_time"
+        expected = [{"log_text": text} for text in ("1.1", "2.0", "2.1")]
+        assert store.query("db", sql) == expected
+        assert store.query(INTERNAL_DATABASE, sql) == expected

@@ -55,6 +55,8 @@ from madcheck.engine.timestamps import format_rfc3339_ns
 INTERNAL_DATABASE = "_internal"
 #: InfluxDB 3 Core's default limit of columns per table (tags + fields + time).
 MAX_COLUMNS_PER_TABLE = 500
+#: Plugin log rows kept per database (oldest dropped first).
+DEFAULT_MAX_LOG_ROWS = 100_000
 
 TAG_TYPE = "Dictionary(Int32, Utf8)"
 TIME_TYPE = "Timestamp(Nanosecond, None)"
@@ -77,7 +79,7 @@ sqlite3.register_converter("MC_U64", lambda raw: int(raw))
 _DATABASE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _HIDDEN_SERIES = "_mc_series"
-_RESERVED_TABLE_PREFIXES = ("_mc_", "system.", "information_schema.")
+_RESERVED_TABLE_PREFIXES = ("_mc_", "sqlite_", "system.", "information_schema.")
 
 _SYSTEM_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "processing_engine_logs": (
@@ -345,13 +347,18 @@ class _Database:
             self.schema = plan.schema
         return WriteResult([(p.measurement, to_engine_row(p)) for p in points], errors)
 
-    def append_logs(self, records: list[LogRecord]) -> None:
+    def append_logs(self, records: list[LogRecord], keep: int) -> None:
+        """Add log rows, then drop the oldest beyond ``keep`` so a long run cannot fill the disk."""
         rows = [(r.event_time_ns, r.trigger_name, r.log_level, r.log_text) for r in records]
         with self.lock, self.transaction() as conn:
             conn.executemany(
                 "INSERT INTO _mc_logs (event_time, trigger_name, log_level, log_text) "
                 "VALUES (?, ?, ?, ?)",
                 rows,
+            )
+            conn.execute(
+                "DELETE FROM _mc_logs WHERE rowid <= (SELECT max(rowid) FROM _mc_logs) - ?",
+                (keep,),
             )
 
     # -- queries -----------------------------------------------------------------------------------
@@ -527,7 +534,7 @@ class _SchemaPlan:
 
     def _table_problem(self, table: str) -> str | None:
         folded = _fold(table)
-        if folded.startswith(_RESERVED_TABLE_PREFIXES) or folded.startswith("sqlite_"):
+        if folded.startswith(_RESERVED_TABLE_PREFIXES):
             return (
                 f"measurement name '{table}' is reserved by the local engine "
                 "(names starting with _mc_, sqlite_, system. or information_schema.)"
@@ -638,8 +645,14 @@ def _upsert(conn: sqlite3.Connection, points: list[Point]) -> None:
 class Storage:
     """All databases of one data dir. Every method is safe to call from any thread."""
 
-    def __init__(self, data_dir: Path, clock_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        clock_ns: Callable[[], int] = time.time_ns,
+        max_log_rows: int = DEFAULT_MAX_LOG_ROWS,
+    ) -> None:
         self.data_dir = Path(data_dir)
+        self._max_log_rows = max_log_rows
         self._directory = self.data_dir / "databases"
         self._directory.mkdir(parents=True, exist_ok=True)
         self._clock_ns = clock_ns
@@ -747,14 +760,17 @@ class Storage:
         return self._existing(database).query(sql, params)
 
     def append_logs(self, database: str, records: Iterable[LogRecord]) -> None:
-        """Store plugin log lines in ``database`` and in ``_internal``."""
+        """Store plugin log lines in ``database`` and in ``_internal``.
+
+        Each database keeps its newest ``max_log_rows`` log rows.
+        """
         batch = list(records)
         if not batch:
             return
         for name in dict.fromkeys([database, INTERNAL_DATABASE]):
             target = self._get(name, create=True)
             assert target is not None
-            target.append_logs(batch)
+            target.append_logs(batch, self._max_log_rows)
 
     # -- triggers ----------------------------------------------------------------------------------
     def save_trigger(self, trigger: TriggerDefinition) -> None:
