@@ -1,0 +1,90 @@
+"""The alert lifecycle after a rule fires: when an alert is over, and how often it may repeat.
+
+The seed's alerts are fire-and-forget. Two optional, small state machines add a lifecycle:
+
+* ``RecoveryWatch`` (one per series and threshold, fed every verdict by the detector while an
+  alert is open): an alert that was notified opens an episode; ``needed`` consecutive normal
+  verdicts close it, and the detector reports a ``resolved`` event carrying the episode's start.
+* ``RepeatGate`` (one per trigger, fed the batch's events in data-time order): a still-firing
+  alert that was delivered less than ``interval_ns`` ago (data time) is held back. A resolved
+  event ends the episode, so the next firing of that alert is news again and passes at once.
+
+Both measure on the rows' own time, like the duration rule, so a backfill behaves as live data.
+"""
+
+from __future__ import annotations
+
+from madcheck.detect.alerts import Alert
+
+
+class RecoveryWatch:
+    """Counts consecutive normal verdicts of one series and threshold after it alerted.
+
+    An outlier restarts the count (the episode is still going on). The detector calls ``reset``
+    on a row without a usable value for this field, restarting the count as it restarts the
+    rules' running counts: a gap or a garbled value is no evidence that the series is healthy.
+    """
+
+    __slots__ = ("needed", "normal_run", "since_ns")
+
+    def __init__(self, needed: int) -> None:
+        self.needed = needed
+        self.normal_run = 0
+        #: data time of the alert that opened the episode; None while no alert is open
+        self.since_ns: int | None = None
+
+    def update(self, outlier: bool, opens: bool, time_ns: int) -> int | None:
+        """Feed one verdict (``opens``: a notified alert fired on it). Returns the episode's
+        start time when this verdict completes the recovery, otherwise None."""
+        if opens:
+            if self.since_ns is None:
+                self.since_ns = time_ns
+            self.normal_run = 0
+            return None
+        if self.since_ns is None:
+            return None
+        if outlier:
+            self.normal_run = 0
+            return None
+        self.normal_run += 1
+        if self.normal_run < self.needed:
+            return None
+        since = self.since_ns
+        self.since_ns = None
+        self.normal_run = 0
+        return since
+
+    def reset(self) -> None:
+        self.normal_run = 0
+
+
+class RepeatGate:
+    """At most one notification per ``interval_ns`` of data time for each still-firing alert.
+
+    Only delivered notifications count: if the notifier could not be reached, the next firing is
+    tried again rather than held back behind an alert nobody received.
+    """
+
+    __slots__ = ("_last_sent_ns", "interval_ns")
+
+    def __init__(self, interval_ns: int) -> None:
+        self.interval_ns = interval_ns
+        self._last_sent_ns: dict[str, int] = {}
+
+    def admits(self, alert: Alert) -> bool:
+        """Whether ``alert`` may be notified now. A resolved event always passes and ends the
+        episode; a suppressed one is never notified and does not touch the gate."""
+        if alert.resolved:
+            self._last_sent_ns.pop(alert.alert_id, None)
+            return True
+        if alert.suppressed:
+            return True
+        last = self._last_sent_ns.get(alert.alert_id)
+        return last is None or alert.time_ns - last >= self.interval_ns
+
+    def delivered(self, alert: Alert) -> None:
+        """Remember that a firing ``alert`` reached the notifier."""
+        if not alert.resolved and not alert.suppressed:
+            key = alert.alert_id
+            # max: a late row delivered after a newer one must not reopen the gate early
+            self._last_sent_ns[key] = max(alert.time_ns, self._last_sent_ns.get(key, alert.time_ns))
