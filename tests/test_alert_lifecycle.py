@@ -8,6 +8,7 @@ BASE alone gives median 11, MAD 1, band [8, 14]; rows are 10 s apart, so the n-t
 
 import pytest
 
+from madcheck.config.settings import load_config
 from madcheck.detect.alerts import human_duration
 from tests.support import free_port, make_engine, receiver, rows, run_mad_plugin
 from tests.test_alert_history import history, tags_of
@@ -307,6 +308,33 @@ def test_bad_lifecycle_arguments_are_clear_configuration_errors(extra, message):
     run_mad_plugin(engine, [rows("cpu", RECOVERING, host="a")], args_for(free_port(), **extra))
     (error,) = engine.log_texts("ERROR")
     assert "configuration error" in error and message in error
+
+
+def test_lifecycle_settings_are_off_by_default_and_read_from_toml(tmp_path):
+    seed_args = {k: v for k, v in args_for(1).items() if k != "port_override"}
+    default = load_config(seed_args, environ={}).config
+    assert (default.notify_recovery, default.recovery_count, default.repeat_interval_ns) == (
+        False,
+        3,
+        0,
+    )
+    (tmp_path / "mad.toml").write_text(
+        "notify_recovery = true\nrecovery_count = 5\nrepeat_interval = 900\n"
+        'notification_recovery_text = "ok $alert_id"\n'
+    )
+    config = load_config(
+        {**seed_args, "config_file_path": "mad.toml"}, environ={"PLUGIN_DIR": str(tmp_path)}
+    ).config
+    assert config.notify_recovery and config.recovery_count == 5
+    assert config.repeat_interval_ns == 900 * S and config.recovery_text == "ok $alert_id"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("1h30m", 5400), ("2.5", 2.5), ("'15m'", 900), ("0", 0)]
+)
+def test_repeat_interval_spellings(text, seconds):
+    config = load_config(args_for(1, repeat_interval=text), environ={}).config
+    assert config.repeat_interval_ns == seconds * S
 
 
 def test_recovery_settings_without_notify_recovery_are_warned_about():
