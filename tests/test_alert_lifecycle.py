@@ -242,6 +242,19 @@ def test_repeat_interval_is_per_alert_id():
     assert "withheld 6 repeat(s) of 2 still-firing alert(s)" in withheld
 
 
+def test_the_withheld_line_stays_one_short_line_for_many_series():
+    hosts = [f"h{i}" for i in range(7)]
+    batch_rows = [row for host in hosts for row in rows("cpu", SUSTAINED, host=host)["rows"]]
+    with receiver() as notifier:
+        engine = make_engine()
+        args = repeat_args(notifier.port, "1h")
+        run_mad_plugin(engine, [{"table_name": "cpu", "rows": batch_rows}], args)
+    assert len(notifier.requests) == 7
+    (withheld,) = [line for line in engine.log_texts("INFO") if "withheld" in line]
+    assert "withheld 21 repeat(s) of 7 still-firing alert(s)" in withheld
+    assert withheld.count(" x3") == 5 and withheld.endswith("and 2 more")
+
+
 def test_repeat_interval_holds_across_calls():
     with receiver() as notifier:
         engine = make_engine()

@@ -14,6 +14,9 @@ Both measure on the rows' own time, like the duration rule, so a backfill behave
 
 from __future__ import annotations
 
+from collections import Counter
+
+from madcheck.config.durations import format_duration_ns
 from madcheck.detect.alerts import Alert
 
 
@@ -62,14 +65,16 @@ class RepeatGate:
     """At most one notification per ``interval_ns`` of data time for each still-firing alert.
 
     Only delivered notifications count: if the notifier could not be reached, the next firing is
-    tried again rather than held back behind an alert nobody received.
+    tried again rather than held back behind an alert nobody received. Held-back firings are
+    counted per alert for one summary line per batch (``report``), not one line per row.
     """
 
-    __slots__ = ("_last_sent_ns", "interval_ns")
+    __slots__ = ("_last_sent_ns", "_withheld", "interval_ns")
 
     def __init__(self, interval_ns: int) -> None:
         self.interval_ns = interval_ns
         self._last_sent_ns: dict[str, int] = {}
+        self._withheld: Counter[str] = Counter()
 
     def admits(self, alert: Alert) -> bool:
         """Whether ``alert`` may be notified now. A resolved event always passes and ends the
@@ -80,7 +85,10 @@ class RepeatGate:
         if alert.suppressed:
             return True
         last = self._last_sent_ns.get(alert.alert_id)
-        return last is None or alert.time_ns - last >= self.interval_ns
+        if last is None or alert.time_ns - last >= self.interval_ns:
+            return True
+        self._withheld[f"{alert.threshold.describe()} [{alert.tags_text}] ({alert.alert_id})"] += 1
+        return False
 
     def delivered(self, alert: Alert) -> None:
         """Remember that a firing ``alert`` reached the notifier."""
@@ -88,3 +96,19 @@ class RepeatGate:
             key = alert.alert_id
             # max: a late row delivered after a newer one must not reopen the gate early
             self._last_sent_ns[key] = max(alert.time_ns, self._last_sent_ns.get(key, alert.time_ns))
+
+    def report(self, shown: int = 5) -> str | None:
+        """What was held back since the last report (None if nothing), naming at most ``shown``
+        alerts, most repeated first."""
+        if not self._withheld:
+            return None
+        common = self._withheld.most_common()
+        detail = ", ".join(f"{name} x{n}" for name, n in common[:shown])
+        if len(common) > shown:
+            detail += f" and {len(common) - shown} more"
+        total = self._withheld.total()
+        self._withheld.clear()
+        return (
+            f"withheld {total} repeat(s) of {len(common)} still-firing alert(s) "
+            f"(repeat_interval={format_duration_ns(self.interval_ns)}): {detail}"
+        )

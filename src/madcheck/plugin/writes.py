@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import string
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,15 +213,15 @@ def _process_table(engine: Any, state: TriggerState, rows: Sequence[Any], log: C
     schema = _schema(engine, state, rows, log)
     result = state.detector.process(rows, schema.tags)
     _log_batch(state.config.measurement, result, log)
-    withheld: Counter[str] = Counter()
+    repeats = state.repeats
     for alert in result.alerts:
-        if state.repeats is not None and not state.repeats.admits(alert):
-            withheld[f"{alert.threshold.describe()} [{alert.tags_text}] ({alert.alert_id})"] += 1
-            continue
+        if repeats is not None and not repeats.admits(alert):
+            continue  # a still-firing alert within repeat_interval: counted, reported below
         _record(engine, state.config, alert, log)
         _handle_alert(state, alert, log)
+    withheld = repeats.report() if repeats is not None else None
     if withheld:
-        _log_withheld(state.config, withheld, log)
+        log.info(withheld)
 
 
 def _log_batch(table: str, result: BatchResult, log: CallLog) -> None:
@@ -233,18 +232,6 @@ def _log_batch(table: str, result: BatchResult, log: CallLog) -> None:
     if problems:
         detail = ", ".join(f"{reason} ({n})" for reason, n in sorted(problems.items()))
         log.warn(f"{table}: passed over {sum(problems.values())} value(s): {detail}")
-
-
-def _log_withheld(config: Config, withheld: Counter[str], log: CallLog, shown: int = 5) -> None:
-    """One line per batch for the repeats ``repeat_interval`` held back, however many rows."""
-    common = withheld.most_common()
-    detail = ", ".join(f"{name} x{n}" for name, n in common[:shown])
-    if len(common) > shown:
-        detail += f" and {len(common) - shown} more"
-    log.info(
-        f"withheld {withheld.total()} repeat(s) of {len(common)} still-firing alert(s) "
-        f"(repeat_interval={format_duration_ns(config.repeat_interval_ns)}): {detail}"
-    )
 
 
 # -- alerts ----------------------------------------------------------------------------------
