@@ -2,8 +2,8 @@
 
 The seed's alerts are fire-and-forget. Two optional, small state machines add a lifecycle:
 
-* ``RecoveryWatch`` (one per series and threshold, fed every verdict by the detector while an
-  alert is open): an alert that was notified opens an episode; ``needed`` consecutive normal
+* ``RecoveryWatch`` (one per series and threshold, fed every verdict by the detector): an alert
+  that fired and was not suppressed as flapping opens an episode; ``needed`` consecutive normal
   verdicts close it, and the detector reports a ``resolved`` event carrying the episode's start.
 * ``RepeatGate`` (one per trigger, fed the batch's events in data-time order): a still-firing
   alert that was delivered less than ``interval_ns`` ago (data time) is held back. A resolved
@@ -37,8 +37,8 @@ class RecoveryWatch:
         self.since_ns: int | None = None
 
     def update(self, outlier: bool, opens: bool, time_ns: int) -> int | None:
-        """Feed one verdict (``opens``: a notified alert fired on it). Returns the episode's
-        start time when this verdict completes the recovery, otherwise None."""
+        """Feed one verdict (``opens``: the rule fired on it and was not suppressed). Returns the
+        episode's start time when this verdict completes the recovery, otherwise None."""
         if opens:
             if self.since_ns is None:
                 self.since_ns = time_ns
