@@ -6,7 +6,7 @@ The seed's alerts are fire-and-forget. Two optional, small state machines add a 
   that fired and was not suppressed as flapping opens an episode; ``needed`` consecutive normal
   verdicts close it, and the detector reports a ``resolved`` event carrying the episode's start.
 * ``RepeatGate`` (one per trigger, fed the batch's events in data-time order): a still-firing
-  alert that was delivered less than ``interval_ns`` ago (data time) is held back. A resolved
+  alert that was passed on less than ``interval_ns`` ago (data time) is held back. A resolved
   event ends the episode, so the next firing of that alert is news again and passes at once.
 
 Both measure on the rows' own time, like the duration rule, so a backfill behaves as live data.
@@ -64,9 +64,10 @@ class RecoveryWatch:
 class RepeatGate:
     """At most one notification per ``interval_ns`` of data time for each still-firing alert.
 
-    Only delivered notifications count: if the notifier could not be reached, the next firing is
-    tried again rather than held back behind an alert nobody received. Held-back firings are
-    counted per alert for one summary line per batch (``report``), not one line per row.
+    The interval runs from the last firing the gate passed on, whatever became of its delivery:
+    the gate sits before the delivery path and knows nothing of it, and getting an alert through
+    a notifier outage is the delivery path's job (its retries), not a reason to send repeats.
+    Held-back firings are counted per alert for one summary line per batch (``report``).
     """
 
     __slots__ = ("_last_sent_ns", "_withheld", "interval_ns")
@@ -84,18 +85,13 @@ class RepeatGate:
             return True
         if alert.suppressed:
             return True
-        last = self._last_sent_ns.get(alert.alert_id)
+        key = alert.alert_id
+        last = self._last_sent_ns.get(key)
         if last is None or alert.time_ns - last >= self.interval_ns:
+            self._last_sent_ns[key] = alert.time_ns
             return True
-        self._withheld[f"{alert.threshold.describe()} [{alert.tags_text}] ({alert.alert_id})"] += 1
+        self._withheld[f"{alert.threshold.describe()} [{alert.tags_text}] ({key})"] += 1
         return False
-
-    def delivered(self, alert: Alert) -> None:
-        """Remember that a firing ``alert`` reached the notifier."""
-        if not alert.resolved and not alert.suppressed:
-            key = alert.alert_id
-            # max: a late row delivered after a newer one must not reopen the gate early
-            self._last_sent_ns[key] = max(alert.time_ns, self._last_sent_ns.get(key, alert.time_ns))
 
     def report(self, shown: int = 5) -> str | None:
         """What was held back since the last report (None if nothing), naming at most ``shown``

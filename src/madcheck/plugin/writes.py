@@ -269,8 +269,6 @@ def _handle_alert(state: TriggerState, alert: Alert, log: CallLog) -> None:
     delivery = state.client.send(payload)
     kind = "recovery" if alert.resolved else "alert"
     if delivery.ok:
-        if state.repeats is not None:
-            state.repeats.delivered(alert)
         log.info(f"{kind} sent to {'.'.join(config.sender_names)}: {summary}")
         return
     failed = _failed_senders(delivery.answer)
