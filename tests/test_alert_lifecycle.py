@@ -114,6 +114,24 @@ def test_duration_is_human_readable_over_hours():
     assert notifier.texts()[1] == "1h1m30s"
 
 
+def test_a_duration_alert_recovers_too():
+    # load:3:9:25s: the outlier run starts at T0+90 and spans 30 s at T0+120 (fires); 11 is
+    # normal at 130 and 140 (band [6, 18]) and 150 (band [8, 14]): resolved 30 s after firing
+    template = "$field back after $duration (rule $rule, $threshold_time)"
+    with receiver() as notifier:
+        engine = make_engine()
+        batch = [rows("cpu", [*BASE, 50, 50, 50, 50, 11, 11, 11], field_name="load", host="a")]
+        args = recovery_args(
+            notifier.port, mad_thresholds="load:3:9:25s", notification_recovery_text=template
+        )
+        run_mad_plugin(engine, batch, args)
+    assert [a["time"] for a in alerts_of(notifier)] == [
+        "2023-11-14T22:15:20Z",
+        "2023-11-14T22:15:50Z",
+    ]
+    assert notifier.texts()[1] == "load back after 30s (rule duration, 25s)"
+
+
 def test_recovery_waits_across_calls_in_the_trigger_cache():
     with receiver() as notifier:
         engine = make_engine()
