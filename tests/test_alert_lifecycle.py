@@ -7,9 +7,13 @@ BASE alone gives median 11, MAD 1, band [8, 14]; rows are 10 s apart, so the n-t
 """
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from madcheck.config.settings import load_config
+from madcheck.config.thresholds import Threshold
 from madcheck.detect.alerts import human_duration
+from madcheck.detect.detector import Detector
 from tests.support import free_port, make_engine, receiver, rows, run_mad_plugin
 from tests.test_alert_history import history, tags_of
 from tests.test_plugin_writes import BASE, args_for
@@ -395,3 +399,34 @@ def test_configuration_line_names_the_lifecycle_settings():
 )
 def test_human_duration(ns, text):
     assert human_duration(ns) == text
+
+
+# -- invariants on random streams ------------------------------------------------------------
+
+values_or_gaps = st.lists(
+    st.one_of(st.sampled_from([10.0, 11.0, 12.0, 11.0, 100.0]), st.none()), max_size=80
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=values_or_gaps, count=st.integers(1, 3), needed=st.integers(1, 4))
+def test_recovery_tracking_changes_no_firing_and_resolves_each_alert_once(values, count, needed):
+    def run(recovery_count):
+        threshold = Threshold("temp", 2, 5, count=count)
+        detector = Detector("cpu", [threshold], state_change_count=3, recovery_count=recovery_count)
+        rows_ = [{"host": "a", "temp": v, "time": i * S} for i, v in enumerate(values)]
+        return detector.process(rows_, ["host"]).alerts
+
+    plain, tracked = run(0), run(needed)
+    assert [a for a in tracked if not a.resolved] == plain
+    open_since = last_firing = None
+    for alert in tracked:
+        if alert.resolved:
+            # a resolution ends the open alert, at least `needed` points after its last firing
+            assert open_since is not None and alert.started_ns == open_since
+            assert alert.time_ns - last_firing >= needed * S
+            open_since = None
+        else:
+            last_firing = alert.time_ns
+            if not alert.suppressed and open_since is None:
+                open_since = alert.time_ns
