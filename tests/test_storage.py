@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -514,3 +515,50 @@ def test_only_the_newest_log_rows_are_kept(tmp_path):
         expected = [{"log_text": text} for text in ("1.1", "2.0", "2.1")]
         assert store.query("db", sql) == expected
         assert store.query(INTERNAL_DATABASE, sql) == expected
+
+
+def test_a_runaway_query_is_stopped_and_the_database_stays_usable(tmp_path):
+    with Storage(tmp_path, query_timeout_s=0.0) as store:
+        store.write_lp("db", "cpu v=1 1")
+        endless = (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+        )
+        with pytest.raises(QueryError, match="query stopped after 0 s"):
+            store.query("db", endless)
+        assert store.write_lp("db", "cpu v=2 2").errors == []
+    with Storage(tmp_path) as reopened:
+        assert len(reopened.query("db", "SELECT * FROM cpu")) == 2
+
+
+def test_queries_are_answered_while_a_write_transaction_is_open(storage, tmp_path):
+    write_ok(storage, "cpu v=1 1")
+    other_writer = sqlite3.connect(tmp_path / "databases" / "db.sqlite3", isolation_level=None)
+    try:
+        # Without WAL an exclusive writer would lock readers out ("database is locked").
+        other_writer.execute("BEGIN EXCLUSIVE")
+        assert storage.query("db", "SELECT v FROM cpu") == [{"v": 1.0}]
+    finally:
+        other_writer.execute("ROLLBACK")
+        other_writer.close()
+
+
+def test_a_slow_query_does_not_hold_up_writes(storage):
+    write_ok(storage, "cpu v=1 1")
+    entered, release = threading.Event(), threading.Event()
+    waited: list[bool] = []
+
+    def block_until_released() -> int:
+        entered.set()
+        waited.append(release.wait(timeout=30))  # False only if the write below was held up
+        return 1
+
+    reader = storage._get("db", create=False).reader
+    reader.create_function("block_until_released", 0, block_until_released)
+    query = threading.Thread(target=storage.query, args=("db", "SELECT block_until_released()"))
+    query.start()
+    assert entered.wait(timeout=30)
+    write_ok(storage, "cpu v=2 2")  # while the query is still running
+    release.set()
+    query.join()
+    assert waited == [True]
+    assert len(storage.query("db", "SELECT * FROM cpu")) == 2

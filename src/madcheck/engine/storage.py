@@ -17,8 +17,8 @@ Inside a database file:
   catalog queries (``madcheck.engine.sql`` rewrites the names).
 
 Files use WAL journaling with ``synchronous=FULL``: when a write returns, it survives a crash or
-SIGTERM. One connection per database, guarded by a lock, serves the threaded HTTP server and the
-engine thread alike.
+SIGTERM. Per database, one writing and one reading connection, each guarded by a lock, serve the
+threaded HTTP server and the engine thread alike; WAL lets queries run while a write commits.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ INTERNAL_DATABASE = "_internal"
 MAX_COLUMNS_PER_TABLE = 500
 #: Plugin log rows kept per database (oldest dropped first).
 DEFAULT_MAX_LOG_ROWS = 100_000
+#: A query running longer is stopped: it holds the database's reading connection meanwhile.
+DEFAULT_QUERY_TIMEOUT_S = 30.0
 
 TAG_TYPE = "Dictionary(Int32, Utf8)"
 TIME_TYPE = "Timestamp(Nanosecond, None)"
@@ -267,14 +269,22 @@ def _catalog_views_sql() -> str:
 
 
 class _Database:
-    """One database file: its connection, lock and cached schema."""
+    """One database file: a writing and a reading connection, each with its lock, and the schema.
+
+    WAL lets the reader run alongside the writer, so a slow query does not hold up writes.
+    """
 
     def __init__(self, name: str, path: Path, clock_ns: Callable[[], int]) -> None:
         self.name = name
         self.lock = threading.Lock()
+        self.read_lock = threading.Lock()
         self.clock_ns = clock_ns
         try:
-            self.conn = self._open(path)
+            self.conn = self._connect(path)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.executescript(f"BEGIN; {_SCHEMA_SQL} {_catalog_views_sql()} COMMIT;")
+            self.reader = self._connect(path)
+            self.reader.execute("PRAGMA query_only=ON")
         except sqlite3.Error as error:
             raise StorageError(f"cannot open database file {path}: {error}") from None
         self.schema: dict[str, dict[str, Column]] = {}
@@ -283,23 +293,23 @@ class _Database:
         ):
             self.schema.setdefault(table, {})[column] = Column(column, kind, data_type)
 
-    def _open(self, path: Path) -> sqlite3.Connection:
+    def _connect(self, path: Path) -> sqlite3.Connection:
         conn = sqlite3.connect(
             path,
             isolation_level=None,
             check_same_thread=False,
             detect_types=sqlite3.PARSE_DECLTYPES,
         )
-        conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.create_function("now", 0, self.clock_ns)
         conn.create_function("date_bin", 2, _date_bin, deterministic=True)
         conn.create_function("date_bin", 3, _date_bin, deterministic=True)
-        conn.executescript(f"BEGIN; {_SCHEMA_SQL} {_catalog_views_sql()} COMMIT;")
         return conn
 
     def close(self) -> None:
         """Fold the WAL into the main file (so the file alone is a complete copy) and close."""
+        with self.read_lock:
+            self.reader.close()
         with self.lock:
             # If this fails the data is still safe in the WAL; the next open replays it.
             with suppress(sqlite3.Error):
@@ -362,21 +372,32 @@ class _Database:
             )
 
     # -- queries -----------------------------------------------------------------------------------
-    def query(self, sql: str, params: dict[str, str] | None) -> list[dict[str, Any]]:
+    def query(
+        self, sql: str, params: dict[str, str] | None, timeout_s: float
+    ) -> list[dict[str, Any]]:
+        """Run one read-only statement; stop it after ``timeout_s`` (it holds a connection)."""
         try:
             translation = translate(sql, params)
         except TranslationError as error:
             raise QueryError(str(error)) from None
-        with self.lock:
-            self.conn.execute("PRAGMA query_only=ON")
+        deadline = time.monotonic() + timeout_s
+        with self.read_lock:
+            self.reader.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
             try:
-                cursor = self.conn.execute(translation.sql, translation.params)
+                cursor = self.reader.execute(translation.sql, translation.params)
                 names = [column[0] for column in cursor.description or ()]
                 rows = cursor.fetchall()
+            except sqlite3.OperationalError as error:
+                if str(error) == "interrupted":
+                    raise QueryError(
+                        f"query stopped after {timeout_s:g} s: narrow it down, e.g. with "
+                        "WHERE time > now() - INTERVAL '1 hour' or LIMIT"
+                    ) from None
+                raise QueryError(self._explain(error)) from None
             except (sqlite3.Error, ValueError) as error:
                 raise QueryError(self._explain(error)) from None
             finally:
-                self.conn.execute("PRAGMA query_only=OFF")
+                self.reader.set_progress_handler(None, 0)
         time_columns = [i for i, name in enumerate(names) if _is_time_column(name)]
         records = []
         for row in rows:
@@ -650,9 +671,11 @@ class Storage:
         data_dir: Path,
         clock_ns: Callable[[], int] = time.time_ns,
         max_log_rows: int = DEFAULT_MAX_LOG_ROWS,
+        query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S,
     ) -> None:
         self.data_dir = Path(data_dir)
         self._max_log_rows = max_log_rows
+        self._query_timeout_s = query_timeout_s
         self._directory = self.data_dir / "databases"
         self._directory.mkdir(parents=True, exist_ok=True)
         self._clock_ns = clock_ns
@@ -757,7 +780,7 @@ class Storage:
             validate_database_name(database)
         except InvalidRequestError as error:
             raise QueryError(str(error)) from None
-        return self._existing(database).query(sql, params)
+        return self._existing(database).query(sql, params, self._query_timeout_s)
 
     def append_logs(self, database: str, records: Iterable[LogRecord]) -> None:
         """Store plugin log lines in ``database`` and in ``_internal``.
