@@ -3,6 +3,8 @@
 Thresholds on the same field with the same ``window_count`` share one window (one sorted copy of
 the values), each keeping its own rule state because ``k`` differs. Rows are processed in time
 order per series whatever order the batch arrived in, since both rules are defined on data time.
+With recovery notifications on, each threshold also has a ``RecoveryWatch`` (detect/lifecycle.py)
+that reports ``resolved`` events in the same list as the fired rules, in data-time order.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, NamedTuple
 
 from madcheck.config.thresholds import Threshold
 from madcheck.detect.alerts import Alert, Tags
+from madcheck.detect.lifecycle import RecoveryWatch
 from madcheck.detect.rules import CountRule, DurationRule, FlipHistory
 from madcheck.detect.window import RollingMAD
 
@@ -40,9 +43,9 @@ class BatchResult:
 
 
 class _ThresholdState:
-    __slots__ = ("flips", "rule", "threshold")
+    __slots__ = ("flips", "recovery", "rule", "threshold")
 
-    def __init__(self, threshold: Threshold, track_flips: bool) -> None:
+    def __init__(self, threshold: Threshold, track_flips: bool, recovery_count: int) -> None:
         self.threshold = threshold
         self.rule: CountRule | DurationRule = (
             CountRule(threshold.count)
@@ -50,25 +53,32 @@ class _ThresholdState:
             else DurationRule(threshold.duration_ns or 0)
         )
         self.flips = FlipHistory(threshold.window_count) if track_flips else None
+        self.recovery = RecoveryWatch(recovery_count) if recovery_count else None
 
 
 class _FieldWindow:
     __slots__ = ("states", "window")
 
-    def __init__(self, window_count: int, thresholds: Sequence[Threshold], flips: bool) -> None:
+    def __init__(
+        self, window_count: int, thresholds: Sequence[Threshold], flips: bool, recovery_count: int
+    ) -> None:
         self.window = RollingMAD(window_count)
-        self.states = tuple(_ThresholdState(t, flips) for t in thresholds)
+        self.states = tuple(_ThresholdState(t, flips, recovery_count) for t in thresholds)
 
     def reset_rules(self) -> None:
         for state in self.states:
             state.rule.reset()
+            if state.recovery is not None:
+                state.recovery.reset()
 
-    def record_normals(self, count: int) -> None:
-        """``count`` verdicts in a row inside the band: any outlier run is over."""
-        for state in self.states:
-            state.rule.reset()
-            if state.flips is not None:
-                state.flips.update(False, count)
+    def normals_to_recovery(self) -> int:
+        """How many more normal verdicts complete an open recovery (0 if none is open)."""
+        needs = [
+            state.recovery.needed - state.recovery.normal_run
+            for state in self.states
+            if state.recovery is not None and state.recovery.since_ns is not None
+        ]
+        return min(needs, default=0)
 
 
 class _Series(NamedTuple):
@@ -103,13 +113,19 @@ class _FieldGroup:
 
 
 class Detector:
-    """Detection state of every series of one table."""
+    """Detection state of every series of one table. ``recovery_count`` > 0 turns recovery
+    tracking on: that many consecutive normal verdicts after a sent alert report it resolved."""
 
     def __init__(
-        self, table: str, thresholds: Sequence[Threshold], state_change_count: int = 0
+        self,
+        table: str,
+        thresholds: Sequence[Threshold],
+        state_change_count: int = 0,
+        recovery_count: int = 0,
     ) -> None:
         self.table = table
         self.state_change_count = state_change_count
+        self.recovery_count = recovery_count
         grouped: dict[tuple[str, int], list[Threshold]] = {}
         for threshold in thresholds:
             grouped.setdefault((threshold.field, threshold.window_count), []).append(threshold)
@@ -169,26 +185,52 @@ class Detector:
         fired: list[tuple[Row, Alert]],
         result: BatchResult,
     ) -> None:
-        """Push finite values into the window; apply each verdict to the rules, in order."""
+        """Push finite values into the window; apply each verdict to the rules, in order.
+
+        ``advance`` stops at each outlier and, while a recovery is open, at the normal verdict
+        that completes it: at those points the window is as the alert must report it.
+        """
         window = cell.window
         done = 0
         while done < len(values):
-            done, normals, mask = window.advance(values, done, ks)
+            limit = cell.normals_to_recovery() if self.recovery_count else 0
+            done, normals, mask = window.advance(values, done, ks, limit)
+            last = done - 1
             if normals:
-                cell.record_normals(normals)
+                # every state saw `normals` normal verdicts, the last of them at values[last]
+                # if the run stopped on one (no mask)
+                for state in cell.states:
+                    state.rule.reset()
+                    if state.flips is not None:
+                        state.flips.update(False, normals)
+                    if state.recovery is not None and state.recovery.since_ns is not None:
+                        for _ in range(normals):
+                            started = state.recovery.update(False, False, rows[last]["time"])
+                        if started is not None:
+                            event = self._alert(
+                                entry, name, window, state, values[last], rows[last], started
+                            )
+                            fired.append((rows[last], event))
             if not mask:
                 continue
-            # values[done - 1] is an outlier for some k, and the window is as it was then
-            row = rows[done - 1]
+            # values[last] is an outlier for some k, and the window is as it was then
+            row = rows[last]
             for bit, state in enumerate(cell.states):
                 outlier = bool(mask >> bit & 1)
                 if outlier:
                     result.outliers[name] += 1
                 if state.flips is not None:
                     state.flips.update(outlier)
+                opens = False
                 if state.rule.update(outlier, row["time"]):
-                    alert = self._alert(entry, name, window, state, values[done - 1], row)
+                    alert = self._alert(entry, name, window, state, values[last], row)
                     fired.append((row, alert))
+                    opens = not alert.suppressed
+                if state.recovery is not None:
+                    started = state.recovery.update(outlier, opens, row["time"])
+                    if started is not None:  # a larger k found this value normal
+                        event = self._alert(entry, name, window, state, values[last], row, started)
+                        fired.append((row, event))
 
     def _alert(
         self,
@@ -198,11 +240,16 @@ class Detector:
         state: _ThresholdState,
         value: float,
         row: Row,
+        started_ns: int | None = None,
     ) -> Alert:
-        """A fired rule, with the window's exact median and MAD (the verdict may not need them)."""
+        """A fired rule, or with ``started_ns`` a resolved alert, with the window's exact median
+        and MAD (the verdict may not have needed them)."""
         median, mad = window.median_and_mad()
         flips = state.flips
         transitions = flips.transitions() if flips is not None else 0
+        suppressed = (
+            started_ns is None and flips is not None and transitions >= self.state_change_count
+        )
         return Alert(
             table=self.table,
             field=field,
@@ -213,7 +260,8 @@ class Detector:
             mad=mad,
             time_ns=row["time"],
             transitions=transitions,
-            suppressed=flips is not None and transitions >= self.state_change_count,
+            suppressed=suppressed,
+            started_ns=started_ns,
         )
 
     def _in_time_order(self, rows: Sequence[Row], result: BatchResult) -> Sequence[Row]:
@@ -236,7 +284,12 @@ class Detector:
 
     def _new_series(self, key: Any, tag_names: Sequence[str]) -> _Series:
         windows = tuple(
-            _FieldWindow(group.window_count, group.thresholds, self.state_change_count >= 2)
+            _FieldWindow(
+                group.window_count,
+                group.thresholds,
+                self.state_change_count >= 2,
+                self.recovery_count,
+            )
             for group in self._groups
         )
         entry = _Series(key, tuple(tag_names), windows)

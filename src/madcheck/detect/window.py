@@ -63,9 +63,10 @@ class RollingMAD:
         self.advance((value,), 0, ())
 
     def advance(
-        self, values: Sequence[float], start: int, ks: Sequence[float]
+        self, values: Sequence[float], start: int, ks: Sequence[float], normals_limit: int = 0
     ) -> tuple[int, int, int]:
-        """Push finite ``values[start:]`` in turn, stopping after the first outlier for any ``k``.
+        """Push finite ``values[start:]`` in turn, stopping after the first outlier for any ``k``
+        (or after ``normals_limit`` normal verdicts, if that is not 0).
 
         Returns ``(end, normals, mask)``: ``values[start:end]`` were pushed; ``normals`` of them
         got a verdict (the window was full) and were inside the band for every ``k``; ``mask`` is
@@ -140,11 +141,12 @@ class RollingMAD:
             down = median - data[low]
             up = data[high] - median
             floor = down if down < up else up  # <= the MAD
-            if not (value < median - k * floor or value > median + k * floor):
+            if not (
+                value < median - k * floor or value > median + k * floor
+            ) or not self.is_outlier(value, median, k):
                 normals += 1
-                continue
-            if not self.is_outlier(value, median, k):
-                normals += 1
+                if normals == normals_limit:
+                    break
                 continue
             mask = 0
             for bit, k_bit in enumerate(ks):
