@@ -154,10 +154,12 @@ def test_large_window_through_the_memoryview_path_stays_exact():
 # -- the whole detector against a plain one ---------------------------------------------------
 
 
-def plain_detector(rows, tag_names, thresholds, state_change_count):
-    """DESIGN.md §3 written out per row, with nothing shared or cached but the raw values."""
+def plain_detector(rows, tag_names, thresholds, state_change_count, recovery_count):
+    """DESIGN.md §3 (and detect/lifecycle.py's recovery) written out per row, with nothing shared
+    or cached but the raw values."""
     windows: dict[tuple, list[float]] = {}
     runs: dict[tuple, list] = {}
+    recoveries: dict[tuple, list] = {}  # [alert time that opened the episode, normal run]
     verdicts: dict[tuple, list[bool]] = {}
     alerts = []
     outliers: Counter[str] = Counter()
@@ -175,8 +177,10 @@ def plain_detector(rows, tag_names, thresholds, state_change_count):
             finite = raw is not None
             for threshold in members:
                 run = runs.setdefault((tags, threshold), [0, None])
+                recovery = recoveries.setdefault((tags, threshold), [None, 0])
                 if not finite:
                     run[:] = [0, None]
+                    recovery[1] = 0
             if not finite:
                 continue
             window = windows.setdefault((tags, field, size), [])
@@ -192,33 +196,35 @@ def plain_detector(rows, tag_names, thresholds, state_change_count):
                 history.append(outlier)
                 del history[:-size]
                 run = runs[(tags, threshold)]
+                flips = sum(a != b for a, b in pairwise(history))
+                transitions = flips if state_change_count >= 2 else 0
+                fires = False
                 if not outlier:
                     run[:] = [0, None]
-                    continue
-                run[0] += 1
-                if run[1] is None:
-                    run[1] = row["time"]
-                if threshold.count is not None:
-                    fires = run[0] >= threshold.count
                 else:
-                    fires = row["time"] - run[1] >= threshold.duration_ns
-                if not fires:
+                    run[0] += 1
+                    if run[1] is None:
+                        run[1] = row["time"]
+                    if threshold.count is not None:
+                        fires = run[0] >= threshold.count
+                    else:
+                        fires = row["time"] - run[1] >= threshold.duration_ns
+                suppressed = state_change_count >= 2 and flips >= state_change_count
+                point = (field, tags, threshold, float(raw), median, mad, row["time"], transitions)
+                if fires:
+                    run[:] = [0, None]
+                    alerts.append((*point, suppressed, None))
+                if not recovery_count:
                     continue
-                run[:] = [0, None]
-                flips = sum(a != b for a, b in pairwise(history))
-                alerts.append(
-                    (
-                        field,
-                        tags,
-                        threshold,
-                        float(raw),
-                        median,
-                        mad,
-                        row["time"],
-                        flips if state_change_count >= 2 else 0,
-                        state_change_count >= 2 and flips >= state_change_count,
-                    )
-                )
+                recovery = recoveries[(tags, threshold)]
+                if fires and not suppressed:
+                    recovery[0] = recovery[0] if recovery[0] is not None else row["time"]
+                    recovery[1] = 0
+                elif recovery[0] is not None:
+                    recovery[1] = 0 if outlier else recovery[1] + 1
+                    if recovery[1] >= recovery_count:
+                        alerts.append((*point, False, recovery[0]))
+                        recovery[:] = [None, 0]
     return alerts, outliers
 
 
@@ -251,9 +257,14 @@ thresholds_strategy = st.lists(
     max_size=4,
     unique=True,
 )
+# Mostly calm floats, so alerts also recover and whole runs take the all-floats path; now and
+# then an int (same value as a float), a spike, or something that cannot enter a window.
+calm = st.integers(min_value=0, max_value=4).map(float)
 cell_values = st.one_of(
-    st.integers(min_value=-4, max_value=4),
+    *[calm] * 20,
+    st.sampled_from([100.0, -100.0, 7.5]),
     st.floats(min_value=-10, max_value=10, allow_nan=False),
+    st.integers(min_value=-4, max_value=4),
     st.sampled_from([None, "hot", True, math.nan, math.inf, 10**400, 1e300]),
 )
 
@@ -261,13 +272,13 @@ cell_values = st.one_of(
 @st.composite
 def batches(draw):
     """A few batches of rows over a few series (some without the region tag), shuffled."""
-    hosts = ["a", "b", "c"]
+    hosts = ["a", "b"]
     regions = ["eu", None]
     result = []
     clock = 0
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
         rows = []
-        for _ in range(draw(st.integers(min_value=0, max_value=40))):
+        for _ in range(draw(st.integers(min_value=0, max_value=60))):
             clock += draw(st.integers(min_value=0, max_value=10))
             row = {"host": draw(st.sampled_from(hosts)), "time": clock * S}
             region = draw(st.sampled_from(regions))
@@ -286,11 +297,14 @@ def batches(draw):
 @given(
     thresholds=thresholds_strategy,
     state_change_count=st.sampled_from([0, 2, 3]),
+    recovery_count=st.sampled_from([0, 1, 2, 4]),
     batch_list=batches(),
 )
-def test_detector_alerts_match_a_plain_implementation(thresholds, state_change_count, batch_list):
+def test_detector_alerts_match_a_plain_implementation(
+    thresholds, state_change_count, recovery_count, batch_list
+):
     tag_names = ["host", "region"]
-    detector = Detector("cpu", thresholds, state_change_count)
+    detector = Detector("cpu", thresholds, state_change_count, recovery_count)
     fast_alerts = []
     fast_outliers: Counter[str] = Counter()
     # The plain detector sees every batch at once; it sorts by time only within a batch, so
@@ -311,16 +325,28 @@ def test_detector_alerts_match_a_plain_implementation(thresholds, state_change_c
                 a.time_ns,
                 a.transitions,
                 a.suppressed,
+                a.started_ns,
             )
             for a in result.alerts
         ]
         fast_outliers.update(result.outliers)
         history += sorted(rows, key=lambda r: r["time"])
     plain_alerts, plain_outliers = plain_detector(
-        history, tag_names, thresholds, state_change_count
+        history, tag_names, thresholds, state_change_count, recovery_count
     )
     assert fast_alerts == plain_alerts
     assert +fast_outliers == +plain_outliers
+
+
+def test_recovery_in_the_middle_of_a_run_of_floats_is_reported_where_it_completes():
+    values = [1.0, 2.0, 1.0, 2.0, 1.0, 100.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0]
+    rows = [{"host": "a", "temp": v, "time": i * S} for i, v in enumerate(values)]
+    detector = Detector("cpu", [Threshold("temp", 3.0, 5, count=1)], recovery_count=2)
+    fired, resolved = detector.process(rows, ["host"]).alerts
+    # window at t7: 1 2 1 100 1 2 -> last five 2 1 100 1 2: median 2, MAD 1
+    assert (fired.time_ns, fired.started_ns) == (5 * S, None)
+    assert (resolved.time_ns, resolved.started_ns, resolved.value) == (7 * S, 5 * S, 2.0)
+    assert (resolved.median, resolved.mad) == (2.0, 1.0)
 
 
 # -- memory ------------------------------------------------------------------------------------
