@@ -90,17 +90,23 @@ class RollingMAD:
         view = memoryview(data) if size >= _VIEW_FROM else None
         middle = size + (size >> 1)
         odd = size & 1
-        # A lower bound of the MAD from two sorted values around the quartiles: every value at
-        # or below data[low] deviates from the median at least as much as data[low] does (the
-        # deviations are computed as in the definition, and rounding is monotone), likewise at
-        # or above data[high], and only (size - 1) // 2 values lie strictly between them. So at
-        # most that many deviations are below the smaller of the two, which makes it <= the
-        # middle deviation(s), i.e. <= the MAD. A value inside the band for this smaller MAD
-        # is inside it for the true one (the band only widens as the MAD grows).
+        # Bounds of the MAD from sorted values around the quartiles, exact because deviations
+        # are computed as in the definition and rounding is monotone: a value at or below
+        # data[low] deviates from the median at least as much as data[low] does, one at or above
+        # data[high] at least as much as data[high].
+        # - floor: only (size - 1) // 2 values lie strictly between data[low] and data[high], so
+        #   at most that many deviations are below the smaller of the two: floor <= the middle
+        #   deviation(s), i.e. <= the MAD.
+        # - ceiling: the size // 2 + 1 values from data[first] to data[last] deviate at most as
+        #   much as the farther of the two: ceiling >= the middle deviation(s) and the MAD.
+        # The band only widens as the MAD grows, so a value inside it for the floor is normal,
+        # and one outside it for the ceiling is an outlier. Values in between go to is_outlier.
         low = size + (size - 1) // 2 - ((size - 1) // 2 + 2) // 2
         high = low + (size - 1) // 2 + 1
         if low < size:  # windows of 1 or 2: the lowest and the highest value
             low, high = size, stop_sorted - 1
+        first = size + (size - (size // 2 + 1)) // 2
+        last = first + size // 2
         normals = 0
         index = start
         stop = len(values)
@@ -140,10 +146,19 @@ class RollingMAD:
             median = data[middle] if odd else (data[middle - 1] + data[middle]) / 2
             down = median - data[low]
             up = data[high] - median
-            floor = down if down < up else up  # <= the MAD
-            if not (
-                value < median - k * floor or value > median + k * floor
-            ) or not self.is_outlier(value, median, k):
+            floor = down if down < up else up
+            if value < median - k * floor or value > median + k * floor:
+                down = median - data[first]
+                up = data[last] - median
+                ceiling = down if down > up else up
+                # (below _HUGE: the mean of two middle deviations cannot overflow past it)
+                outlier = (
+                    ceiling < _HUGE
+                    and (value < median - k * ceiling or value > median + k * ceiling)
+                ) or self.is_outlier(value, median, k)
+            else:
+                outlier = False
+            if not outlier:
                 normals += 1
                 if normals == normals_limit:
                     break
