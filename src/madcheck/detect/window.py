@@ -24,6 +24,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from functools import cache
 
 _INF = float("inf")
 #: Trial MADs of ``is_outlier``, just either side of the critical one (any factor is exact).
@@ -88,25 +89,7 @@ class RollingMAD:
         # Large windows move the values between the old and the new value's places with one
         # memmove (through a memoryview); small ones are quicker with del + insert.
         view = memoryview(data) if size >= _VIEW_FROM else None
-        middle = size + (size >> 1)
-        odd = size & 1
-        # Bounds of the MAD from sorted values around the quartiles, exact because deviations
-        # are computed as in the definition and rounding is monotone: a value at or below
-        # data[low] deviates from the median at least as much as data[low] does, one at or above
-        # data[high] at least as much as data[high].
-        # - floor: only (size - 1) // 2 values lie strictly between data[low] and data[high], so
-        #   at most that many deviations are below the smaller of the two: floor <= the middle
-        #   deviation(s), i.e. <= the MAD.
-        # - ceiling: the size // 2 + 1 values from data[first] to data[last] deviate at most as
-        #   much as the farther of the two: ceiling >= the middle deviation(s) and the MAD.
-        # The band only widens as the MAD grows, so a value inside it for the floor is normal,
-        # and one outside it for the ceiling is an outlier. Values in between go to is_outlier.
-        low = size + (size - 1) // 2 - ((size - 1) // 2 + 2) // 2
-        high = low + (size - 1) // 2 + 1
-        if low < size:  # windows of 1 or 2: the lowest and the highest value
-            low, high = size, stop_sorted - 1
-        first = size + (size - (size // 2 + 1)) // 2
-        last = first + size // 2
+        middle, odd, low, high, first, last = _layout(size)
         normals = 0
         index = start
         stop = len(values)
@@ -142,7 +125,9 @@ class RollingMAD:
                     data[j] = value
             if count < size or not ks:
                 continue  # no verdict until the window is full
-            # 2. The verdict for the smallest k: the MAD's lower bound decides most values.
+            # 2. The verdict for the smallest k. Exact bounds of the MAD read from four sorted
+            # values (see _layout) settle most: inside the band for the floor is normal, outside
+            # it for the ceiling is an outlier; is_outlier settles the rest.
             median = data[middle] if odd else (data[middle - 1] + data[middle]) / 2
             down = median - data[low]
             up = data[high] - median
@@ -279,3 +264,32 @@ class RollingMAD:
             data[split + j] - median if j < n_right else _INF,
         )
         return kth, after
+
+
+@cache
+def _layout(size: int) -> tuple[int, bool, int, int, int, int]:
+    """Where ``advance`` reads a full window of ``size`` values (indexes into ``_data``):
+    ``middle`` (and ``odd``) for the median, ``low``/``high`` for the floor of the MAD and
+    ``first``/``last`` for its ceiling.
+
+    Bounds of the MAD from sorted values around the quartiles, exact because deviations
+    are computed as in the definition and rounding is monotone: a value at or below
+    data[low] deviates from the median at least as much as data[low] does, one at or above
+    data[high] at least as much as data[high].
+    - floor: only (size - 1) // 2 values lie strictly between data[low] and data[high], so
+      at most that many deviations are below the smaller of the two: floor <= the middle
+      deviation(s), i.e. <= the MAD.
+    - ceiling: the size // 2 + 1 values from data[first] to data[last] deviate at most as
+      much as the farther of the two: ceiling >= the middle deviation(s) and the MAD.
+    The band only widens as the MAD grows, so a value inside it for the floor is normal,
+    and one outside it for the ceiling is an outlier. Values in between go to is_outlier.
+    """
+    middle = size + (size >> 1)
+    odd = bool(size & 1)
+    low = size + (size - 1) // 2 - ((size - 1) // 2 + 2) // 2
+    high = low + (size - 1) // 2 + 1
+    if low < size:  # windows of 1 or 2: the lowest and the highest value
+        low, high = size, 2 * size - 1
+    first = size + (size - (size // 2 + 1)) // 2
+    last = first + size // 2
+    return middle, odd, low, high, first, last
