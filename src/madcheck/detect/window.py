@@ -1,4 +1,4 @@
-"""An exact rolling median and MAD over the last ``size`` values.
+"""An exact rolling median and MAD over the last ``size`` values, and fast exact verdicts.
 
 The definition (DESIGN.md §3) is ``statistics.median`` of the window and the median of absolute
 deviations from it; a value is an outlier iff ``value < median - k * MAD`` or
@@ -6,17 +6,21 @@ deviations from it; a value is an outlier iff ``value < median - k * MAD`` or
 window is also kept sorted, so:
 
 - the median is read in O(1);
-- the exact MAD is the k-th smallest element of two sorted sequences (deviations left and right
-  of the median), found by binary search in O(log W);
-- most verdicts need no MAD at all: ``is_outlier`` bounds the MAD with two C-level bisects and
-  only computes it exactly when the value sits (within ~1e-12) on the edge of the band.
+- most verdicts need no MAD at all: ``advance`` reads exact lower and upper bounds of the MAD
+  from four sorted values (``_layout``), which settle clear cases; ``is_outlier`` settles most of
+  the rest with one C-level bisect per side;
+- the exact MAD, for a value on the band's edge or for an alert, is the k-th smallest element of
+  two sorted sequences (deviations left and right of the median), found by binary search in
+  O(log W).
 
 Storage is one ``array('d')`` of ``2 * size`` C doubles, allocated once: the ring of values in
 arrival order, then the same values sorted. While the window fills, the sorted half is padded at
 its end with +inf (values are finite, so the padding always sorts last). 16 bytes per value.
 
 The arithmetic is the same as the definition's (``(a + b) / 2`` for even sizes, ``abs(x - m)``
-for deviations, since ``m - x == -(x - m)`` exactly in IEEE 754), so verdicts are identical.
+for deviations, since ``m - x == -(x - m)`` exactly in IEEE 754), and every shortcut is a proof
+that the definition's comparison comes out one way (see ``is_outlier``), so verdicts are
+identical. docs/performance.md explains the design and its measurements.
 """
 
 from __future__ import annotations
