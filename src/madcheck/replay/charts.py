@@ -140,7 +140,9 @@ def render_chart(stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> b
     axes.set_ylabel(stats.field)
     axes.set_title(chart_title(stats), fontsize=10, loc="left")
     axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", fontsize=8, ncols=3, framealpha=0.85)
+    axes.margins(y=0.08)
+    # Outside the axes: inside, the legend hides exactly the spikes a reader looks for.
+    figure.legend(loc="outside lower center", fontsize=8, ncols=6, frameon=False)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()

@@ -19,7 +19,6 @@ from madcheck.replay.csvinput import CsvLayout, read_csv
 from madcheck.replay.stream import NO_TIME
 
 _GZIP_MAGIC = b"\x1f\x8b"
-FORMATS = ("auto", "lp", "csv")
 
 
 @dataclass(frozen=True)

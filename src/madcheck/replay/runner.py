@@ -13,16 +13,19 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from madcheck.config.thresholds import Threshold
 from madcheck.engine.catalog import SchemaQueries
 from madcheck.engine.lineprotocol import Point
 from madcheck.replay.alerts import AlertRecord
-from madcheck.replay.console import ReplayConsole
 from madcheck.replay.inputs import InputFile, InputOptions
 from madcheck.replay.stream import Admission, Batch, StreamCounts, batches
 from madcheck.replay.trigger import ReplayTrigger
 from madcheck.replay.verdicts import SeriesStats, TraceSink, VerdictTracker
+
+if TYPE_CHECKING:
+    from madcheck.replay.console import ReplayConsole
 
 AlertSink = Callable[[AlertRecord], None]
 
