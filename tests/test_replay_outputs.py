@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import itertools
 import json
 import random
@@ -13,10 +14,17 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from madcheck.cli import main
+from madcheck.config.settings import load_config
+from madcheck.engine.api import LogRecord
 from madcheck.engine.lineprotocol import Point
-from madcheck.replay.arguments import ArgumentError, parse_trigger_options
+from madcheck.replay.app import default_plugin
+from madcheck.replay.arguments import ArgumentError, parse_trigger_options, trigger_arguments
+from madcheck.replay.console import ReplayConsole
+from madcheck.replay.inputs import InputOptions
+from madcheck.replay.runner import PassSettings, replay_pass
 from madcheck.replay.stream import batches
 from madcheck.replay.sweep import SweepError, parse_sweep
 from tests import replay_data as data
@@ -226,3 +234,45 @@ def test_batches_are_bounded_and_lazy():
     first = next(batches(endless, 10**9, max_rows=100))
     assert len(first.rows) == 100
     assert first.new_tags == ["host"] and first.new_fields == ["temp"]
+
+
+class _RecordingConsole(ReplayConsole):
+    def __init__(self) -> None:
+        super().__init__(progress=False, console=Console(file=io.StringIO()))
+        self.records: list[LogRecord] = []
+
+    def plugin_log(self, record: LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_summary_outliers_match_what_the_plugin_itself_counted(tmp_path):
+    """The per-series counts are recomputed beside the plugin; they must agree with the
+    plugin's own per-batch outlier counts, also when a tag column appears half-way through
+    (the plugin then starts new series, and so must the recount)."""
+    lp = _noisy_file(tmp_path / "noisy.lp")
+    lines = lp.read_text().splitlines()
+    half = len(lines) // 2
+    lines[half:] = [line.replace(",host=", ",region=eu,host=", 1) for line in lines[half:]]
+    lp.write_text("\n".join(lines) + "\n")
+    arguments = trigger_arguments(
+        {"measurement": "cpu", "mad_thresholds": "temp:2:10:2@temp:3:20:3"}, capture_port=9
+    )
+    thresholds = load_config(arguments).config.thresholds
+    settings = PassSettings(
+        files=(lp,),
+        inputs=InputOptions("cpu"),
+        thresholds=thresholds,
+        plugin=default_plugin() or Path("missing"),
+    )
+    console = _RecordingConsole()
+    result = replay_pass(settings, console, [arguments])
+    logged = sum(
+        int(n)
+        for record in console.records
+        for n in re.findall(r"temp: (\d+)", record.log_text)
+        if "outliers" in record.log_text
+    )
+    assert logged > 0
+    assert sum(s.outliers for s in result.stats.values()) == logged
+    # the region tag split every host into an old and a new series
+    assert {s.tags_text for s in result.stats.values()} >= {"host=a", "host=a,region=eu"}

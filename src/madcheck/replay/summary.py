@@ -75,4 +75,4 @@ def print_summary(
     rows = ranked(stats)
     if rows:
         console.print(summary_table(rows, limit))
-    console.print(totals.describe(), highlight=False)
+    console.print(totals.describe(), highlight=False, soft_wrap=True)
