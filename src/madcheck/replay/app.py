@@ -41,12 +41,16 @@ class UsageError(Exception):
 
 
 def replay_command(options: argparse.Namespace) -> int:
-    stderr = Console(stderr=True, highlight=False)
+    # soft_wrap: a message is one line, whatever the width, so it can be grepped
+    stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         return _replay(options, stderr)
     except (UsageError, ArgumentError, SweepError, MissingExtra) as error:
         stderr.print(f"madcheck replay: error: {error}", markup=False)
         return 2
+    except KeyboardInterrupt:
+        stderr.print("madcheck replay: interrupted")
+        return 130
 
 
 def default_plugin() -> Path | None:
@@ -121,7 +125,10 @@ def _replay(options: argparse.Namespace, stderr: Console) -> int:
         raise UsageError("--sweep prints a table only; run without it for --alerts/--plot/--report")
     if options.sweep and options.send:
         raise UsageError("--sweep cannot --send: it would deliver every combination's alerts")
-    visuals.check_available()
+    try:
+        visuals.prepare()
+    except OSError as error:
+        raise UsageError(f"cannot write {error.filename}: {error.strerror}") from None
     console = ReplayConsole(options.max_errors_shown, not options.no_progress, stderr)
     stdout = Console(highlight=False)
     with ExitStack() as stack:
@@ -135,7 +142,7 @@ def _replay(options: argparse.Namespace, stderr: Console) -> int:
             console.finish(result.counts.bad_lines)
             print_sweep(stdout, [label for label, _ in variants], result)
             return 0
-        writer = stack.enter_context(AlertWriter(options.alerts)) if options.alerts else None
+        writer = stack.enter_context(_alert_writer(options.alerts)) if options.alerts else None
         sinks: list[Callable[[AlertRecord], None]] = []
         if writer is not None:
             sinks.append(writer.write)
@@ -156,6 +163,15 @@ def _replay(options: argparse.Namespace, stderr: Console) -> int:
         if visuals.wanted:
             visuals.produce(settings, console, result.stats, summary)
     return 0
+
+
+def _alert_writer(path: Path) -> AlertWriter:
+    try:
+        return AlertWriter(path)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"--alerts {path}: {error.strerror}") from None
 
 
 def _fan_out(sinks: list[Callable[[AlertRecord], None]]) -> Callable[[AlertRecord], None] | None:

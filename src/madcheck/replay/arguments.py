@@ -42,8 +42,10 @@ def parse_trigger_options(tokens: Sequence[str]) -> dict[str, str]:
             )
         name, sep, value = token[2:].partition("=")
         if not sep:
-            if position + 1 >= len(tokens):
-                raise ArgumentError(f"--{name} needs a value")
+            if position + 1 >= len(tokens) or tokens[position + 1].startswith("--"):
+                raise ArgumentError(
+                    f"--{name} needs a value; write --{name}=VALUE, or put it after the files"
+                )
             value = tokens[position + 1]
             position += 1
         position += 1

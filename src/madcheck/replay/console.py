@@ -33,7 +33,7 @@ class ReplayConsole:
     """Messages for the user on stderr, each kind capped at ``limit`` lines."""
 
     def __init__(self, limit: int = 20, progress: bool = True, console: Console | None = None):
-        self.console = console or Console(stderr=True, highlight=False)
+        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self.limit = limit
         self.show_progress = progress and self.console.is_terminal
         self.bad_lines_shown = 0

@@ -48,10 +48,15 @@ class Visuals:
     def wanted(self) -> bool:
         return self.plot_dir is not None or self.report is not None
 
-    def check_available(self) -> None:
-        """Fail before a long replay, not after it, when matplotlib is missing."""
-        if self.wanted:
-            require_matplotlib()
+    def prepare(self) -> None:
+        """Fail before a long replay, not after it: matplotlib missing, a folder not writable."""
+        if not self.wanted:
+            return
+        require_matplotlib()
+        if self.plot_dir is not None:
+            self.plot_dir.mkdir(parents=True, exist_ok=True)
+        if self.report is not None:
+            self.report.touch()
 
     def keep_alert(self, record: AlertRecord) -> None:
         self.alerts_total += 1
@@ -82,8 +87,6 @@ class Visuals:
             sinks: dict[str, TraceSink] = dict(traces)
             trace_pass(settings, console, sinks)
         charts: list[Chart] = []
-        if self.plot_dir is not None:
-            self.plot_dir.mkdir(parents=True, exist_ok=True)
         for series in charted:
             png = render_chart(series, traces[series.alert_id], self._marks[series.alert_id])
             charts.append(Chart(chart_title(series), png))
