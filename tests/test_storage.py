@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from madcheck.engine.storage import (
     InvalidRequestError,
     QueryError,
     Storage,
+    StorageError,
     TriggerDefinition,
     TriggerExistsError,
 )
@@ -473,3 +475,90 @@ def test_closed_storage_refuses_work(tmp_path):
     store.close()
     with pytest.raises(Exception, match="storage is closed"):
         store.write_lp("db", "cpu v=1")
+
+
+def test_after_close_the_database_file_alone_is_a_complete_copy(tmp_path):
+    with Storage(tmp_path / "a") as store:
+        store.write_lp("db", "cpu v=1 1")
+    copy = tmp_path / "b" / "databases"
+    copy.mkdir(parents=True)
+    (copy / "db.sqlite3").write_bytes((tmp_path / "a" / "databases" / "db.sqlite3").read_bytes())
+    with Storage(tmp_path / "b") as reopened:
+        assert reopened.query("db", "SELECT v FROM cpu") == [{"v": 1.0}]
+
+
+def test_an_unreadable_database_file_is_reported_with_its_path(tmp_path):
+    directory = tmp_path / "databases"
+    directory.mkdir()
+    (directory / "broken.sqlite3").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StorageError, match=r"cannot open database file .*broken\.sqlite3"):
+        Storage(tmp_path)
+
+
+def test_tables_are_limited_to_500_columns_like_influxdb(storage):
+    wide = ",".join(f"f{i}=1" for i in range(498))
+    write_ok(storage, f"wide,host=a {wide} 1")  # 498 fields + 1 tag + time = 500
+    result = storage.write_lp("db", "wide,host=a one_more=1 2\nwide,host=a f0=2 3")
+    assert [e.line_number for e in result.errors] == [1]
+    assert "more than 500 columns" in result.errors[0].error_message
+    assert len(storage.columns("db", "wide")) == 500
+
+
+def test_only_the_newest_log_rows_are_kept(tmp_path):
+    with Storage(tmp_path, max_log_rows=3) as store:
+        for batch in range(3):
+            store.append_logs(
+                "db",
+                [LogRecord(NOW + batch * 2 + i, "t", "INFO", f"{batch}.{i}") for i in range(2)],
+            )
+        sql = "SELECT log_text FROM system.processing_engine_logs ORDER BY event_time"
+        expected = [{"log_text": text} for text in ("1.1", "2.0", "2.1")]
+        assert store.query("db", sql) == expected
+        assert store.query(INTERNAL_DATABASE, sql) == expected
+
+
+def test_a_runaway_query_is_stopped_and_the_database_stays_usable(tmp_path):
+    with Storage(tmp_path, query_timeout_s=0.0) as store:
+        store.write_lp("db", "cpu v=1 1")
+        endless = (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+        )
+        with pytest.raises(QueryError, match="query stopped after 0 s"):
+            store.query("db", endless)
+        assert store.write_lp("db", "cpu v=2 2").errors == []
+    with Storage(tmp_path) as reopened:
+        assert len(reopened.query("db", "SELECT * FROM cpu")) == 2
+
+
+def test_queries_are_answered_while_a_write_transaction_is_open(storage, tmp_path):
+    write_ok(storage, "cpu v=1 1")
+    other_writer = sqlite3.connect(tmp_path / "databases" / "db.sqlite3", isolation_level=None)
+    try:
+        # Without WAL an exclusive writer would lock readers out ("database is locked").
+        other_writer.execute("BEGIN EXCLUSIVE")
+        assert storage.query("db", "SELECT v FROM cpu") == [{"v": 1.0}]
+    finally:
+        other_writer.execute("ROLLBACK")
+        other_writer.close()
+
+
+def test_a_slow_query_does_not_hold_up_writes(storage):
+    write_ok(storage, "cpu v=1 1")
+    entered, release = threading.Event(), threading.Event()
+    waited: list[bool] = []
+
+    def block_until_released() -> int:
+        entered.set()
+        waited.append(release.wait(timeout=30))  # False only if the write below was held up
+        return 1
+
+    reader = storage._get("db", create=False).reader
+    reader.create_function("block_until_released", 0, block_until_released)
+    query = threading.Thread(target=storage.query, args=("db", "SELECT block_until_released()"))
+    query.start()
+    assert entered.wait(timeout=30)
+    write_ok(storage, "cpu v=2 2")  # while the query is still running
+    release.set()
+    query.join()
+    assert waited == [True]
+    assert len(storage.query("db", "SELECT * FROM cpu")) == 2

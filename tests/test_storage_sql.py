@@ -114,6 +114,11 @@ def test_not_between(storage):
     assert ns(storage, sql) == [0, 5]
 
 
+def test_sql_standard_interval_with_a_unit_keyword(storage):
+    sql = "SELECT n FROM ev WHERE time > now() - INTERVAL '150' SECOND ORDER BY n"
+    assert ns(storage, sql) == [0, 1, 2]
+
+
 def test_timestamp_cast(storage):
     sql = "SELECT n FROM ev WHERE time >= '2025-11-29T19:59:00Z'::timestamp ORDER BY n"
     assert ns(storage, sql) == [0, 1]

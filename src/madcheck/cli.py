@@ -11,7 +11,11 @@ import importlib
 from collections.abc import Sequence
 
 #: Modules that define ``register(subparsers)``; each adds its own sub-commands.
-COMMAND_MODULES: tuple[str, ...] = ("madcheck.replay.command",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "madcheck.engine.commands",
+    "madcheck.demo",
+    "madcheck.replay.command",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -214,6 +214,8 @@ def _continue_string(
     while len(taken) < MAX_CONTINUATION_LINES and (item := next_line()) is not None:
         taken.append(item)
         joined += "\n" + item[1]
+        if '"' not in item[1]:
+            continue  # the string cannot have ended on this line: no need to parse again
         try:
             return _parse(joined, unit, now, number)
         except LineProtocolError as error:

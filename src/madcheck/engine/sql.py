@@ -206,12 +206,29 @@ def _string_value(token: _Token) -> str:
 
 
 def _rewrite_intervals(tokens: list[_Token]) -> None:
+    """``INTERVAL '1 hour'`` and the SQL-standard ``INTERVAL '1' HOUR`` -> nanoseconds."""
     for index in range(len(tokens) - 1):
         if tokens[index].kind == "word" and tokens[index].text.lower() == "interval":
             literal = tokens[index + 1]
-            if literal.kind == "string":
-                tokens[index].text = str(interval_to_ns(_string_value(literal)))
-                literal.text = ""
+            if literal.kind != "string":
+                continue
+            text = _string_value(literal)
+            unit = tokens[index + 2] if index + 2 < len(tokens) else None
+            if (
+                unit is not None
+                and unit.kind == "word"
+                and re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", text)
+                and _is_interval_unit(unit.text)
+            ):
+                text = f"{text} {unit.text}"
+                unit.text = ""
+            tokens[index].text = str(interval_to_ns(text))
+            literal.text = ""
+
+
+def _is_interval_unit(word: str) -> bool:
+    lowered = word.lower()
+    return lowered in _INTERVAL_UNITS or lowered.rstrip("s") in _INTERVAL_UNITS
 
 
 def _literal_ns(token: _Token) -> int:

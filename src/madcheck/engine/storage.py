@@ -17,8 +17,8 @@ Inside a database file:
   catalog queries (``madcheck.engine.sql`` rewrites the names).
 
 Files use WAL journaling with ``synchronous=FULL``: when a write returns, it survives a crash or
-SIGTERM. One connection per database, guarded by a lock, serves the threaded HTTP server and the
-engine thread alike.
+SIGTERM. Per database, one writing and one reading connection, each guarded by a lock, serve the
+threaded HTTP server and the engine thread alike; WAL lets queries run while a write commits.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,12 @@ from madcheck.engine.sql import (
 from madcheck.engine.timestamps import format_rfc3339_ns
 
 INTERNAL_DATABASE = "_internal"
+#: InfluxDB 3 Core's default limit of columns per table (tags + fields + time).
+MAX_COLUMNS_PER_TABLE = 500
+#: Plugin log rows kept per database (oldest dropped first).
+DEFAULT_MAX_LOG_ROWS = 100_000
+#: A query running longer is stopped: it holds the database's reading connection meanwhile.
+DEFAULT_QUERY_TIMEOUT_S = 30.0
 
 TAG_TYPE = "Dictionary(Int32, Utf8)"
 TIME_TYPE = "Timestamp(Nanosecond, None)"
@@ -75,7 +81,7 @@ sqlite3.register_converter("MC_U64", lambda raw: int(raw))
 _DATABASE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _HIDDEN_SERIES = "_mc_series"
-_RESERVED_TABLE_PREFIXES = ("_mc_", "system.", "information_schema.")
+_RESERVED_TABLE_PREFIXES = ("_mc_", "sqlite_", "system.", "information_schema.")
 
 _SYSTEM_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "processing_engine_logs": (
@@ -263,32 +269,51 @@ def _catalog_views_sql() -> str:
 
 
 class _Database:
-    """One database file: its connection, lock and cached schema."""
+    """One database file: a writing and a reading connection, each with its lock, and the schema.
+
+    WAL lets the reader run alongside the writer, so a slow query does not hold up writes.
+    """
 
     def __init__(self, name: str, path: Path, clock_ns: Callable[[], int]) -> None:
         self.name = name
         self.lock = threading.Lock()
+        self.read_lock = threading.Lock()
         self.clock_ns = clock_ns
-        self.conn = sqlite3.connect(
-            path,
-            isolation_level=None,
-            check_same_thread=False,
-            detect_types=sqlite3.PARSE_DECLTYPES,
-        )
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.create_function("now", 0, clock_ns)
-        self.conn.create_function("date_bin", 2, _date_bin, deterministic=True)
-        self.conn.create_function("date_bin", 3, _date_bin, deterministic=True)
-        self.conn.executescript(f"BEGIN; {_SCHEMA_SQL} {_catalog_views_sql()} COMMIT;")
+        try:
+            self.conn = self._connect(path)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.executescript(f"BEGIN; {_SCHEMA_SQL} {_catalog_views_sql()} COMMIT;")
+            self.reader = self._connect(path)
+            self.reader.execute("PRAGMA query_only=ON")
+        except sqlite3.Error as error:
+            raise StorageError(f"cannot open database file {path}: {error}") from None
         self.schema: dict[str, dict[str, Column]] = {}
         for table, column, kind, data_type in self.conn.execute(
             "SELECT table_name, column_name, kind, data_type FROM _mc_columns"
         ):
             self.schema.setdefault(table, {})[column] = Column(column, kind, data_type)
 
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            path,
+            isolation_level=None,
+            check_same_thread=False,
+            detect_types=sqlite3.PARSE_DECLTYPES,
+        )
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.create_function("now", 0, self.clock_ns)
+        conn.create_function("date_bin", 2, _date_bin, deterministic=True)
+        conn.create_function("date_bin", 3, _date_bin, deterministic=True)
+        return conn
+
     def close(self) -> None:
+        """Fold the WAL into the main file (so the file alone is a complete copy) and close."""
+        with self.read_lock:
+            self.reader.close()
         with self.lock:
+            # If this fails the data is still safe in the WAL; the next open replays it.
+            with suppress(sqlite3.Error):
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.conn.close()
 
     @contextmanager
@@ -326,12 +351,14 @@ class _Database:
                 with self.transaction(durable) as conn:
                     plan.apply(conn)
                     _upsert(conn, points)
-            except sqlite3.Error as error:
+            except (sqlite3.Error, ValueError) as error:
+                # ValueError: text SQLite cannot store (e.g. lone surrogates from a bad decode).
                 raise StorageError(f"could not write to database {self.name!r}: {error}") from None
             self.schema = plan.schema
         return WriteResult([(p.measurement, to_engine_row(p)) for p in points], errors)
 
-    def append_logs(self, records: list[LogRecord]) -> None:
+    def append_logs(self, records: list[LogRecord], keep: int) -> None:
+        """Add log rows, then drop the oldest beyond ``keep`` so a long run cannot fill the disk."""
         rows = [(r.event_time_ns, r.trigger_name, r.log_level, r.log_text) for r in records]
         with self.lock, self.transaction() as conn:
             conn.executemany(
@@ -339,23 +366,38 @@ class _Database:
                 "VALUES (?, ?, ?, ?)",
                 rows,
             )
+            conn.execute(
+                "DELETE FROM _mc_logs WHERE rowid <= (SELECT max(rowid) FROM _mc_logs) - ?",
+                (keep,),
+            )
 
     # -- queries -----------------------------------------------------------------------------------
-    def query(self, sql: str, params: dict[str, str] | None) -> list[dict[str, Any]]:
+    def query(
+        self, sql: str, params: dict[str, str] | None, timeout_s: float
+    ) -> list[dict[str, Any]]:
+        """Run one read-only statement; stop it after ``timeout_s`` (it holds a connection)."""
         try:
             translation = translate(sql, params)
         except TranslationError as error:
             raise QueryError(str(error)) from None
-        with self.lock:
-            self.conn.execute("PRAGMA query_only=ON")
+        deadline = time.monotonic() + timeout_s
+        with self.read_lock:
+            self.reader.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
             try:
-                cursor = self.conn.execute(translation.sql, translation.params)
+                cursor = self.reader.execute(translation.sql, translation.params)
                 names = [column[0] for column in cursor.description or ()]
                 rows = cursor.fetchall()
-            except sqlite3.Error as error:
+            except sqlite3.OperationalError as error:
+                if str(error) == "interrupted":
+                    raise QueryError(
+                        f"query stopped after {timeout_s:g} s: narrow it down, e.g. with "
+                        "WHERE time > now() - INTERVAL '1 hour' or LIMIT"
+                    ) from None
+                raise QueryError(self._explain(error)) from None
+            except (sqlite3.Error, ValueError) as error:
                 raise QueryError(self._explain(error)) from None
             finally:
-                self.conn.execute("PRAGMA query_only=OFF")
+                self.reader.set_progress_handler(None, 0)
         time_columns = [i for i, name in enumerate(names) if _is_time_column(name)]
         records = []
         for row in rows:
@@ -367,7 +409,7 @@ class _Database:
             records.append(record)
         return records
 
-    def _explain(self, error: sqlite3.Error) -> str:
+    def _explain(self, error: Exception) -> str:
         message = str(error)
         missing_table = re.match(r"no such table: (?:main\.)?(.+)", message)
         if missing_table:
@@ -497,6 +539,11 @@ class _SchemaPlan:
             self.folded_tables[_fold(table)] = table
             self.new_tables.append(table)
         if additions:
+            if len(columns) + len(additions) > MAX_COLUMNS_PER_TABLE:
+                return (
+                    f"table '{table}' would have more than {MAX_COLUMNS_PER_TABLE} columns "
+                    "(tags, fields and time), the limit InfluxDB 3 applies by default"
+                )
             if table not in self.copied:
                 self.schema[table] = columns = dict(columns)
                 self.copied.add(table)
@@ -508,7 +555,7 @@ class _SchemaPlan:
 
     def _table_problem(self, table: str) -> str | None:
         folded = _fold(table)
-        if folded.startswith(_RESERVED_TABLE_PREFIXES) or folded.startswith("sqlite_"):
+        if folded.startswith(_RESERVED_TABLE_PREFIXES):
             return (
                 f"measurement name '{table}' is reserved by the local engine "
                 "(names starting with _mc_, sqlite_, system. or information_schema.)"
@@ -572,6 +619,15 @@ def _upsert(conn: sqlite3.Connection, points: list[Point]) -> None:
     Consecutive points of the same shape share one statement; order is kept, so the last write
     of a field wins as it does in InfluxDB.
     """
+    series: dict[tuple[tuple[str, str], ...], str] = {}
+
+    def series_key(tags: dict[str, str]) -> str:
+        items = tuple(tags.items())
+        key = series.get(items)
+        if key is None:
+            key = series[items] = _series_key(tags)
+        return key
+
     index = 0
     while index < len(points):
         first = points[index]
@@ -596,7 +652,7 @@ def _upsert(conn: sqlite3.Connection, points: list[Point]) -> None:
             statement,
             (
                 (
-                    _series_key(p.tags),
+                    series_key(p.tags),
                     p.time_ns,
                     *p.tags.values(),
                     *(_stored_value(v) for v in p.fields.values()),
@@ -610,8 +666,16 @@ def _upsert(conn: sqlite3.Connection, points: list[Point]) -> None:
 class Storage:
     """All databases of one data dir. Every method is safe to call from any thread."""
 
-    def __init__(self, data_dir: Path, clock_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        clock_ns: Callable[[], int] = time.time_ns,
+        max_log_rows: int = DEFAULT_MAX_LOG_ROWS,
+        query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S,
+    ) -> None:
         self.data_dir = Path(data_dir)
+        self._max_log_rows = max_log_rows
+        self._query_timeout_s = query_timeout_s
         self._directory = self.data_dir / "databases"
         self._directory.mkdir(parents=True, exist_ok=True)
         self._clock_ns = clock_ns
@@ -716,17 +780,20 @@ class Storage:
             validate_database_name(database)
         except InvalidRequestError as error:
             raise QueryError(str(error)) from None
-        return self._existing(database).query(sql, params)
+        return self._existing(database).query(sql, params, self._query_timeout_s)
 
     def append_logs(self, database: str, records: Iterable[LogRecord]) -> None:
-        """Store plugin log lines in ``database`` and in ``_internal``."""
+        """Store plugin log lines in ``database`` and in ``_internal``.
+
+        Each database keeps its newest ``max_log_rows`` log rows.
+        """
         batch = list(records)
         if not batch:
             return
         for name in dict.fromkeys([database, INTERNAL_DATABASE]):
             target = self._get(name, create=True)
             assert target is not None
-            target.append_logs(batch)
+            target.append_logs(batch, self._max_log_rows)
 
     # -- triggers ----------------------------------------------------------------------------------
     def save_trigger(self, trigger: TriggerDefinition) -> None:

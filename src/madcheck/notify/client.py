@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import requests
 
-from madcheck.notify.retry import Delivery, RetryPolicy, Sleep, post, send_with_retries
+from madcheck.notify.retry import (
+    Attempt,
+    Delivery,
+    RetryPolicy,
+    Sleep,
+    classify_response,
+    post,
+    send_with_retries,
+)
 
 
 class NotifierClient:
@@ -39,8 +48,25 @@ class NotifierClient:
     def send(self, payload: Mapping[str, Any]) -> Delivery:
         return send_with_retries(
             lambda timeout: post(
-                self._session, self.url, timeout, json=payload, headers=self._headers
+                self._session,
+                self.url,
+                timeout,
+                json=payload,
+                headers=self._headers,
+                classify=classify_notifier_answer,
             ),
             self.policy,
             sleep=self._sleep,
         )
+
+
+def classify_notifier_answer(response: requests.Response) -> Attempt:
+    """Like ``classify_response``, but an answer with per-sender ``results`` is final.
+
+    The notifier has already retried each channel; posting the same payload again would repeat
+    the alert on the channels that did receive it.
+    """
+    attempt = classify_response(response)
+    if not attempt.ok and isinstance(attempt.answer, Mapping) and "results" in attempt.answer:
+        return replace(attempt, retryable=False)
+    return attempt

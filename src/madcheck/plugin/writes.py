@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from madcheck.config.durations import format_duration_ns
 from madcheck.config.senders import SECRET_ARGUMENTS
 from madcheck.config.settings import Config, ConfigError, load_config
 from madcheck.detect.alerts import Alert
 from madcheck.detect.detector import SKIP_MISSING, BatchResult, Detector
+from madcheck.detect.lifecycle import RepeatGate
 from madcheck.notify.client import NotifierClient
 from madcheck.notify.retry import RetryPolicy
 from madcheck.plugin.calllog import CallLog
@@ -47,6 +49,8 @@ class TriggerState:
     detector: Detector
     client: NotifierClient
     secrets: tuple[str, ...]
+    #: repeat control (``repeat_interval``); None when every alert is sent
+    repeats: RepeatGate | None = None
 
 
 def process_writes(
@@ -121,9 +125,15 @@ def _trigger_state(engine: Any, args: Any, log: CallLog) -> TriggerState | None:
     state = TriggerState(
         fingerprint=fingerprint,
         config=config,
-        detector=Detector(config.measurement, config.thresholds, config.state_change_count),
+        detector=Detector(
+            config.measurement,
+            config.thresholds,
+            config.state_change_count,
+            config.recovery_count if config.notify_recovery else 0,
+        ),
         client=client,
         secrets=secrets,
+        repeats=RepeatGate(config.repeat_interval_ns) if config.repeat_interval_ns else None,
     )
     engine.cache.put(STATE_KEY, state)
     engine.cache.delete(STATE_KEY + ".failed")
@@ -133,9 +143,19 @@ def _trigger_state(engine: Any, args: Any, log: CallLog) -> TriggerState | None:
         f"thresholds={' @ '.join(t.describe() for t in config.thresholds)}, "
         f"senders={'.'.join(config.sender_names)}, "
         f"state_change_count={config.state_change_count}, notifier={delivery.url}"
+        f"{_lifecycle_text(config)}"
     )
     _check_table_exists(engine, config.measurement, log)
     return state
+
+
+def _lifecycle_text(config: Config) -> str:
+    parts = []
+    if config.notify_recovery:
+        parts.append(f"notify_recovery=true, recovery_count={config.recovery_count}")
+    if config.repeat_interval_ns:
+        parts.append(f"repeat_interval={format_duration_ns(config.repeat_interval_ns)}")
+    return "".join(", " + part for part in parts)
 
 
 def _is_secret(name: str) -> bool:
@@ -193,9 +213,15 @@ def _process_table(engine: Any, state: TriggerState, rows: Sequence[Any], log: C
     schema = _schema(engine, state, rows, log)
     result = state.detector.process(rows, schema.tags)
     _log_batch(state.config.measurement, result, log)
+    repeats = state.repeats
     for alert in result.alerts:
+        if repeats is not None and not repeats.admits(alert):
+            continue  # a still-firing alert within repeat_interval: counted, reported below
         _record(engine, state.config, alert, log)
         _handle_alert(state, alert, log)
+    withheld = repeats.report() if repeats is not None else None
+    if withheld:
+        log.info(withheld)
 
 
 def _log_batch(table: str, result: BatchResult, log: CallLog) -> None:
@@ -219,21 +245,15 @@ def render(template: str, alert: Alert) -> str:
 def _record(engine: Any, config: Config, alert: Alert, log: CallLog) -> None:
     if not config.alerts_table:
         return
-    state = "suppressed" if alert.suppressed else "firing"
     try:
-        engine.write(history_line(config.alerts_table, alert, state))
+        engine.write(history_line(config.alerts_table, alert, alert.state))
     except Exception as error:  # the history must never cost the alert itself
         log.warn(f"could not write to {config.alerts_table}: {type(error).__name__}: {error}")
 
 
 def _handle_alert(state: TriggerState, alert: Alert, log: CallLog) -> None:
     config = state.config
-    summary = (
-        f"{alert.rule} rule {alert.threshold.describe()} on {alert.table} "
-        f"[{alert.tags_text or 'no tags'}] at {alert.variables()['time']}: "
-        f"value {alert.variables()['value']} outside {alert.variables()['lower']}.."
-        f"{alert.variables()['upper']} (alert {alert.alert_id})"
-    )
+    summary = _summary(alert)
     if alert.suppressed:
         log.info(
             f"alert suppressed, {alert.transitions} state changes in the last "
@@ -241,19 +261,41 @@ def _handle_alert(state: TriggerState, alert: Alert, log: CallLog) -> None:
             f"{config.state_change_count}): {summary}"
         )
         return
-    template = config.count_text if alert.rule == "count" else config.time_text
     payload = {
-        "notification_text": render(template, alert),
+        "notification_text": render(_template(config, alert), alert),
         "senders_config": {name: dict(values) for name, values in config.senders_config.items()},
         "alert": alert.as_dict(),
     }
     delivery = state.client.send(payload)
+    kind = "recovery" if alert.resolved else "alert"
     if delivery.ok:
-        log.info(f"alert sent to {'.'.join(config.sender_names)}: {summary}")
+        log.info(f"{kind} sent to {'.'.join(config.sender_names)}: {summary}")
         return
     failed = _failed_senders(delivery.answer)
     detail = f"; failed senders: {failed}" if failed else ""
-    log.error(f"alert delivery failed ({delivery.reason}){detail}: {summary}")
+    log.error(f"{kind} delivery failed ({delivery.reason}){detail}: {summary}")
+
+
+def _template(config: Config, alert: Alert) -> str:
+    if alert.resolved:
+        return config.recovery_text
+    return config.count_text if alert.rule == "count" else config.time_text
+
+
+def _summary(alert: Alert) -> str:
+    """The alert in one log line: which rule, where, when, and the value against its band."""
+    variables = alert.variables()
+    where = (
+        f"{alert.rule} rule {alert.threshold.describe()} on {alert.table} "
+        f"[{alert.tags_text or 'no tags'}] at {variables['time']}"
+    )
+    band = f"{variables['lower']}..{variables['upper']}"
+    if alert.resolved:
+        return (
+            f"{where}: back to normal after {variables['duration']}, value "
+            f"{variables['value']} within {band} (alert {alert.alert_id})"
+        )
+    return f"{where}: value {variables['value']} outside {band} (alert {alert.alert_id})"
 
 
 def _failed_senders(answer: Any) -> str:
