@@ -243,3 +243,26 @@ def test_command_line_runs_as_a_subprocess(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "4 alerts fired" in done.stdout
     assert "host=a" in done.stdout
+
+
+def test_recoveries_are_listed_as_resolved_events(tmp_path, capsys):
+    lp = data.write_lp(tmp_path / "cpu.lp")
+    out = tmp_path / "alerts.jsonl"
+    replay(lp, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS, "--alerts", out,
+           "--notify-recovery", "true", "--recovery-count", "3")  # fmt: skip
+    events = [(a["state"], a["tags"]["host"], a["time"]) for a in read_alerts(out)]
+    # the third normal point after the last outlier ends an alert; the run of six is one alert
+    assert events == [
+        ("firing", "a", data.rfc3339(62)),
+        ("resolved", "a", data.rfc3339(65)),
+        ("firing", "a", data.rfc3339(142)),
+        ("firing", "a", data.rfc3339(145)),
+        ("resolved", "a", data.rfc3339(148)),
+        ("firing", "b", data.rfc3339(152)),
+        ("resolved", "b", data.rfc3339(155)),
+    ]
+    durations = [a["duration_s"] for a in read_alerts(out) if a["state"] == "resolved"]
+    assert durations == [30.0, 60.0, 30.0]
+    out_text = capsys.readouterr().out
+    assert "4 alerts fired, 0 suppressed, 3 resolved" in out_text
+    assert "7 notifications captured" in out_text

@@ -31,15 +31,20 @@ COLUMNS = (
     "window_count",
     "rule",
     "threshold",
+    "state",
     "suppressed",
     "transitions",
+    "duration_s",
     "alert_id",
 )
+
+FIRING, SUPPRESSED, RESOLVED = "firing", "suppressed", "resolved"
 
 
 @dataclass(frozen=True)
 class AlertRecord:
-    """One alert as the plugin recorded it."""
+    """One alert event as the plugin recorded it: ``firing`` (notified), ``suppressed`` (flapping,
+    not notified) or ``resolved`` (a recovery, with ``notify_recovery=true``)."""
 
     time_ns: int
     tags: Tags
@@ -56,10 +61,12 @@ class AlertRecord:
     window_count: int
     threshold: str
     transitions: int
+    #: ``resolved`` events: data time from the first firing to the recovery.
+    duration_s: float | None = None
 
     @property
     def suppressed(self) -> bool:
-        return self.state == "suppressed"
+        return self.state == SUPPRESSED
 
     @property
     def tags_text(self) -> str:
@@ -80,8 +87,10 @@ class AlertRecord:
             "window_count": self.window_count,
             "rule": self.rule,
             "threshold": self.threshold,
+            "state": self.state,
             "suppressed": self.suppressed,
             "transitions": self.transitions,
+            "duration_s": self.duration_s,
             "alert_id": self.alert_id,
         }
 
@@ -113,6 +122,7 @@ def parse_history_line(line: str, table: str) -> AlertRecord | None:
             window_count=int(fields["window_count"]),
             threshold=str(fields["threshold"]),
             transitions=int(fields.get("transitions", 0)),
+            duration_s=float(fields["duration_s"]) if "duration_s" in fields else None,
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -147,6 +157,7 @@ class AlertWriter:
             return
         row["tags"] = record.tags_text
         row["suppressed"] = "true" if record.suppressed else "false"
+        row["duration_s"] = "" if record.duration_s is None else record.duration_s
         self._csv.writerow([row[column] for column in COLUMNS])
 
     def close(self) -> None:

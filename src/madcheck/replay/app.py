@@ -156,6 +156,7 @@ def _replay(options: argparse.Namespace, stderr: Console) -> int:
             series=len({(s.tags, s.field) for s in result.stats.values()}),
             fired=totals.fired,
             suppressed=totals.suppressed,
+            resolved=totals.resolved,
             captured=capture.received if capture else None,
             seconds=result.seconds,
         )

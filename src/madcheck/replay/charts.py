@@ -38,11 +38,11 @@ def require_matplotlib() -> None:
 
 @dataclass
 class AlertMarks:
-    """Where a series alerted (kept up to a cap per series)."""
+    """Where a series alerted, and how (history ``state``), kept up to a cap per series."""
 
     times: array[int] = field(default_factory=lambda: array("q"))
     values: array[float] = field(default_factory=lambda: array("d"))
-    suppressed: list[bool] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)
 
 
 class SeriesTrace:
@@ -131,8 +131,8 @@ def render_chart(stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> b
         _datetimes(trace.outlier_times), trace.outlier_values, s=16, color="#fd8d3c", zorder=3,
         label=f"outliers ({outliers:,})",
     )  # fmt: skip
-    _draw_marks(axes, marks, suppressed=False)
-    _draw_marks(axes, marks, suppressed=True)
+    for state in _MARK_STYLES:
+        _draw_marks(axes, marks, state)
     locator: Any = AutoDateLocator()  # type: ignore[no-untyped-call]
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
@@ -148,15 +148,21 @@ def render_chart(stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> b
     return buffer.getvalue()
 
 
-def _draw_marks(axes: Any, marks: AlertMarks, suppressed: bool) -> None:
-    chosen = [i for i, flag in enumerate(marks.suppressed) if flag == suppressed]
+#: state -> (legend label, marker style)
+_MARK_STYLES: dict[str, tuple[str, dict[str, Any]]] = {
+    "firing": ("alert fired", {"marker": "v", "color": "#d62728", "edgecolors": "black"}),
+    "suppressed": ("suppressed", {"marker": "v", "facecolors": "none", "edgecolors": "#636363"}),
+    "resolved": ("resolved", {"marker": "^", "color": "#31a354", "edgecolors": "black"}),
+}
+
+
+def _draw_marks(axes: Any, marks: AlertMarks, state: str) -> None:
+    chosen = [i for i, kind in enumerate(marks.states) if kind == state]
     if not chosen:
         return
     when = _datetimes(array("q", (marks.times[i] for i in chosen)))
     values = [marks.values[i] for i in chosen]
-    style: dict[str, Any] = (
-        {"facecolors": "none", "edgecolors": "#636363", "label": f"suppressed ({len(chosen)})"}
-        if suppressed
-        else {"color": "#d62728", "edgecolors": "black", "label": f"alert fired ({len(chosen)})"}
+    label, style = _MARK_STYLES[state]
+    axes.scatter(
+        when, values, s=90, zorder=4, linewidths=1.2, label=f"{label} ({len(chosen)})", **style
     )
-    axes.scatter(when, values, marker="v", s=90, zorder=4, linewidths=1.2, **style)

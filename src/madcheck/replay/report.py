@@ -22,6 +22,7 @@ table { border-collapse: collapse; font-size: 0.85rem; }
 th, td { border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.alerting td { font-weight: 600; } tr.suppressed td { color: #777; }
+tr.resolved td { color: #31a354; }
 figure { margin: 1rem 0; } img { max-width: 100%; border: 1px solid #ddd; }
 .note { color: #555; font-size: 0.85rem; }
 """
@@ -51,6 +52,7 @@ def _summary_rows(stats: Sequence[SeriesStats]) -> str:
             f"{series.outliers:,}",
             f"{series.fired:,}",
             f"{series.suppressed:,}",
+            f"{series.resolved:,}",
         ]
         css = ' class="alerting"' if series.alerts else ""
         rows.append(f"<tr{css}>{_cells(values, 3)}</tr>")
@@ -65,7 +67,7 @@ def _alert_rows(alerts: Sequence[AlertRecord]) -> str:
             alert.tags_text or "(no tags)",
             alert.field,
             alert.rule,
-            "suppressed" if alert.suppressed else "fired",
+            {"firing": "fired"}.get(alert.state, alert.state),
             format_number(alert.value),
             format_number(alert.median),
             format_number(alert.mad),
@@ -74,7 +76,7 @@ def _alert_rows(alerts: Sequence[AlertRecord]) -> str:
             format_number(alert.k),
             str(alert.window_count),
         ]
-        css = ' class="suppressed"' if alert.suppressed else ""
+        css = f' class="{escape(alert.state)}"'
         rows.append(f"<tr{css}>{_cells(values, 5)}</tr>")
     return "\n".join(rows)
 
@@ -97,7 +99,7 @@ def build_report(
         f"<p>{escape(totals_text)}</p>",
         "<h2>Series</h2>",
         "<table><thead><tr><th>series</th><th>field</th><th>threshold</th><th>points</th>"
-        "<th>outliers</th><th>fired</th><th>suppressed</th></tr></thead><tbody>",
+        "<th>outliers</th><th>fired</th><th>suppressed</th><th>resolved</th></tr></thead><tbody>",
         _summary_rows(stats),
         "</tbody></table>",
     ]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from madcheck.config.thresholds import Threshold
 from madcheck.engine.catalog import SchemaQueries
 from madcheck.engine.lineprotocol import Point
-from madcheck.replay.alerts import AlertRecord
+from madcheck.replay.alerts import RESOLVED, AlertRecord
 from madcheck.replay.inputs import InputFile, InputOptions
 from madcheck.replay.stream import Admission, Batch, StreamCounts, batches
 from madcheck.replay.trigger import ReplayTrigger
@@ -48,9 +48,13 @@ class TriggerTotals:
 
     fired: int = 0
     suppressed: int = 0
+    resolved: int = 0
     alerting: set[str] = field(default_factory=set)
 
     def count(self, record: AlertRecord) -> None:
+        if record.state == RESOLVED:
+            self.resolved += 1
+            return
         if record.suppressed:
             self.suppressed += 1
         else:
@@ -154,8 +158,7 @@ def replay_pass(
                     continue
                 series = stats.get(record.alert_id)
                 if series is not None:
-                    series.suppressed += record.suppressed
-                    series.fired += not record.suppressed
+                    series.count(record.state)
                 if on_alert is not None:
                     on_alert(record)
     return PassResult(source.counts, flushes, time.perf_counter() - started, stats, totals)

@@ -20,6 +20,7 @@ class ReplayTotals:
     series: int
     fired: int
     suppressed: int
+    resolved: int
     #: Notifications the capture endpoint took; ``None`` when they were sent (``--send``).
     captured: int | None
     seconds: float
@@ -34,6 +35,8 @@ class ReplayTotals:
             parts.append(f"{counts.other_tables:,} lines of other tables ignored")
         text = ", ".join(parts)
         text += f"; {self.fired:,} alerts fired, {self.suppressed:,} suppressed"
+        if self.resolved:
+            text += f", {self.resolved:,} resolved"
         if self.captured is not None:
             text += f"; {self.captured:,} notifications captured (none sent)"
         return text + f"; {self.seconds:.1f} s ({rate:,.0f} points/s)"
@@ -47,14 +50,17 @@ def ranked(stats: Iterable[SeriesStats]) -> list[SeriesStats]:
 
 
 def summary_table(rows: list[SeriesStats], limit: int) -> Table:
+    """The series table; a ``resolved`` column only when recoveries were recorded."""
     table = Table(title="madcheck replay", title_justify="left")
     table.add_column("series")
     table.add_column("field")
     table.add_column("threshold")
-    for name in ("points", "outliers", "fired", "suppressed"):
+    with_resolved = any(series.resolved for series in rows)
+    counts = ("points", "outliers", "fired", "suppressed", "resolved")
+    for name in counts if with_resolved else counts[:-1]:
         table.add_column(name, justify="right")
     for series in rows[:limit]:
-        table.add_row(
+        cells = [
             series.tags_text or "(no tags)",
             series.field,
             series.threshold.describe(),
@@ -62,8 +68,10 @@ def summary_table(rows: list[SeriesStats], limit: int) -> Table:
             f"{series.outliers:,}",
             f"{series.fired:,}",
             f"{series.suppressed:,}",
-            style="bold" if series.alerts else None,
-        )
+        ]
+        if with_resolved:
+            cells.append(f"{series.resolved:,}")
+        table.add_row(*cells, style="bold" if series.alerts else None)
     if len(rows) > limit:
         table.caption = f"{len(rows) - limit:,} more series not shown (--top to show more)"
     return table

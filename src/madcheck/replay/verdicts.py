@@ -35,6 +35,7 @@ class SeriesStats:
     outliers: int = 0
     fired: int = 0
     suppressed: int = 0
+    resolved: int = 0
     first_ns: int = 0
     last_ns: int = 0
 
@@ -44,7 +45,17 @@ class SeriesStats:
 
     @property
     def alerts(self) -> int:
+        """Firings, notified or suppressed (recoveries are not alerts)."""
         return self.fired + self.suppressed
+
+    def count(self, state: str) -> None:
+        """One alert event of this series, by its history ``state``."""
+        if state == "firing":
+            self.fired += 1
+        elif state == "suppressed":
+            self.suppressed += 1
+        elif state == "resolved":
+            self.resolved += 1
 
 
 class _Judged:

@@ -70,7 +70,7 @@ class Visuals:
         if len(marks.times) < MARKS_PER_SERIES:
             marks.times.append(record.time_ns)
             marks.values.append(record.value)
-            marks.suppressed.append(record.suppressed)
+            marks.states.append(record.state)
 
     def produce(
         self,
