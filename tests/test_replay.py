@@ -266,3 +266,19 @@ def test_recoveries_are_listed_as_resolved_events(tmp_path, capsys):
     out_text = capsys.readouterr().out
     assert "4 alerts fired, 0 suppressed, 3 resolved" in out_text
     assert "7 notifications captured" in out_text
+
+
+def test_csv_with_a_byte_order_mark_is_read(tmp_path):
+    csv_file = data.write_csv(tmp_path / "cpu.csv")
+    csv_file.write_bytes(b"\xef\xbb\xbf" + csv_file.read_bytes())  # as spreadsheets save it
+    out = tmp_path / "alerts.jsonl"
+    replay(csv_file, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS, "--alerts", out)
+    assert alert_keys(read_alerts(out)) == data.EXPECTED
+
+
+def test_a_measurement_matching_nothing_names_the_tables_found(tmp_path, capsys):
+    lp = data.write_lp(tmp_path / "cpu.lp")
+    assert replay(lp, "--measurement", "cpux", "--mad-thresholds", data.THRESHOLDS) == 0
+    assert "no rows of table 'cpux' in the input; its tables include: cpu" in (
+        capsys.readouterr().err
+    )

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-import madcheck
 from madcheck.config.durations import parse_duration_ns
 from madcheck.config.settings import ConfigError, load_config
+from madcheck.demo import plugin_source_dir
 from madcheck.engine.lineprotocol import normalize_precision
 from madcheck.replay.alerts import AlertRecord, AlertWriter
 from madcheck.replay.arguments import (
@@ -29,6 +29,7 @@ from madcheck.replay.console import ReplayConsole
 from madcheck.replay.csvinput import CsvLayout
 from madcheck.replay.inputs import InputOptions
 from madcheck.replay.runner import PassSettings, replay_pass
+from madcheck.replay.stream import StreamCounts
 from madcheck.replay.summary import ReplayTotals, print_summary
 from madcheck.replay.sweep import SweepError, parse_sweep, print_sweep, sweep_arguments
 from madcheck.replay.visuals import MissingExtra, Visuals
@@ -54,12 +55,11 @@ def replay_command(options: argparse.Namespace) -> int:
 
 
 def default_plugin() -> Path | None:
-    """The plugin file shipped with the package, or beside the source tree."""
-    package = Path(madcheck.__file__).resolve().parent
-    for folder in (package / "plugins", package.parents[1] / "plugins"):
-        if (folder / PLUGIN_FILE).is_file():
-            return folder / PLUGIN_FILE
-    return None
+    """The plugin file of a source checkout, else the copy a wheel installs."""
+    try:
+        return plugin_source_dir() / PLUGIN_FILE
+    except FileNotFoundError:
+        return None
 
 
 def _given_arguments(options: argparse.Namespace) -> dict[str, str]:
@@ -150,6 +150,7 @@ def _replay(options: argparse.Namespace, stderr: Console) -> int:
             sinks.append(visuals.keep_alert)
         result = replay_pass(settings, console, [arguments], on_alert=_fan_out(sinks))
         console.finish(result.counts.bad_lines)
+        _say_if_nothing_matched(console, settings.inputs.measurement, result.counts)
         totals = result.totals[0]
         summary = ReplayTotals(
             counts=result.counts,
@@ -164,6 +165,12 @@ def _replay(options: argparse.Namespace, stderr: Console) -> int:
         if visuals.wanted:
             visuals.produce(settings, console, result.stats, summary)
     return 0
+
+
+def _say_if_nothing_matched(console: ReplayConsole, measurement: str, counts: StreamCounts) -> None:
+    if counts.points == 0 and counts.other_names:
+        names = ", ".join(sorted(counts.other_names))
+        console.note(f"no rows of table {measurement!r} in the input; its tables include: {names}")
 
 
 def _alert_writer(path: Path) -> AlertWriter:

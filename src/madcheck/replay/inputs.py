@@ -61,8 +61,10 @@ class InputFile:
             binary: gzip.GzipFile | IO[bytes] = raw
             if compressed:
                 binary = gzip.GzipFile(fileobj=raw, mode="rb")
-            # errors="replace": a stray byte spoils one value, not the whole replay.
-            text = io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="")
+            # utf-8-sig: spreadsheet exports start with a byte order mark, which would otherwise
+            # become part of the first column's name. errors="replace": a stray byte spoils one
+            # value, not the whole replay.
+            text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
             if self.format_for(options.format) == "csv":
                 yield from read_csv(text, options.measurement, options.precision, options.csv)
             else:

@@ -40,6 +40,8 @@ class StreamCounts:
     points: int = 0
     bad_lines: int = 0
     other_tables: int = 0
+    #: A few names of the other tables, to help when ``--measurement`` matched nothing.
+    other_names: set[str] = field(default_factory=set)
 
 
 class Admission:
@@ -61,6 +63,8 @@ class Admission:
                 continue
             if item.measurement != measurement:
                 counts.other_tables += 1
+                if len(counts.other_names) < 10:
+                    counts.other_names.add(item.measurement)
                 continue
             if item.time_ns == NO_TIME:
                 self._bad(source, item.line_number, "no timestamp: a replay needs the data's time")
