@@ -13,7 +13,7 @@ import pytest
 
 from madcheck.cli import main
 from tests import replay_data as data
-from tests.support import REPO, receiver
+from tests.support import REPO, free_port, receiver
 
 
 @pytest.fixture(autouse=True)
@@ -282,3 +282,22 @@ def test_a_measurement_matching_nothing_names_the_tables_found(tmp_path, capsys)
     assert "no rows of table 'cpux' in the input; its tables include: cpu" in (
         capsys.readouterr().err
     )
+
+
+def test_plugin_warnings_are_shown_once_and_delivery_errors_capped(tmp_path, capsys):
+    lines = data.lp_lines()
+    lines[30] = 'cpu,host=c temp="hot" 1700000100'  # a string value: the plugin passes over it
+    lines[60] = 'cpu,host=c temp="hot" 1700000200'
+    lp = data.write_lp(tmp_path / "cpu.lp", lines)
+    code = replay(
+        lp, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS, "--send",
+        "--port", free_port(), "--senders", "http", "--http-webhook-url", "http://127.0.0.1:9/h",
+        "--notification-attempts", "1", "--max-errors-shown", "3",
+    )  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert err.count("no influxdb3_auth_token") == 1
+    assert err.count("value not numeric") == 1
+    assert err.count("plugin ERROR: alert delivery failed") == 1
+    # 4 delivery failures in all: the first shown beside the two warnings, 3 counted
+    assert "3 more plugin warnings or errors not shown" in err

@@ -80,10 +80,9 @@ class SeriesTrace:
 
 def chart_file_name(stats: SeriesStats) -> str:
     """``cpu_temp_host=a_2.5-20-5_1a2b3c4d.png``: readable, unique by the alert id."""
-    threshold = stats.threshold.describe().split(":", 1)[-1] if stats.field else ""
-    text = "_".join(
-        part for part in (stats.table, stats.field, stats.tags_text, threshold) if part
-    ).replace(":", "-")
+    threshold = stats.threshold
+    condition = f"{threshold.k:g}-{threshold.window_count}-{threshold.threshold_text}"
+    text = "_".join(part for part in (stats.table, stats.field, stats.tags_text, condition) if part)
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", text)[:150] + f"_{stats.alert_id[:8]}.png"
 
 

@@ -8,7 +8,6 @@ print a million lines.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -36,13 +35,14 @@ class ReplayConsole:
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self.limit = limit
         self.show_progress = progress and self.console.is_terminal
-        self.bad_lines_shown = 0
-        self._plugin_messages: Counter[str] = Counter()
+        self._bad_lines_seen = 0
+        self._messages_shown: set[str] = set()
+        self._messages_hidden = 0
         self._config_shown = False
 
     def bad_line(self, source: str, line_number: int, message: str) -> None:
-        self.bad_lines_shown += 1
-        if self.bad_lines_shown <= self.limit:
+        self._bad_lines_seen += 1
+        if self._bad_lines_seen <= self.limit:
             self.console.print(f"{escape(source)}:{line_number}: skipped: {escape(message)}")
 
     def plugin_log(self, record: LogRecord) -> None:
@@ -53,18 +53,20 @@ class ReplayConsole:
                 self._config_shown = True
                 self.console.print(f"plugin: {escape(text)}", style="dim")
             return
-        self._plugin_messages[text] += 1
-        shown = len(self._plugin_messages)
-        if self._plugin_messages[text] == 1 and shown <= self.limit:
-            self.console.print(f"plugin {record.log_level}: {escape(text)}", style="yellow")
+        if text in self._messages_shown:
+            return
+        if len(self._messages_shown) >= self.limit:
+            self._messages_hidden += 1
+            return
+        self._messages_shown.add(text)
+        self.console.print(f"plugin {record.log_level}: {escape(text)}", style="yellow")
 
     def finish(self, bad_lines: int) -> None:
         """Say how much was not shown."""
         if bad_lines > self.limit:
             self.console.print(f"{bad_lines} bad lines skipped in all (first {self.limit} shown)")
-        hidden = len(self._plugin_messages) - self.limit
-        if hidden > 0:
-            self.console.print(f"{hidden} more distinct plugin warnings or errors not shown")
+        if self._messages_hidden:
+            self.console.print(f"{self._messages_hidden} more plugin warnings or errors not shown")
 
     def note(self, text: str) -> None:
         self.console.print(escape(text))

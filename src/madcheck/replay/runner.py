@@ -24,7 +24,7 @@ from madcheck.replay.stream import Admission, Batch, StreamCounts, batches
 from madcheck.replay.trigger import ReplayTrigger
 from madcheck.replay.verdicts import SeriesStats, TraceSink, VerdictTracker
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the passes only call it; importing it would tie them to the terminal
     from madcheck.replay.console import ReplayConsole
 
 AlertSink = Callable[[AlertRecord], None]
