@@ -52,6 +52,8 @@ class Admission:
         self.counts = StreamCounts()
         self._on_bad_line = on_bad_line
         self._is_tag: dict[str, bool] = {}
+        # Consecutive lines nearly always carry the same columns: those were checked already.
+        self._checked: tuple[set[str], set[str]] = (set(), set())
 
     def points(self, source: str, items: Iterable[Point | LineError]) -> Iterator[Point]:
         counts = self.counts
@@ -81,6 +83,9 @@ class Admission:
         self._on_bad_line(source, line_number, message)
 
     def _conflict(self, point: Point) -> str | None:
+        tags, fields = point.tags.keys(), point.fields.keys()
+        if tags == self._checked[0] and fields == self._checked[1]:
+            return None
         is_tag = self._is_tag
         for names, tag in ((point.tags, True), (point.fields, False)):
             for name in names:
@@ -88,12 +93,14 @@ class Admission:
                 if known != tag:
                     was, now = ("tag", "field") if known else ("field", "tag")
                     return f"column {name!r} is a {was} in earlier lines, a {now} here"
+        self._checked = (set(tags), set(fields))
         return None
 
 
 def batches(points: Iterable[Point], interval_ns: int, max_rows: int) -> Iterator[Batch]:
     """Group points into flush batches by data time; see the module docstring."""
     known: set[str] = set()
+    last_columns: tuple[set[str], set[str]] = (set(), set())
     batch = Batch()
     end_ns = 0
     for point in points:
@@ -102,14 +109,12 @@ def batches(points: Iterable[Point], interval_ns: int, max_rows: int) -> Iterato
             batch = Batch()
         if not batch.rows:
             end_ns = point.time_ns + interval_ns
-        for name in point.tags:
-            if name not in known:
-                known.add(name)
-                batch.new_tags.append(name)
-        for name in point.fields:
-            if name not in known:
-                known.add(name)
-                batch.new_fields.append(name)
+        tags, fields = point.tags.keys(), point.fields.keys()
+        if tags != last_columns[0] or fields != last_columns[1]:
+            batch.new_tags.extend(name for name in tags if name not in known)
+            batch.new_fields.extend(name for name in fields if name not in known)
+            known.update(tags, fields)
+            last_columns = (set(tags), set(fields))
         batch.rows.append(to_engine_row(point))
     if batch.rows:
         yield batch
