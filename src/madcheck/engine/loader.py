@@ -38,9 +38,9 @@ def load_entry_point(plugin_path: Path, function_name: str) -> PluginFunction:
     if plugin_path.is_dir():
         namespace = _import_package(plugin_path).__dict__
     else:
-        stat = plugin_path.stat()
+        source = plugin_path.read_text(encoding="utf-8")
         namespace = {"__builtins__": builtins}
-        exec(_compiled(str(plugin_path), stat.st_mtime_ns, stat.st_size), namespace)
+        exec(_compiled(source, plugin_path.name), namespace)
     function: PluginFunction | None = namespace.get(function_name)
     if not callable(function):
         raise LookupError(f"plugin {plugin_path.name} does not define {function_name}()")
@@ -48,15 +48,14 @@ def load_entry_point(plugin_path: Path, function_name: str) -> PluginFunction:
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(path: str, mtime_ns: int, size: int) -> CodeType:
-    """The plugin's code, compiled once per version of the file.
+def _compiled(source: str, file_name: str) -> CodeType:
+    """The plugin's code, compiled once per distinct source text.
 
-    Executing is what gives the fresh globals; compiling again on every call only cost time
-    (a replay calls the plugin once per flush, hundreds of thousands of times). An edited file
-    has a new modification time or size, so it is read again, as the engine would.
+    Executing is what gives the fresh globals; compiling the same text again on every call only
+    cost time (a replay calls the plugin once per flush, hundreds of thousands of times). The
+    file is still read on every call, so an edit takes effect at the next call, as in the engine.
     """
-    source = Path(path).read_text(encoding="utf-8")
-    return compile(source, Path(path).name, "exec")
+    return compile(source, file_name, "exec")
 
 
 def _import_package(folder: Path) -> Any:
