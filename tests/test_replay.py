@@ -301,3 +301,16 @@ def test_plugin_warnings_are_shown_once_and_delivery_errors_capped(tmp_path, cap
     assert err.count("plugin ERROR: alert delivery failed") == 1
     # 4 delivery failures in all: the first shown beside the two warnings, 3 counted
     assert "3 more plugin warnings or errors not shown" in err
+
+
+def test_truncated_gzip_keeps_what_was_read_and_says_so(tmp_path, capsys):
+    plain = data.write_lp(tmp_path / "cpu.lp")
+    packed = gzip.compress(plain.read_bytes())
+    cut = tmp_path / "cpu.lp.gz"
+    cut.write_bytes(packed[: len(packed) * 3 // 4])  # an interrupted download
+    out = tmp_path / "alerts.jsonl"
+    assert replay(cut, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS,
+                  "--alerts", out) == 0  # fmt: skip
+    assert "compressed data truncated or corrupt" in capsys.readouterr().err
+    assert alert_keys(read_alerts(out)) == data.EXPECTED[: len(alert_keys(read_alerts(out)))]
+    assert read_alerts(out)  # the first alerts come from the part that was read

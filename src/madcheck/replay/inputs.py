@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,10 @@ from madcheck.replay.csvinput import CsvLayout, read_csv
 from madcheck.replay.stream import NO_TIME
 
 _GZIP_MAGIC = b"\x1f\x8b"
+
+
+class InputError(Exception):
+    """A file cannot be read on (a truncated download, say); what was read before still counts."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,12 @@ class InputFile:
             # become part of the first column's name. errors="replace": a stray byte spoils one
             # value, not the whole replay.
             text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
-            if self.format_for(options.format) == "csv":
-                yield from read_csv(text, options.measurement, options.precision, options.csv)
-            else:
-                yield from iter_lines(text, options.precision, default_time_ns=NO_TIME)
+            try:
+                if self.format_for(options.format) == "csv":
+                    yield from read_csv(text, options.measurement, options.precision, options.csv)
+                else:
+                    yield from iter_lines(text, options.precision, default_time_ns=NO_TIME)
+            except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+                raise InputError(f"compressed data truncated or corrupt ({error})") from None
+            except OSError as error:
+                raise InputError(f"read failed: {error.strerror or error}") from None

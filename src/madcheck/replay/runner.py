@@ -19,7 +19,7 @@ from madcheck.config.thresholds import Threshold
 from madcheck.engine.catalog import SchemaQueries
 from madcheck.engine.lineprotocol import Point
 from madcheck.replay.alerts import RESOLVED, AlertRecord
-from madcheck.replay.inputs import InputFile, InputOptions
+from madcheck.replay.inputs import InputError, InputFile, InputOptions
 from madcheck.replay.stream import Admission, Batch, StreamCounts, batches
 from madcheck.replay.trigger import ReplayTrigger
 from madcheck.replay.verdicts import SeriesStats, TraceSink, VerdictTracker
@@ -97,7 +97,12 @@ class BatchSource:
     def _points(self) -> Iterator[Point]:
         for source in self.files:
             self._current = source
-            yield from self.admission.points(str(source.path), source.points(self.settings.inputs))
+            try:
+                yield from self.admission.points(
+                    str(source.path), source.points(self.settings.inputs)
+                )
+            except InputError as error:
+                self.console.note(f"{source.path}: {error}; the rest of this file is skipped")
             self._done_bytes += source.size
             self._current = None
 
