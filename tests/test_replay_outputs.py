@@ -112,12 +112,16 @@ class _Page(HTMLParser):
             self._cell.append(text)
 
 
-def test_report_is_one_html_page_embedding_the_charts(tmp_path):
+def test_report_is_one_html_page_embedding_the_charts(tmp_path, capsys):
     lp = data.write_lp(tmp_path / "cpu.lp")
     report = tmp_path / "report.html"
+    secret = "https://hooks.slack.com/services/T000/B000/S3CRETS3CRET"
     assert replay(lp, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS,
-                  "--report", report) == 0  # fmt: skip
+                  "--report", report, "--senders", "slack",
+                  "--slack-webhook-url", secret) == 0  # fmt: skip
     text = report.read_text()
+    assert "thresholds=temp:3:20:3" in text  # the configuration replayed
+    assert "S3CRET" not in text and "S3CRET" not in "".join(capsys.readouterr())
     page = _Page()
     page.feed(text)
     page.close()

@@ -98,6 +98,7 @@ def chart_title(stats: SeriesStats) -> str:
         f"{stats.table}.{stats.field} [{tags}]  k={threshold.k:g}, "
         f"window {threshold.window_count}, {limit}: "
         f"{stats.fired} fired, {stats.suppressed} suppressed"
+        + (f", {stats.resolved} resolved" if stats.resolved else "")
     )
 
 
@@ -141,7 +142,7 @@ def render_chart(stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> b
     axes.grid(alpha=0.3)
     axes.margins(y=0.08)
     # Outside the axes: inside, the legend hides exactly the spikes a reader looks for.
-    figure.legend(loc="outside lower center", fontsize=8, ncols=6, frameon=False)
+    figure.legend(loc="outside lower center", fontsize=8, ncols=7, frameon=False)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()

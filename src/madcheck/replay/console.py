@@ -38,7 +38,8 @@ class ReplayConsole:
         self._bad_lines_seen = 0
         self._messages_shown: set[str] = set()
         self._messages_hidden = 0
-        self._config_shown = False
+        #: The plugin's own description of its configuration (secrets masked by the plugin).
+        self.configuration = ""
 
     def bad_line(self, source: str, line_number: int, message: str) -> None:
         self._bad_lines_seen += 1
@@ -49,8 +50,8 @@ class ReplayConsole:
         """The plugin's warnings and errors (once each), and its configuration line once."""
         text = _CALL_PREFIX.sub("", record.log_text)
         if record.log_level == "INFO":
-            if text.startswith("configuration loaded") and not self._config_shown:
-                self._config_shown = True
+            if text.startswith("configuration loaded") and not self.configuration:
+                self.configuration = text
                 self.console.print(f"plugin: {escape(text)}", style="dim")
             return
         if text in self._messages_shown:

@@ -83,6 +83,7 @@ def _alert_rows(alerts: Sequence[AlertRecord]) -> str:
 
 def build_report(
     heading: str,
+    configuration: str,
     totals_text: str,
     stats: Sequence[SeriesStats],
     series_total: int,
@@ -96,6 +97,7 @@ def build_report(
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(heading)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{escape(heading)}</h1>",
+        f'<p class="note">{escape(configuration)}</p>',
         f"<p>{escape(totals_text)}</p>",
         "<h2>Series</h2>",
         "<table><thead><tr><th>series</th><th>field</th><th>threshold</th><th>points</th>"

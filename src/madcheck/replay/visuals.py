@@ -102,6 +102,7 @@ class Visuals:
         if self.report is not None:
             page = build_report(
                 "madcheck replay: " + ", ".join(str(path) for path in settings.files),
+                console.configuration,
                 totals.describe(),
                 ordered[:REPORT_SERIES],
                 len(ordered),
