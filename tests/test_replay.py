@@ -314,3 +314,37 @@ def test_truncated_gzip_keeps_what_was_read_and_says_so(tmp_path, capsys):
     assert "compressed data truncated or corrupt" in capsys.readouterr().err
     assert alert_keys(read_alerts(out)) == data.EXPECTED[: len(alert_keys(read_alerts(out)))]
     assert read_alerts(out)  # the first alerts come from the part that was read
+
+
+def test_duration_threshold_runs_on_the_datas_own_time(tmp_path):
+    lp = data.write_lp(tmp_path / "cpu.lp")
+    out = tmp_path / "alerts.jsonl"
+    replay(lp, "--measurement", "cpu", "--mad-thresholds", "temp:3:20:30s", "--alerts", out)
+    # points are 10 s apart: only the run of six spans 30 s (140 -> 143); the replay itself
+    # takes far less than 30 s of wall-clock time
+    alerts = read_alerts(out)
+    assert alert_keys(alerts) == [("a", 143)]
+    assert alerts[0]["rule"] == "duration" and alerts[0]["threshold"] == "30s"
+
+
+def test_several_files_are_one_stream(tmp_path):
+    lines = data.lp_lines()
+    half = len(lines) // 2
+    first = data.write_lp(tmp_path / "part1.lp", lines[:half])
+    second = tmp_path / "part2.lp.gz"
+    second.write_bytes(gzip.compress(("\n".join(lines[half:]) + "\n").encode()))
+    out = tmp_path / "alerts.jsonl"
+    replay(first, second, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS,
+           "--alerts", out)  # fmt: skip
+    assert alert_keys(read_alerts(out)) == data.EXPECTED
+
+
+def test_without_the_replay_extra_the_command_says_how_to_install_it(monkeypatch, capsys):
+    for name in [
+        m for m in sys.modules if m == "rich" or m.startswith(("rich.", "madcheck.replay."))
+    ]:
+        if name != "madcheck.replay.command":
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "rich", None)
+    assert replay("any.lp", "--measurement", "cpu") == 2
+    assert "rich is not installed: pip install 'madcheck[replay]'" in capsys.readouterr().err

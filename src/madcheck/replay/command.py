@@ -86,9 +86,9 @@ def run(options: argparse.Namespace) -> int:
     try:
         from madcheck.replay.app import replay_command
     except ImportError as error:
+        missing = (error.name or "a module").split(".")[0]
         print(
-            f"madcheck replay: error: {error.name or 'a module'} is not installed: {INSTALL_HINT}",
-            file=sys.stderr,
+            f"madcheck replay: error: {missing} is not installed: {INSTALL_HINT}", file=sys.stderr
         )
         return 2
     return replay_command(options)
