@@ -348,3 +348,19 @@ def test_without_the_replay_extra_the_command_says_how_to_install_it(monkeypatch
     monkeypatch.setitem(sys.modules, "rich", None)
     assert replay("any.lp", "--measurement", "cpu") == 2
     assert "rich is not installed: pip install 'madcheck[replay]'" in capsys.readouterr().err
+
+
+def test_a_csv_export_of_the_local_engine_replays_to_the_same_alerts(tmp_path):
+    """The workflow the docs describe: data in the engine, exported with --format csv."""
+    from madcheck.engine.formats import render
+    from madcheck.engine.storage import Storage
+
+    with Storage(tmp_path / "data") as storage:
+        storage.write_lp("mydb", "\n".join(data.lp_lines()), no_sync=True)
+        rows = storage.query("mydb", "SELECT * FROM cpu ORDER BY time, host")
+    export = tmp_path / "export.csv"
+    export.write_text(render(rows, "csv"))
+    out = tmp_path / "alerts.jsonl"
+    assert replay(export, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS,
+                  "--alerts", out) == 0  # fmt: skip
+    assert alert_keys(read_alerts(out)) == data.EXPECTED
