@@ -27,6 +27,7 @@ from madcheck.replay.verdicts import SeriesStats, TraceSink
 
 MARKS_PER_SERIES = 1_000
 MARKED_SERIES = 10_000
+MARKS_IN_ALL = 200_000  # ~5 MB however many alerts a replay finds
 REPORT_ALERTS = 1_000
 REPORT_SERIES = 500
 
@@ -43,6 +44,7 @@ class Visuals:
         self.alerts: list[AlertRecord] = []
         self.alerts_total = 0
         self._marks: dict[str, AlertMarks] = {}
+        self._marks_kept = 0
 
     @property
     def wanted(self) -> bool:
@@ -67,7 +69,8 @@ class Visuals:
             if len(self._marks) >= MARKED_SERIES:
                 return
             marks = self._marks[record.alert_id] = AlertMarks()
-        if len(marks.times) < MARKS_PER_SERIES:
+        if len(marks.times) < MARKS_PER_SERIES and self._marks_kept < MARKS_IN_ALL:
+            self._marks_kept += 1
             marks.times.append(record.time_ns)
             marks.values.append(record.value)
             marks.states.append(record.state)
