@@ -29,6 +29,9 @@ DEFAULT_TIME_TEXT = (
 )
 
 
+_MAX_LOOKBACK_S = 366 * 86_400.0
+
+
 class ConfigError(ValueError):
     """The trigger cannot run with these arguments; the message says which and why."""
 
@@ -43,10 +46,26 @@ class DeliverySettings:
     attempts: int = 3
     backoff_s: tuple[float, float] = (1.0, 4.0)
     timeout_s: float = 10.0
+    #: Longest time one ``process_writes`` call spends delivering; the rest waits in the outbox.
+    budget_s: float = 2.0
+    #: Undelivered alerts kept for later calls; past it the oldest are dropped (logged).
+    outbox_size: int = 10_000
+    #: First pause before the outbox is retried; it doubles per failed pass up to the cap.
+    outbox_backoff_s: float = 1.0
+    outbox_backoff_max_s: float = 30.0
 
     @property
     def url(self) -> str:
         return f"http://localhost:{self.port}/api/v3/engine/{self.path}"
+
+
+@dataclass(frozen=True)
+class WarmStartSettings:
+    """Refilling the windows of series the trigger has not seen since it (re)started."""
+
+    enabled: bool = True
+    lookback_ns: int = 3_600_000_000_000
+    max_rows: int = 50_000
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,7 @@ class Config:
     delivery: DeliverySettings = DeliverySettings()
     #: Table every alert event is written to; empty turns the history off.
     alerts_table: str = "mad_alerts"
+    warm_start: WarmStartSettings = WarmStartSettings()
 
     @property
     def sender_names(self) -> list[str]:
@@ -128,9 +148,21 @@ def load_config(
             _seconds(merged, "retry_backoff_max", 4.0),
         ),
         timeout_s=_seconds(merged, "notification_timeout", 10.0),
+        budget_s=_seconds(merged, "delivery_budget", 2.0),
+        outbox_size=_integer(merged, "outbox_size", 10_000, minimum=1, maximum=1_000_000),
+        outbox_backoff_s=_seconds(merged, "outbox_backoff", 1.0),
+        outbox_backoff_max_s=_seconds(merged, "outbox_backoff_max", 30.0),
     )
     if delivery.backoff_s[0] > delivery.backoff_s[1]:
         raise ConfigError("retry_backoff_min must not be greater than retry_backoff_max")
+    if delivery.budget_s <= 0:
+        raise ConfigError("delivery_budget must be greater than zero, e.g. delivery_budget=2s")
+    if delivery.outbox_backoff_s > delivery.outbox_backoff_max_s:
+        raise ConfigError("outbox_backoff must not be greater than outbox_backoff_max")
+
+    lookback_s = _seconds(merged, "warm_start_lookback", 3600.0)
+    if lookback_s > _MAX_LOOKBACK_S:
+        raise ConfigError(f"warm_start_lookback must be at most 366d, got {lookback_s:g}s")
 
     config = Config(
         measurement=measurement,
@@ -141,6 +173,11 @@ def load_config(
         time_text=_text(merged.get("notification_time_text")) or DEFAULT_TIME_TEXT,
         delivery=delivery,
         alerts_table=_alerts_table(merged, measurement),
+        warm_start=WarmStartSettings(
+            enabled=_boolean(merged, "warm_start", True),
+            lookback_ns=round(lookback_s * 1e9),
+            max_rows=_integer(merged, "warm_start_max_rows", 50_000, minimum=1, maximum=10_000_000),
+        ),
     )
     return LoadedConfig(config, tuple(warnings))
 
@@ -201,6 +238,25 @@ def _integer(
         bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
         raise ConfigError(f"{name} must be {bound}, got {value}")
     return value
+
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def _boolean(merged: Mapping[str, Any], name: str, default: bool) -> bool:
+    """``true``/``false`` (also yes/no, on/off, 1/0) from an argument, or a TOML boolean."""
+    raw = merged.get(name)
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        return raw
+    text = _text(raw).lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
 def _seconds(merged: Mapping[str, Any], name: str, default: float) -> float:

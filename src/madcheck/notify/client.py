@@ -7,13 +7,22 @@ query never reach a log through it.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import requests
 
-from madcheck.notify.retry import Delivery, RetryPolicy, Sleep, post, send_with_retries
+from madcheck.notify.retry import (
+    Attempt,
+    Delivery,
+    RetryPolicy,
+    Sleep,
+    classify_response,
+    post,
+    send_with_retries,
+)
 
 
 class NotifierClient:
@@ -36,11 +45,35 @@ class NotifierClient:
     def __repr__(self) -> str:  # keep the token out of any accidental repr
         return f"NotifierClient(url={self.url!r})"
 
-    def send(self, payload: Mapping[str, Any]) -> Delivery:
+    def send(self, payload: Mapping[str, Any], deadline: float | None = None) -> Delivery:
+        """Post ``payload``; with ``deadline`` (seconds), no attempt or pause runs past it."""
+        policy = self.policy
+        if deadline is not None:
+            policy = dataclasses.replace(policy, deadline=deadline)
         return send_with_retries(
             lambda timeout: post(
-                self._session, self.url, timeout, json=payload, headers=self._headers
+                self._session,
+                self.url,
+                timeout,
+                json=payload,
+                headers=self._headers,
+                classify=classify_notifier_answer,
             ),
-            self.policy,
+            policy,
             sleep=self._sleep,
         )
+
+
+def classify_notifier_answer(response: requests.Response) -> Attempt:
+    """As ``classify_response``, except that an answer naming per-sender results is final.
+
+    Such an answer means the notifier ran and some channels failed; repeating the same payload
+    would send the message again through the channels that worked. The caller retries only the
+    failed senders instead.
+    """
+    attempt = classify_response(response)
+    answer = attempt.answer
+    results = answer.get("results") if isinstance(answer, Mapping) else None
+    if attempt.retryable and isinstance(results, Mapping) and results:
+        return dataclasses.replace(attempt, retryable=False, retry_after=None)
+    return attempt

@@ -20,7 +20,8 @@ from madcheck.config.settings import Config, ConfigError, load_config
 from madcheck.detect.alerts import Alert
 from madcheck.detect.detector import SKIP_MISSING, BatchResult, Detector
 from madcheck.notify.client import NotifierClient
-from madcheck.notify.retry import RetryPolicy
+from madcheck.notify.outbox import Outbox, PassReport, PendingAlert
+from madcheck.notify.retry import Delivery, RetryPolicy
 from madcheck.plugin.calllog import CallLog
 from madcheck.plugin.history import history_line
 from madcheck.plugin.schema import (
@@ -32,6 +33,7 @@ from madcheck.plugin.schema import (
     has_unknown_columns,
     infer_schema,
 )
+from madcheck.plugin.warmstart import warm_start
 
 STATE_KEY = "madcheck.mad_check.state"
 LOG_LABEL = "mad_check"
@@ -47,6 +49,8 @@ class TriggerState:
     detector: Detector
     client: NotifierClient
     secrets: tuple[str, ...]
+    #: alerts not yet confirmed by the notifier; carried over when the config is rebuilt
+    outbox: Outbox
 
 
 def process_writes(
@@ -66,6 +70,7 @@ def process_writes(
                 rows = batch.get("rows")
                 if isinstance(rows, Sequence) and rows:
                     _process_table(influxdb3_local, state, rows, log)
+        _deliver(state, log)
     except Exception as error:  # the trigger must survive anything
         log.error(f"call failed with {type(error).__name__}: {error}")
 
@@ -92,6 +97,7 @@ def _trigger_state(engine: Any, args: Any, log: CallLog) -> TriggerState | None:
     state: TriggerState | None = engine.cache.get(STATE_KEY)
     if state is not None and state.fingerprint == fingerprint:
         return state
+    previous = state
     if args is not None and not isinstance(args, Mapping):
         log.error(f"trigger arguments must be key=value pairs, got {type(args).__name__}")
         return None
@@ -124,6 +130,7 @@ def _trigger_state(engine: Any, args: Any, log: CallLog) -> TriggerState | None:
         detector=Detector(config.measurement, config.thresholds, config.state_change_count),
         client=client,
         secrets=secrets,
+        outbox=_carried_outbox(previous, config, log),
     )
     engine.cache.put(STATE_KEY, state)
     engine.cache.delete(STATE_KEY + ".failed")
@@ -136,6 +143,25 @@ def _trigger_state(engine: Any, args: Any, log: CallLog) -> TriggerState | None:
     )
     _check_table_exists(engine, config.measurement, log)
     return state
+
+
+def _carried_outbox(previous: TriggerState | None, config: Config, log: CallLog) -> Outbox:
+    """The previous config's outbox, resized, so a config change loses no pending alert."""
+    delivery = config.delivery
+    if previous is None:
+        return Outbox(
+            delivery.outbox_size, delivery.outbox_backoff_s, delivery.outbox_backoff_max_s
+        )
+    outbox = previous.outbox
+    dropped = outbox.configure(
+        delivery.outbox_size, delivery.outbox_backoff_s, delivery.outbox_backoff_max_s
+    )
+    orphans = outbox.keep_senders(config.sender_names)
+    if dropped:
+        log.error(f"outbox_size is now {delivery.outbox_size}: dropped {dropped} oldest alert(s)")
+    if orphans:
+        log.warn(f"dropped {len(orphans)} waiting alert(s) whose senders are no longer configured")
+    return outbox
 
 
 def _is_secret(name: str) -> bool:
@@ -191,11 +217,33 @@ def _schema(engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog)
 
 def _process_table(engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog) -> None:
     schema = _schema(engine, state, rows, log)
+    config = state.config
+    if config.warm_start.enabled:
+        fields = sorted({t.field for t in config.thresholds})
+        if schema.from_database:
+            fields = [name for name in fields if name in schema.columns]
+        warm_start(
+            engine,
+            state.detector,
+            config.measurement,
+            schema.tags,
+            fields,
+            rows,
+            config.warm_start,
+            log,
+        )
     result = state.detector.process(rows, schema.tags)
-    _log_batch(state.config.measurement, result, log)
+    _log_batch(config.measurement, result, log)
+    dropped = 0
     for alert in result.alerts:
-        _record(engine, state.config, alert, log)
-        _handle_alert(state, alert, log)
+        _record(engine, config, alert, log)
+        dropped += _queue_alert(state, alert, log)
+    if dropped:
+        outbox = state.outbox
+        log.error(
+            f"outbox full ({outbox.capacity} alerts): dropped the {dropped} oldest undelivered "
+            f"alert(s) this call, {outbox.dropped_total} since the trigger started"
+        )
 
 
 def _log_batch(table: str, result: BatchResult, log: CallLog) -> None:
@@ -226,43 +274,90 @@ def _record(engine: Any, config: Config, alert: Alert, log: CallLog) -> None:
         log.warn(f"could not write to {config.alerts_table}: {type(error).__name__}: {error}")
 
 
-def _handle_alert(state: TriggerState, alert: Alert, log: CallLog) -> None:
-    config = state.config
-    summary = (
+def _summary(alert: Alert) -> str:
+    variables = alert.variables()
+    return (
         f"{alert.rule} rule {alert.threshold.describe()} on {alert.table} "
-        f"[{alert.tags_text or 'no tags'}] at {alert.variables()['time']}: "
-        f"value {alert.variables()['value']} outside {alert.variables()['lower']}.."
-        f"{alert.variables()['upper']} (alert {alert.alert_id})"
+        f"[{alert.tags_text or 'no tags'}] at {variables['time']}: "
+        f"value {variables['value']} outside {variables['lower']}..{variables['upper']} "
+        f"(alert {alert.alert_id})"
     )
+
+
+def _queue_alert(state: TriggerState, alert: Alert, log: CallLog) -> int:
+    """Put a fired alert in the outbox (or log its suppression); returns how many were dropped."""
+    config = state.config
     if alert.suppressed:
         log.info(
             f"alert suppressed, {alert.transitions} state changes in the last "
             f"{alert.threshold.window_count} verdicts (state_change_count="
-            f"{config.state_change_count}): {summary}"
+            f"{config.state_change_count}): {_summary(alert)}"
         )
-        return
+        return 0
     template = config.count_text if alert.rule == "count" else config.time_text
-    payload = {
-        "notification_text": render(template, alert),
-        "senders_config": {name: dict(values) for name, values in config.senders_config.items()},
-        "alert": alert.as_dict(),
-    }
-    delivery = state.client.send(payload)
-    if delivery.ok:
-        log.info(f"alert sent to {'.'.join(config.sender_names)}: {summary}")
-        return
-    failed = _failed_senders(delivery.answer)
-    detail = f"; failed senders: {failed}" if failed else ""
-    log.error(f"alert delivery failed ({delivery.reason}){detail}: {summary}")
-
-
-def _failed_senders(answer: Any) -> str:
-    """``slack (HTTP 500)`` from the notifier's per-sender results, if it sent any."""
-    results = answer.get("results") if isinstance(answer, Mapping) else None
-    if not isinstance(results, Mapping):
-        return ""
-    return ", ".join(
-        f"{name} ({result.get('reason', 'failed')})"
-        for name, result in results.items()
-        if isinstance(result, Mapping) and not result.get("ok")
+    pending = PendingAlert(
+        text=render(template, alert),
+        context=alert.as_dict(),
+        senders=tuple(config.sender_names),
+        summary=_summary(alert),
     )
+    return state.outbox.add(pending)
+
+
+# -- delivery --------------------------------------------------------------------------------
+
+
+def _deliver(state: TriggerState, log: CallLog) -> None:
+    """Send what the outbox holds, within the delivery budget, and log the pass in few lines."""
+    if not len(state.outbox):
+        return
+    config = state.config
+
+    def send(pending: PendingAlert, seconds_left: float) -> Delivery:
+        payload = {
+            "notification_text": pending.text,
+            "senders_config": {
+                name: dict(config.senders_config[name])
+                for name in pending.senders
+                if name in config.senders_config
+            },
+            "alert": dict(pending.context),
+        }
+        return state.client.send(payload, deadline=seconds_left)
+
+    _log_pass(state.outbox.deliver(send, config.delivery.budget_s), log)
+
+
+def _log_pass(report: PassReport, log: CallLog) -> None:
+    for pending in report.delivered:
+        retried = f" (after {pending.tries} failed tries)" if pending.tries else ""
+        log.info(f"alert sent to {'.'.join(pending.senders)}{retried}: {pending.summary}")
+    if report.partial:
+        failed = ", ".join(
+            sorted(
+                {
+                    f"{name} ({reason})"
+                    for _, reasons in report.partial
+                    for name, reason in reasons.items()
+                }
+            )
+        )
+        log.error(
+            f"alert delivery failed for {len(report.partial)} alert(s); failed senders: "
+            f"{failed}; only those will be retried. First: {report.partial[0][0].summary}"
+        )
+    if report.rejected:
+        pending, reason = report.rejected[0]
+        log.error(
+            f"the notifier rejected {len(report.rejected)} alert(s) as malformed ({reason}); "
+            f"they are dropped. First: {pending.summary}"
+        )
+    waiting = f"{report.waiting} alert(s) waiting in the outbox"
+    if report.retry_in is not None:
+        waiting += f", next try in {report.retry_in:.1f}s"
+    if report.unavailable is not None:
+        log.error(f"alert delivery failed ({report.unavailable}): {waiting}")
+    elif report.deferred:
+        log.warn(f"notifier unavailable at the last try: {waiting}")
+    elif report.out_of_time:
+        log.warn(f"delivery budget used up: {waiting}")
