@@ -65,11 +65,13 @@ def process_writes(
             return
         log.hide(state.secrets)
         measurement = state.config.measurement
+        dropped_before = state.outbox.dropped_total
         for batch in table_batches:
             if isinstance(batch, Mapping) and batch.get("table_name") == measurement:
                 rows = batch.get("rows")
                 if isinstance(rows, Sequence) and rows:
                     _process_table(influxdb3_local, state, rows, log)
+        _log_dropped(state.outbox, state.outbox.dropped_total - dropped_before, log)
         _deliver(state, log)
     except Exception as error:  # the trigger must survive anything
         log.error(f"call failed with {type(error).__name__}: {error}")
@@ -234,16 +236,9 @@ def _process_table(engine: Any, state: TriggerState, rows: Sequence[Any], log: C
         )
     result = state.detector.process(rows, schema.tags)
     _log_batch(config.measurement, result, log)
-    dropped = 0
     for alert in result.alerts:
         _record(engine, config, alert, log)
-        dropped += _queue_alert(state, alert, log)
-    if dropped:
-        outbox = state.outbox
-        log.error(
-            f"outbox full ({outbox.capacity} alerts): dropped the {dropped} oldest undelivered "
-            f"alert(s) this call, {outbox.dropped_total} since the trigger started"
-        )
+        _queue_alert(state, alert, log)
 
 
 def _log_batch(table: str, result: BatchResult, log: CallLog) -> None:
@@ -284,8 +279,8 @@ def _summary(alert: Alert) -> str:
     )
 
 
-def _queue_alert(state: TriggerState, alert: Alert, log: CallLog) -> int:
-    """Put a fired alert in the outbox (or log its suppression); returns how many were dropped."""
+def _queue_alert(state: TriggerState, alert: Alert, log: CallLog) -> None:
+    """Put a fired alert in the outbox, or log its suppression."""
     config = state.config
     if alert.suppressed:
         log.info(
@@ -293,7 +288,7 @@ def _queue_alert(state: TriggerState, alert: Alert, log: CallLog) -> int:
             f"{alert.threshold.window_count} verdicts (state_change_count="
             f"{config.state_change_count}): {_summary(alert)}"
         )
-        return 0
+        return
     template = config.count_text if alert.rule == "count" else config.time_text
     pending = PendingAlert(
         text=render(template, alert),
@@ -301,7 +296,15 @@ def _queue_alert(state: TriggerState, alert: Alert, log: CallLog) -> int:
         senders=tuple(config.sender_names),
         summary=_summary(alert),
     )
-    return state.outbox.add(pending)
+    state.outbox.add(pending)
+
+
+def _log_dropped(outbox: Outbox, dropped: int, log: CallLog) -> None:
+    if dropped:
+        log.error(
+            f"outbox full ({outbox.capacity} alerts): dropped the {dropped} oldest undelivered "
+            f"alert(s) this call, {outbox.dropped_total} since the trigger started"
+        )
 
 
 # -- delivery --------------------------------------------------------------------------------
