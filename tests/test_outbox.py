@@ -104,7 +104,7 @@ def test_only_the_failed_senders_are_tried_again_and_the_pass_goes_on():
     outbox.add(alert("a", ("slack", "sms")))
     outbox.add(alert("b", ("slack", "sms")))
     report = outbox.deliver(notifier, 2.0)
-    assert [(p.text, failed) for p, failed in report.partial] == [("a", {"sms": "no result"})]
+    assert [(p.text, failed) for p, failed in report.partial] == [("a", {"sms": "failed"})]
     assert [p.text for p in report.delivered] == ["b"]
     assert outbox.deliver(notifier, 2.0).delivered == []  # "a" waits its own backoff
     clock.now += 1.0
@@ -163,6 +163,4 @@ def test_failed_senders_reads_the_notifier_contract():
     answer = {"results": {"slack": {"ok": True}, "sms": {"ok": False, "reason": "HTTP 401"}}}
     assert failed_senders(answer, ["slack", "sms"]) == {"sms": "HTTP 401"}
     assert failed_senders(answer, ["slack", "discord"]) == {"discord": "no result"}
-    assert failed_senders({"results": {"slack": {"ok": "yes"}}}, ["slack"]) == {
-        "slack": "no result"
-    }
+    assert failed_senders({"results": {"slack": {"ok": "yes"}}}, ["slack"]) == {"slack": "failed"}

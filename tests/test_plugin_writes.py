@@ -256,6 +256,23 @@ def test_per_sender_failures_from_the_notifier_are_named():
     assert "failed senders: slack (HTTP 404)" in error
 
 
+def test_notifier_per_sender_answer_is_not_reposted_to_every_sender():
+    answer = {
+        "status": "partial",
+        "results": {"slack": {"ok": True, "reason": "HTTP 200"}, "http": {"ok": False}},
+    }
+    with receiver() as notifier:
+        notifier.script = [(502, answer, 0.0, {})]
+        engine = make_engine()
+        args = args_for(
+            notifier.port, senders="slack.http", http_webhook_url="https://hooks.test/mad"
+        )
+        run_mad_plugin(engine, anomaly_batch(), args)
+        assert len(notifier.requests) == 1  # slack already has it: no blind re-post
+    (error,) = engine.log_texts("ERROR")
+    assert "failed senders: http (failed)" in error
+
+
 def test_hanging_notifier_times_out():
     with receiver() as notifier:
         notifier.script = [(200, {}, 0.5, {})]

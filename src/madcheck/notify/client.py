@@ -7,9 +7,9 @@ query never reach a log through it.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import requests
@@ -47,9 +47,7 @@ class NotifierClient:
 
     def send(self, payload: Mapping[str, Any], deadline: float | None = None) -> Delivery:
         """Post ``payload``; with ``deadline`` (seconds), no attempt or pause runs past it."""
-        policy = self.policy
-        if deadline is not None:
-            policy = dataclasses.replace(policy, deadline=deadline)
+        policy = self.policy if deadline is None else replace(self.policy, deadline=deadline)
         return send_with_retries(
             lambda timeout: post(
                 self._session,
@@ -65,15 +63,12 @@ class NotifierClient:
 
 
 def classify_notifier_answer(response: requests.Response) -> Attempt:
-    """As ``classify_response``, except that an answer naming per-sender results is final.
+    """Like ``classify_response``, but an answer with per-sender ``results`` is final.
 
-    Such an answer means the notifier ran and some channels failed; repeating the same payload
-    would send the message again through the channels that worked. The caller retries only the
-    failed senders instead.
+    The notifier has already retried each channel; posting the same payload again would repeat
+    the alert on the channels that did receive it.
     """
     attempt = classify_response(response)
-    answer = attempt.answer
-    results = answer.get("results") if isinstance(answer, Mapping) else None
-    if attempt.retryable and isinstance(results, Mapping) and results:
-        return dataclasses.replace(attempt, retryable=False, retry_after=None)
+    if not attempt.ok and isinstance(attempt.answer, Mapping) and "results" in attempt.answer:
+        return replace(attempt, retryable=False)
     return attempt

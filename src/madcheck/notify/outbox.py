@@ -197,6 +197,8 @@ def failed_senders(answer: Any, senders: Iterable[str]) -> dict[str, str] | None
     for name in senders:
         result = results.get(name)
         if not (isinstance(result, Mapping) and result.get("ok") is True):
-            reason = result.get("reason") if isinstance(result, Mapping) else None
-            failed[name] = str(reason) if reason else "no result"
+            if not isinstance(result, Mapping):
+                failed[name] = "no result"
+            else:
+                failed[name] = str(result.get("reason") or "failed")
     return failed

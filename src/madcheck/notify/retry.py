@@ -164,11 +164,22 @@ def post(
     headers: Mapping[str, str] | None = None,
     auth: tuple[str, str] | None = None,
     classify: Callable[[requests.Response], Attempt] = classify_response,
+    allow_redirects: bool = True,
 ) -> Attempt:
-    """One POST, reduced to an ``Attempt``. Transport errors are retryable."""
+    """One POST, reduced to an ``Attempt``. Transport errors are retryable.
+
+    ``allow_redirects=False`` reports a 3xx as a final failure instead of following it: the
+    notifier checks webhook hosts against an allow-list, and a redirect would step around it.
+    """
     try:
         response = session.post(
-            url, json=json, data=data, headers=dict(headers or {}), auth=auth, timeout=timeout
+            url,
+            json=json,
+            data=data,
+            headers=dict(headers or {}),
+            auth=auth,
+            timeout=timeout,
+            allow_redirects=allow_redirects,
         )
     except requests.RequestException as error:
         return Attempt(ok=False, reason=describe_exception(error), retryable=True)

@@ -1,0 +1,28 @@
+"""Notification Sender plugin for the InfluxDB 3 Processing Engine (``request:notify``).
+
+Copy this file into the plugin directory and install the logic it delegates to with
+``influxdb3 install package madcheck``. The engine runs this file afresh on every request, so
+the import happens inside the function, where a missing package becomes a clear answer.
+"""
+
+from typing import Any
+
+INSTALL_HINT = (
+    "the madcheck package is not installed in the Processing Engine's Python environment: "
+    "run `influxdb3 install package madcheck`"
+)
+
+
+def process_request(
+    influxdb3_local: Any,
+    query_parameters: Any,
+    request_headers: Any,
+    request_body: Any,
+    args: Any = None,
+) -> Any:
+    try:
+        from madcheck.plugin.notifier import process_request as handle_request
+    except ImportError:
+        influxdb3_local.error(f"notifier: {INSTALL_HINT}")
+        return {"status": "failed", "error": INSTALL_HINT, "results": {}}, 500
+    return handle_request(influxdb3_local, query_parameters, request_headers, request_body, args)

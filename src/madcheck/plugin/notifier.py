@@ -1,0 +1,67 @@
+"""``process_request`` of the notifier trigger: engine API in, JSON answer out.
+
+Nothing here may raise into the engine: configuration errors answer 500, malformed requests
+400, failed senders 502, and anything unexpected a 500 naming only the kind of error. Log lines
+carry sender names and reasons, which never hold URLs, header values, credentials or numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from madcheck.notify.channels.base import SendContext
+from madcheck.notify.dispatch import (
+    Answer,
+    BadRequest,
+    Outcome,
+    dispatch,
+    failure_answer,
+    parse_request,
+)
+from madcheck.notify.settings import NotifierSettings, unknown_arguments
+
+SERVER_ERROR_STATUS = 500
+
+
+def process_request(
+    influxdb3_local: Any,
+    query_parameters: dict[str, str] | None,
+    request_headers: dict[str, str] | None,
+    request_body: bytes | str | None,
+    args: dict[str, str] | None = None,
+) -> tuple[dict[str, Any], int]:
+    try:
+        answer = _handle(influxdb3_local, request_body, args)
+    except Exception as error:  # the engine must always get an answer
+        influxdb3_local.error(f"notifier: internal error ({type(error).__name__})")
+        answer = failure_answer(f"internal error ({type(error).__name__})", SERVER_ERROR_STATUS)
+    return answer.body, answer.http_status
+
+
+def _handle(influxdb3_local: Any, body: bytes | str | None, args: dict[str, str] | None) -> Answer:
+    for name in unknown_arguments(args):
+        influxdb3_local.warn(f"notifier: ignoring unknown trigger argument {name!r}")
+    try:
+        settings = NotifierSettings.from_args(args)
+    except ValueError as error:
+        influxdb3_local.error(f"notifier: bad trigger argument: {error}")
+        return failure_answer(f"bad trigger argument: {error}", SERVER_ERROR_STATUS)
+    try:
+        request = parse_request(body)
+    except BadRequest as problem:
+        influxdb3_local.warn(f"notifier: rejected request: {problem}")
+        return failure_answer(str(problem))
+    context = SendContext(settings.policy, settings.allowed_hosts, dict(os.environ))
+    outcome = dispatch(request, context)
+    _log_outcome(influxdb3_local, outcome)
+    return outcome.answer()
+
+
+def _log_outcome(influxdb3_local: Any, outcome: Outcome) -> None:
+    for name, result in outcome.results.items():
+        label = name if name.isidentifier() and len(name) <= 32 else "(unnamed sender)"
+        if result.ok:
+            influxdb3_local.info(f"notifier: {label} delivered ({result.reason})")
+        else:
+            influxdb3_local.warn(f"notifier: {label} failed: {result.reason}")
