@@ -213,6 +213,10 @@ def _read_toml(relative: str, env: Mapping[str, str]) -> dict[str, Any]:
         raise ConfigError(f"config file {relative} cannot be read: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {relative} is not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file {relative} is not UTF-8 text (byte {error.start}); TOML must be UTF-8"
+        ) from None
     return data
 
 

@@ -67,7 +67,7 @@ def warm_start(
         return
     history, unreadable = _history(answer, tag_names, earliest, since)
     primed = detector.prime(history, tag_names)
-    detail = f", {unreadable} unreadable row(s) passed over" if unreadable else ""
+    detail = f", {unreadable} unreadable row(s) ignored" if unreadable else ""
     log.info(
         f"warm start: {len(earliest)} new series of {table}, {primed} value(s) from "
         f"{len(history)} stored row(s) since {rfc3339(since)}{detail}"
@@ -104,10 +104,10 @@ def _history(
             unreadable += 1
             continue
         time_ns = parse_time_ns(row.get("time"))
-        if time_ns is None:
+        key = tuple(row.get(name) for name in tag_names)
+        if time_ns is None or not all(type(tag) is str or tag is None for tag in key):
             unreadable += 1
             continue
-        key = tuple(row.get(name) for name in tag_names)
         first = earliest.get(key)
         if first is None or not since <= time_ns < first:
             continue  # another series, or a point this batch brings itself

@@ -36,6 +36,7 @@ from madcheck.plugin.schema import (
 from madcheck.plugin.warmstart import warm_start
 
 STATE_KEY = "madcheck.mad_check.state"
+SKIP_BAD_TAGS = "tag value not text"
 LOG_LABEL = "mad_check"
 _ENVIRONMENT = ("INFLUXDB3_AUTH_TOKEN", "TWILIO_SID", "TWILIO_TOKEN", "PLUGIN_DIR")
 
@@ -220,6 +221,7 @@ def _schema(engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog)
 def _process_table(engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog) -> None:
     schema = _schema(engine, state, rows, log)
     config = state.config
+    rows, bad_tags = _with_text_tags(rows, schema.tags)
     if config.warm_start.enabled:
         fields = sorted({t.field for t in config.thresholds})
         if schema.from_database:
@@ -235,10 +237,29 @@ def _process_table(engine: Any, state: TriggerState, rows: Sequence[Any], log: C
             log,
         )
     result = state.detector.process(rows, schema.tags)
+    if bad_tags:
+        result.skipped[SKIP_BAD_TAGS] += bad_tags
     _log_batch(config.measurement, result, log)
     for alert in result.alerts:
         _record(engine, config, alert, log)
         _queue_alert(state, alert, log)
+
+
+def _with_text_tags(rows: Sequence[Any], tags: Sequence[str]) -> tuple[Sequence[Any], int]:
+    """The rows whose tag values are text (or absent), and how many were not.
+
+    The engine always gives tags as ``str``; anything else (a list, a number) could not name a
+    series, and an unhashable one would fail the whole batch, so such rows are passed over.
+    """
+    if not tags:
+        return rows, 0
+    kept = [
+        row
+        for row in rows
+        if not isinstance(row, Mapping)  # the detector counts these itself
+        or all(type(value) is str or value is None for value in map(row.get, tags))
+    ]
+    return (rows, 0) if len(kept) == len(rows) else (kept, len(rows) - len(kept))
 
 
 def _log_batch(table: str, result: BatchResult, log: CallLog) -> None:
