@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Sequence
 
 #: Modules that define ``register(subparsers)``; each adds its own sub-commands.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("madcheck.engine.commands", "madcheck.demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

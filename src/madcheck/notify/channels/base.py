@@ -18,7 +18,15 @@ from typing import Any
 import requests
 
 from madcheck.notify.allowlist import HostAllowList
-from madcheck.notify.retry import Delivery, RetryPolicy, Sleep
+from madcheck.notify.retry import (
+    Attempt,
+    Delivery,
+    RetryPolicy,
+    Sleep,
+    classify_response,
+    post,
+    send_with_retries,
+)
 
 
 class ConfigProblem(ValueError):
@@ -67,6 +75,35 @@ def webhook_url(config: SenderConfig, name: str, context: SendContext) -> str:
     if not context.allowed_hosts.allows(url):
         raise ConfigProblem(f"the host of {name} is not in allowed_webhook_hosts")
     return url
+
+
+def post_to_webhook(
+    channel: str,
+    payload: Mapping[str, Any],
+    config: SenderConfig,
+    session: requests.Session,
+    context: SendContext,
+    classify: Callable[[requests.Response], Attempt] = classify_response,
+) -> Delivery:
+    """POST ``payload`` as JSON to ``<channel>_webhook_url`` with ``<channel>_headers``, retrying.
+
+    Redirects are not followed: a redirect could lead past ``allowed_webhook_hosts``.
+    """
+    url = webhook_url(config, f"{channel}_webhook_url", context)
+    headers = extra_headers(config, f"{channel}_headers")
+    return send_with_retries(
+        lambda timeout: post(
+            session,
+            url,
+            timeout,
+            json=payload,
+            headers=headers,
+            classify=classify,
+            allow_redirects=False,
+        ),
+        context.policy,
+        context.sleep,
+    )
 
 
 def extra_headers(config: SenderConfig, name: str) -> dict[str, str]:

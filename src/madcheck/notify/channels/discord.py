@@ -17,11 +17,10 @@ from madcheck.notify.channels.base import (
     SendContext,
     SenderConfig,
     error_detail,
-    extra_headers,
     fit_text,
-    webhook_url,
+    post_to_webhook,
 )
-from madcheck.notify.retry import Attempt, Delivery, classify_response, post, send_with_retries
+from madcheck.notify.retry import Attempt, Delivery, classify_response
 
 MAX_CONTENT = 2000
 
@@ -29,22 +28,8 @@ MAX_CONTENT = 2000
 def send_discord(
     message: Message, config: SenderConfig, session: requests.Session, context: SendContext
 ) -> Delivery:
-    url = webhook_url(config, "discord_webhook_url", context)
-    headers = extra_headers(config, "discord_headers")
     payload = {"content": fit_text(message.text, MAX_CONTENT)}
-    return send_with_retries(
-        lambda timeout: post(
-            session,
-            url,
-            timeout,
-            json=payload,
-            headers=headers,
-            classify=_classify,
-            allow_redirects=False,
-        ),
-        context.policy,
-        context.sleep,
-    )
+    return post_to_webhook("discord", payload, config, session, context, classify=_classify)
 
 
 def _classify(response: requests.Response) -> Attempt:

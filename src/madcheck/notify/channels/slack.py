@@ -13,30 +13,16 @@ from madcheck.notify.channels.base import (
     SendContext,
     SenderConfig,
     error_detail,
-    extra_headers,
-    webhook_url,
+    post_to_webhook,
 )
-from madcheck.notify.retry import Attempt, Delivery, classify_response, post, send_with_retries
+from madcheck.notify.retry import Attempt, Delivery, classify_response
 
 
 def send_slack(
     message: Message, config: SenderConfig, session: requests.Session, context: SendContext
 ) -> Delivery:
-    url = webhook_url(config, "slack_webhook_url", context)
-    headers = extra_headers(config, "slack_headers")
-    payload = {"text": message.text}
-    return send_with_retries(
-        lambda timeout: post(
-            session,
-            url,
-            timeout,
-            json=payload,
-            headers=headers,
-            classify=_classify,
-            allow_redirects=False,
-        ),
-        context.policy,
-        context.sleep,
+    return post_to_webhook(
+        "slack", {"text": message.text}, config, session, context, classify=_classify
     )
 
 

@@ -10,28 +10,14 @@ from typing import Any
 
 import requests
 
-from madcheck.notify.channels.base import (
-    Message,
-    SendContext,
-    SenderConfig,
-    extra_headers,
-    webhook_url,
-)
-from madcheck.notify.retry import Delivery, post, send_with_retries
+from madcheck.notify.channels.base import Message, SendContext, SenderConfig, post_to_webhook
+from madcheck.notify.retry import Delivery
 
 
 def send_http(
     message: Message, config: SenderConfig, session: requests.Session, context: SendContext
 ) -> Delivery:
-    url = webhook_url(config, "http_webhook_url", context)
-    headers = extra_headers(config, "http_headers")
     payload: dict[str, Any] = {"notification_text": message.text}
     if message.alert is not None:
         payload["alert"] = dict(message.alert)
-    return send_with_retries(
-        lambda timeout: post(
-            session, url, timeout, json=payload, headers=headers, allow_redirects=False
-        ),
-        context.policy,
-        context.sleep,
-    )
+    return post_to_webhook("http", payload, config, session, context)

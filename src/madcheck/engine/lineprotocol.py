@@ -1,0 +1,459 @@
+"""InfluxDB line protocol: text in, typed points (or per-line errors) out.
+
+The local engine, ``madcheck write`` and ``madcheck replay`` all read line protocol through this
+module, so a line is accepted or rejected the same way everywhere. Errors are reported per line
+(1-based physical line numbers) and never stop the lines after them: the caller decides whether a
+bad line spoils the whole write.
+
+Most real lines contain neither backslashes nor double quotes; those take a fast path built on
+``str.split``. Any other line, and any line the fast path finds suspicious, goes through the
+character scanner, which is the single source of error messages.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+FieldValue = float | int | bool | str
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+UINT64_MAX = 2**64 - 1
+
+#: A string field may span physical lines (a quoted newline); give up after this many.
+MAX_CONTINUATION_LINES = 1000
+
+_NS_PER_UNIT = {
+    "ns": 1,
+    "us": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+
+_PRECISION_ALIASES = {
+    "auto": "auto",
+    "ns": "ns",
+    "n": "ns",
+    "nanosecond": "ns",
+    "us": "us",
+    "u": "us",
+    "µ": "us",
+    "microsecond": "us",
+    "ms": "ms",
+    "millisecond": "ms",
+    "s": "s",
+    "second": "s",
+    "m": "m",
+    "minute": "m",
+    "h": "h",
+    "hour": "h",
+}
+
+_TRUE = frozenset({"t", "T", "true", "True", "TRUE"})
+_FALSE = frozenset({"f", "F", "false", "False", "FALSE"})
+_FLOAT = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_SIGNED = re.compile(r"-?\d+")
+_UNSIGNED = re.compile(r"\d+")
+
+_KEY_ESCAPABLE = frozenset(",= \\")
+_MEASUREMENT_ESCAPABLE = frozenset(", \\")
+
+
+@dataclass(slots=True)
+class Point:
+    """One parsed line: a measurement (table), its tags, typed fields and a time in ns.
+
+    ``line_number`` and ``line`` say where the point came from, so a later check (a schema
+    conflict in storage, say) can report the line the way a parse error would.
+    """
+
+    measurement: str
+    tags: dict[str, str]
+    fields: dict[str, FieldValue]
+    time_ns: int
+    line_number: int = field(default=0, compare=False)
+    line: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    """A rejected line, shaped like an entry of InfluxDB's partial-write error ``data``."""
+
+    line_number: int
+    original_line: str
+    error_message: str
+
+
+class UInt64(int):
+    """An integer written with the ``u`` suffix; storage types its column UInt64, not Int64."""
+
+    __slots__ = ()
+
+
+class LineProtocolError(ValueError):
+    """Raised by :func:`parse_line` for a line that is not valid line protocol."""
+
+
+class _Incomplete(Exception):
+    """A quoted string field runs past the end of the text: the line may continue below."""
+
+
+def normalize_precision(precision: str) -> str:
+    """Map InfluxDB's precision spellings (v1, v2 and v3 APIs) to auto|ns|us|ms|s|m|h."""
+    canonical = _PRECISION_ALIASES.get(precision.strip().lower())
+    if canonical is None:
+        raise ValueError(
+            f"invalid precision {precision!r}: use auto, s, ms, us or ns "
+            "(or second, millisecond, microsecond, nanosecond)"
+        )
+    return canonical
+
+
+def timestamp_to_ns(value: int, precision: str) -> int:
+    """Scale a written timestamp to ns; ``auto`` guesses the unit from its magnitude.
+
+    The ``auto`` rule is InfluxDB 3's: below 5e9 seconds, below 5e12 milliseconds, below 5e15
+    microseconds, otherwise nanoseconds. Raises ``ValueError`` outside the int64 ns range.
+    """
+    if precision == "auto":
+        magnitude = abs(value)
+        if magnitude < 5_000_000_000:
+            unit = "s"
+        elif magnitude < 5_000_000_000_000:
+            unit = "ms"
+        elif magnitude < 5_000_000_000_000_000:
+            unit = "us"
+        else:
+            unit = "ns"
+    else:
+        unit = precision
+    ns = value * _NS_PER_UNIT[unit]
+    if not INT64_MIN <= ns <= INT64_MAX:
+        raise ValueError(f"timestamp {value} ({unit}) is outside the range of int64 nanoseconds")
+    return ns
+
+
+def parse_line(
+    line: str, precision: str = "auto", default_time_ns: int | None = None, line_number: int = 1
+) -> Point:
+    """Parse one line of line protocol; raise :class:`LineProtocolError` if it is invalid."""
+    unit = normalize_precision(precision)
+    now = time.time_ns() if default_time_ns is None else default_time_ns
+    try:
+        return _parse(line, unit, now, line_number)
+    except _Incomplete:
+        raise LineProtocolError(_UNTERMINATED) from None
+
+
+def parse_lines(
+    body: str, precision: str = "auto", default_time_ns: int | None = None
+) -> Iterator[Point | LineError]:
+    """Parse a whole request body; see :func:`iter_lines`."""
+    return iter_lines(body.split("\n"), precision, default_time_ns)
+
+
+def iter_lines(
+    lines: Iterable[str], precision: str = "auto", default_time_ns: int | None = None
+) -> Iterator[Point | LineError]:
+    """Parse lines as they arrive (a file object works), yielding points and line errors.
+
+    Blank lines and ``#`` comments are skipped but still counted, so line numbers match what an
+    editor shows. A line without a timestamp gets ``default_time_ns`` or, when that is ``None``,
+    the time this function was called (one instant for the whole input, as InfluxDB does for a
+    request). Memory stays bounded: only a quoted newline makes the parser look ahead.
+    An unknown precision raises ``ValueError`` here, before any line is read.
+    """
+    unit = normalize_precision(precision)
+    now = time.time_ns() if default_time_ns is None else default_time_ns
+    return _iter_parsed(iter(lines), unit, now)
+
+
+def _iter_parsed(source: Iterator[str], unit: str, now: int) -> Iterator[Point | LineError]:
+    pushed_back: deque[tuple[int, str]] = deque()
+    counter = 0
+
+    def next_line() -> tuple[int, str] | None:
+        nonlocal counter
+        if pushed_back:
+            return pushed_back.popleft()
+        raw = next(source, None)
+        if raw is None:
+            return None
+        counter += 1
+        return counter, raw.rstrip("\r\n")
+
+    while (item := next_line()) is not None:
+        number, text = item
+        stripped = text.lstrip(" \t")
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            yield _parse(text, unit, now, number)
+        except LineProtocolError as error:
+            yield LineError(number, text, str(error))
+        except _Incomplete:
+            yield _continue_string(text, number, unit, now, next_line, pushed_back)
+
+
+def _continue_string(
+    first: str,
+    number: int,
+    unit: str,
+    now: int,
+    next_line: Callable[[], tuple[int, str] | None],
+    pushed_back: deque[tuple[int, str]],
+) -> Point | LineError:
+    """Join following physical lines to a line whose quoted string contains a newline."""
+    taken: list[tuple[int, str]] = []
+    joined = first
+    while len(taken) < MAX_CONTINUATION_LINES and (item := next_line()) is not None:
+        taken.append(item)
+        joined += "\n" + item[1]
+        if '"' not in item[1]:
+            continue  # the string cannot have ended on this line: no need to parse again
+        try:
+            return _parse(joined, unit, now, number)
+        except LineProtocolError as error:
+            return LineError(number, joined, str(error))
+        except _Incomplete:
+            continue
+    # Never closed: report the first line alone and read the others again as lines of their own.
+    pushed_back.extendleft(reversed(taken))
+    return LineError(number, first, _UNTERMINATED)
+
+
+_UNTERMINATED = 'unterminated string field value: a string must end with an unescaped "'
+
+
+def to_engine_row(point: Point) -> dict[str, FieldValue]:
+    """The Processing Engine's row shape: tags and fields as keys plus ``time`` in ns."""
+    row: dict[str, FieldValue] = dict(point.tags)
+    for key, value in point.fields.items():
+        row[key] = int(value) if type(value) is UInt64 else value
+    row["time"] = point.time_ns
+    return row
+
+
+# -- parsing ---------------------------------------------------------------------------------------
+
+
+def _parse(line: str, unit: str, now: int, number: int) -> Point:
+    text = line.strip(" \t")
+    point = None
+    if "\\" not in text and '"' not in text:
+        point = _parse_fast(text, unit, now)
+    if point is None:
+        point = _Scanner(text).parse(unit, now)
+    point.line_number = number
+    point.line = line
+    return point
+
+
+def _parse_fast(text: str, unit: str, now: int) -> Point | None:
+    """Parse a line without escapes or strings; ``None`` means "let the scanner decide"."""
+    parts = text.split(" ")
+    if len(parts) not in (2, 3):
+        return None
+    head = parts[0].split(",")
+    measurement = head[0]
+    if not measurement:
+        return None
+    tags: dict[str, str] = {}
+    for pair in head[1:]:
+        key, sep, tag_value = pair.partition("=")
+        if not key or not sep or not tag_value or key in tags:
+            return None
+        tags[key] = tag_value
+    fields: dict[str, FieldValue] = {}
+    for pair in parts[1].split(","):
+        key, sep, raw = pair.partition("=")
+        if not key or not sep or not raw:
+            return None
+        value = _unquoted_value(raw)
+        if value is None:
+            return None
+        fields[key] = value
+    if "time" in tags or "time" in fields or not tags.keys().isdisjoint(fields):
+        return None
+    if len(parts) == 2:
+        return Point(measurement, tags, fields, now)
+    stamp = parts[2]
+    if not _SIGNED.fullmatch(stamp):
+        return None
+    try:
+        return Point(measurement, tags, fields, timestamp_to_ns(int(stamp), unit))
+    except ValueError:
+        return None
+
+
+def _unquoted_value(raw: str) -> FieldValue | None:
+    """Type a field value written without quotes; ``None`` if it is not valid."""
+    last = raw[-1]
+    if last == "i":
+        digits = raw[:-1]
+        if _SIGNED.fullmatch(digits):
+            number = int(digits)
+            return number if INT64_MIN <= number <= INT64_MAX else None
+        return None
+    if last == "u":
+        digits = raw[:-1]
+        if _UNSIGNED.fullmatch(digits):
+            number = int(digits)
+            return UInt64(number) if number <= UINT64_MAX else None
+        return None
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    if _FLOAT.fullmatch(raw):
+        return float(raw)
+    return None
+
+
+def _explain_value(key: str, raw: str) -> str:
+    if raw[-1] in "iu" and _SIGNED.fullmatch(raw[:-1]):
+        kind = "integer (i)" if raw[-1] == "i" else "unsigned integer (u)"
+        limits = f"{INT64_MIN}..{INT64_MAX}" if raw[-1] == "i" else f"0..{UINT64_MAX}"
+        return f"field {key!r}: {kind} value {raw} is out of range {limits}"
+    return (
+        f"field {key!r} has invalid value {raw!r}: expected a float (1.5, -2e3), an integer "
+        '(5i), an unsigned integer (5u), a boolean (t, true, f, false) or a "quoted string"'
+    )
+
+
+class _Scanner:
+    """Character-level parser for lines with escapes and quoted strings."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def fail(self, message: str) -> LineProtocolError:
+        return LineProtocolError(message)
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def read_name(self, stops: str, escapable: frozenset[str]) -> str:
+        """Read up to an unescaped stop character; ``\\`` escapes only ``escapable``."""
+        text, out = self.text, []
+        while self.pos < len(text):
+            char = text[self.pos]
+            if char == "\\" and self.pos + 1 < len(text) and text[self.pos + 1] in escapable:
+                out.append(text[self.pos + 1])
+                self.pos += 2
+                continue
+            if char in stops:
+                break
+            out.append(char)
+            self.pos += 1
+        return "".join(out)
+
+    def skip_spaces(self) -> int:
+        start = self.pos
+        while self.peek() == " ":
+            self.pos += 1
+        return self.pos - start
+
+    def parse(self, unit: str, now: int) -> Point:
+        measurement = self.read_name(", ", _MEASUREMENT_ESCAPABLE)
+        if not measurement:
+            raise self.fail("missing measurement name at the start of the line")
+        tags = self.parse_tags(measurement)
+        if self.skip_spaces() == 0 or self.pos == len(self.text):
+            raise self.fail(
+                f"missing fields: expected a space and then field=value after {measurement!r}"
+            )
+        fields = self.parse_fields()
+        if "time" in tags or "time" in fields:
+            raise self.fail("'time' cannot be used as a tag or field key: it is the timestamp")
+        shared = sorted(tags.keys() & fields.keys())
+        if shared:
+            raise self.fail(f"{shared[0]!r} is used as both a tag and a field in this line")
+        return Point(measurement, tags, fields, self.parse_time(unit, now))
+
+    def parse_tags(self, measurement: str) -> dict[str, str]:
+        tags: dict[str, str] = {}
+        while self.peek() == ",":
+            self.pos += 1
+            key = self.read_name("=, ", _KEY_ESCAPABLE)
+            if not key:
+                raise self.fail(f"empty tag key in the tag set of {measurement!r}")
+            if self.peek() != "=":
+                raise self.fail(f"tag {key!r} has no value: expected {key}=value")
+            self.pos += 1
+            value = self.read_name(", ", _KEY_ESCAPABLE)
+            if not value:
+                raise self.fail(f"tag {key!r} has an empty value")
+            if key in tags:
+                raise self.fail(f"tag {key!r} appears more than once")
+            tags[key] = value
+        return tags
+
+    def parse_fields(self) -> dict[str, FieldValue]:
+        fields: dict[str, FieldValue] = {}
+        while True:
+            key = self.read_name("=, ", _KEY_ESCAPABLE)
+            if not key:
+                raise self.fail("empty field key: expected field=value")
+            if self.peek() != "=":
+                raise self.fail(f"field {key!r} has no value: expected {key}=value")
+            self.pos += 1
+            fields[key] = self.parse_field_value(key)
+            if self.peek() != ",":
+                return fields
+            self.pos += 1
+
+    def parse_field_value(self, key: str) -> FieldValue:
+        if self.peek() == '"':
+            return self.parse_string()
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] not in ", ":
+            self.pos += 1
+        raw = self.text[start : self.pos]
+        if not raw:
+            raise self.fail(f"field {key!r} has no value: expected {key}=value")
+        value = _unquoted_value(raw)
+        if value is None:
+            raise self.fail(_explain_value(key, raw))
+        return value
+
+    def parse_string(self) -> str:
+        text, out = self.text, []
+        self.pos += 1
+        while self.pos < len(text):
+            char = text[self.pos]
+            if char == "\\" and self.pos + 1 < len(text) and text[self.pos + 1] in '"\\':
+                out.append(text[self.pos + 1])
+                self.pos += 2
+            elif char == '"':
+                self.pos += 1
+                return "".join(out)
+            else:
+                out.append(char)
+                self.pos += 1
+        raise _Incomplete
+
+    def parse_time(self, unit: str, now: int) -> int:
+        if self.pos < len(self.text) and self.text[self.pos] not in " ":
+            raise self.fail(
+                f"unexpected {self.text[self.pos :]!r} after the fields: "
+                "separate fields with commas and the timestamp with a space"
+            )
+        self.skip_spaces()
+        stamp = self.text[self.pos :]
+        if not stamp:
+            return now
+        if " " in stamp:
+            raise self.fail(f"unexpected text after the timestamp: {stamp!r}")
+        if not _SIGNED.fullmatch(stamp):
+            raise self.fail(f"invalid timestamp {stamp!r}: expected an integer")
+        try:
+            return timestamp_to_ns(int(stamp), unit)
+        except ValueError as error:
+            raise self.fail(str(error)) from None

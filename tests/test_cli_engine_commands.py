@@ -1,0 +1,124 @@
+"""The engine CLI commands that need no server, and their errors when one is absent."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from madcheck.cli import main
+from tests.engine_harness import run_cli
+
+PLUGIN = """
+def process_writes(influxdb3_local, table_batches, args=None):
+    tables = [row["table_name"] for row in influxdb3_local.query("SHOW TABLES")
+              if row["table_schema"] == "iox"]
+    influxdb3_local.info("tables", sorted(tables), "args", args)
+    for batch in table_batches:
+        for row in batch["rows"]:
+            influxdb3_local.write_to_db(
+                "other", LineBuilder("copy").tag("host", row["host"]).float64_field("v", row["v"])
+            )
+    influxdb3_local.warn("done")
+"""
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_client_commands_say_how_to_start_a_server() -> None:
+    host = f"http://127.0.0.1:{_closed_port()}"
+    result = run_cli("query", "--host", host, "--token", "s3cret", "-d", "db", "SELECT 1")
+    assert result.returncode == 1
+    assert f"no server at {host}: start one with `madcheck serve`" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_every_command_has_help() -> None:
+    for command in (
+        ["serve"],
+        ["create", "trigger"],
+        ["create", "token"],
+        ["delete", "trigger"],
+        ["enable", "trigger"],
+        ["disable", "trigger"],
+        ["query"],
+        ["write"],
+        ["install", "package"],
+        ["test", "wal_plugin"],
+        ["demo"],
+    ):
+        with pytest.raises(SystemExit) as exited:
+            main([*command, "--help"])
+        assert exited.value.code == 0
+
+
+def test_bad_trigger_arguments_are_refused_before_any_request(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(
+        [
+            "create", "trigger", "--host", f"http://127.0.0.1:{_closed_port()}", "-d", "db",
+            "--plugin-filename", "p.py", "--trigger-spec", "all_tables",
+            "--trigger-arguments", "senders=slack,discord", "t",
+        ]
+    )  # fmt: skip
+    assert code == 1
+    assert "invalid trigger argument 'discord'" in capsys.readouterr().err
+
+
+def test_wal_plugin_test_prints_influxdb_shaped_json(tmp_path: Path) -> None:
+    plugin = tmp_path / "copy_plugin.py"
+    plugin.write_text(PLUGIN)
+    result = run_cli(
+        "test", "wal_plugin", "--lp", "cpu,host=a v=1.5 1\ncpu,host=b v=2 2",
+        "--input-arguments", "k=v,x=y=z", "--database", "mydb", str(plugin),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output == {
+        "log_lines": ["INFO: tables ['cpu'] args {'k': 'v', 'x': 'y=z'}", "WARN: done"],
+        "database_writes": {
+            "other": ["copy,host=a v=1.5", "copy,host=b v=2.0"],
+        },
+        "errors": [],
+    }
+
+
+def test_wal_plugin_test_reports_plugin_errors(tmp_path: Path) -> None:
+    plugin = tmp_path / "broken.py"
+    plugin.write_text("def process_writes(influxdb3_local, table_batches, args=None):\n    1/0\n")
+    result = run_cli("test", "wal_plugin", "--lp", "cpu v=1", str(plugin))
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["errors"] == ["ZeroDivisionError: division by zero"]
+
+
+def test_install_package_runs_pip_of_this_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+
+    def fake_run(command: list[str], check: bool) -> Any:
+        seen.append(command)
+        return subprocess.CompletedProcess(command, 3)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    assert main(["install", "package", "requests", "./dist/madcheck-0.1.0-py3-none-any.whl"]) == 3
+    assert seen == [
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "requests",
+            "./dist/madcheck-0.1.0-py3-none-any.whl",
+        ]
+    ]
