@@ -295,3 +295,67 @@ def test_any_rows_never_crash_the_plugin_and_problems_are_one_line_per_call(call
         assert sum("passed over" in line for line in lines) <= 1
         assert sum("alert delivery failed" in line for line in lines) <= 1
     assert crashed(engine) == []
+
+
+# -- line protocol into the local engine --------------------------------------------------------
+
+LP_ALPHABET = "cpu,host=a temp= 1.5i u \"'\\\n#=,tT fF 0123456789-e.x ü\t\r"
+valid_line = st.builds(
+    lambda m, tag, value, kind, t: f"{m},host={tag} temp={value}{kind} {t}",
+    st.sampled_from(["cpu", "mem", "c\\ pu", "ü"]),
+    st.text(alphabet="abc\\ =,ü", min_size=1, max_size=5),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from(["", "i", "u", ".5", "e400"]),
+    st.integers(min_value=-(2**70), max_value=2**70),
+)
+lp_bodies = st.one_of(
+    st.text(alphabet=LP_ALPHABET, max_size=120),
+    st.text(max_size=80),
+    st.lists(valid_line, max_size=5).map("\n".join),
+    st.lists(st.one_of(valid_line, st.text(alphabet=LP_ALPHABET, max_size=30)), max_size=5).map(
+        "\n".join
+    ),
+)
+
+
+@FAST
+@given(lp_bodies, st.sampled_from(["auto", "ns", "us", "ms", "s"]))
+def test_any_line_protocol_parses_to_points_or_line_errors(body, precision):
+    from madcheck.engine.lineprotocol import LineError, Point, parse_lines
+
+    for item in parse_lines(body, precision, default_time_ns=1_700_000_000 * 10**9):
+        assert isinstance(item, Point | LineError)
+        if isinstance(item, LineError):
+            assert item.error_message and item.line_number >= 1
+        else:
+            assert -(2**63) <= item.time_ns <= 2**63 - 1
+
+
+@SLOW
+@given(st.lists(lp_bodies, min_size=1, max_size=3))
+def test_any_line_protocol_through_storage_never_crashes_the_plugin(tmp_path_factory, bodies):
+    from madcheck.engine.processing import group_table_batches
+    from madcheck.engine.storage import Storage
+
+    storage = Storage(tmp_path_factory.mktemp("data"))
+    engine = make_engine(cache=TriggerCache())
+    engine.query_handler = lambda sql, params, db: storage.query(db, sql, params)
+    args = {
+        "measurement": "cpu",
+        "mad_thresholds": "temp:3:3:1",
+        "senders": "http",
+        "http_webhook_url": "https://hooks.test/lp",
+        "port_override": str(free_port()),
+        "notification_attempts": "1",
+        "delivery_budget": "100ms",
+    }
+    try:
+        for body in bodies:
+            result = storage.write_lp("db", body, "auto", default_time_ns=1_700_000_000 * 10**9)
+            for error in result.errors:
+                assert error.error_message
+            with paused():
+                run_mad_plugin(engine, group_table_batches(result.rows), args)
+    finally:
+        storage.close()
+    assert crashed(engine) == []

@@ -188,3 +188,63 @@ def test_time_values_as_engines_return_them(text, expected):
 @given(st.integers(min_value=0, max_value=2**63 - 1))
 def test_rfc3339_times_read_back_exactly(time_ns):
     assert parse_time_ns(rfc3339(time_ns)) == time_ns
+
+
+# -- against the local engine: its SQL, its storage, a real restart ---------------------------
+
+
+def _local_engine(storage, plugins):
+    from madcheck.engine.processing import ProcessingEngine
+
+    return ProcessingEngine(storage, plugins)
+
+
+def _lines(values, start_s, host="a"):
+    return "\n".join(
+        f"cpu,host={host} temp={float(v)} {(start_s + 10 * i) * 10**9}"
+        for i, v in enumerate(values)
+    )
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["warm-start", "cold-start"])
+def test_a_restart_of_the_local_engine_keeps_detecting(tmp_path, warm):
+    import shutil
+
+    from madcheck.engine.storage import Storage, TriggerDefinition
+    from tests.support import MAD_PLUGIN
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    shutil.copy(MAD_PLUGIN, plugins / "mad_check_plugin.py")
+    storage = Storage(tmp_path / "data")
+    with receiver() as notifier:
+        args = args_for(notifier.port, warm_start=str(warm).lower(), alerts_table="")
+        engine = _local_engine(storage, plugins)
+        engine.create_trigger(
+            TriggerDefinition("db", "mad", "mad_check_plugin.py", "table:cpu", args)
+        )
+        engine.record_writes("db", storage.write_lp("db", _lines(BASE, START_S), "ns").rows)
+        assert engine.wait_idle(10)
+        engine.close()
+        # the server restarts: triggers come back from storage, caches are empty
+        engine = _local_engine(storage, plugins)
+        engine.load_saved_triggers()
+        after = START_S + 10 * len(BASE)
+        engine.record_writes("db", storage.write_lp("db", _lines([100, 100], after), "ns").rows)
+        assert engine.wait_idle(10)
+        engine.close()
+        sent = len(notifier.requests)
+    logs = [
+        row["log_text"]
+        for row in storage.query("db", "SELECT log_text FROM system.processing_engine_logs")
+    ]
+    storage.close()
+    assert not [line for line in logs if "warm start" in line and "failed" in line]
+    if warm:
+        assert sent == 1
+        assert any(
+            "warm start: 1 new series of cpu, 9 value(s) from 9 stored row(s)" in line
+            for line in logs
+        )
+    else:
+        assert sent == 0
