@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from madcheck.config.durations import parse_duration_s
+from madcheck.config.durations import NS_PER_UNIT, parse_duration_ns, parse_duration_s
 from madcheck.config.senders import build_senders_config, parse_sender_names
 from madcheck.config.thresholds import Threshold, parse_thresholds
 
@@ -27,6 +27,10 @@ DEFAULT_COUNT_TEXT = (
 DEFAULT_TIME_TEXT = (
     "MAD duration alert: Field $field in $table outlier for $threshold_time. Tags: $tags"
 )
+DEFAULT_RECOVERY_TEXT = (
+    "MAD recovery: Field $field in $table back to normal after $duration. Tags: $tags"
+)
+MAX_RECOVERY_COUNT = 100_000
 
 
 _MAX_LOOKBACK_S = 366 * 86_400.0
@@ -80,6 +84,12 @@ class Config:
     #: Table every alert event is written to; empty turns the history off.
     alerts_table: str = "mad_alerts"
     warm_start: WarmStartSettings = WarmStartSettings()
+    #: Alert lifecycle (docs/alert-lifecycle.md): recovery notifications after ``recovery_count``
+    #: consecutive normal points, and at most one repeat per ``repeat_interval_ns`` (0: no limit).
+    notify_recovery: bool = False
+    recovery_count: int = 3
+    recovery_text: str = DEFAULT_RECOVERY_TEXT
+    repeat_interval_ns: int = 0
 
     @property
     def sender_names(self) -> list[str]:
@@ -178,7 +188,14 @@ def load_config(
             lookback_ns=round(lookback_s * 1e9),
             max_rows=_integer(merged, "warm_start_max_rows", 50_000, minimum=1, maximum=10_000_000),
         ),
+        notify_recovery=_boolean(merged, "notify_recovery", False),
+        recovery_count=_integer(merged, "recovery_count", 3, minimum=1, maximum=MAX_RECOVERY_COUNT),
+        recovery_text=_text(merged.get("notification_recovery_text")) or DEFAULT_RECOVERY_TEXT,
+        repeat_interval_ns=_repeat_interval(merged),
     )
+    if not config.notify_recovery:
+        unused = [n for n in ("recovery_count", "notification_recovery_text") if merged.get(n)]
+        warnings.extend(f"{name} has no effect without notify_recovery=true" for name in unused)
     return LoadedConfig(config, tuple(warnings))
 
 
@@ -191,6 +208,39 @@ def _alerts_table(merged: Mapping[str, Any], measurement: str) -> str:
             "react to its own alerts"
         )
     return table
+
+
+def _boolean(merged: Mapping[str, Any], name: str, default: bool) -> bool:
+    raw = merged.get(name)
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        return raw
+    text = _text(raw).lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _repeat_interval(merged: Mapping[str, Any]) -> int:
+    """``repeat_interval`` in nanoseconds of data time: ``10m``, ``1h``, a bare number of seconds;
+    ``0`` or absent means every alert is sent."""
+    raw = merged.get("repeat_interval")
+    if raw is None or raw == "":
+        return 0
+    text = _text(raw)
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            return parse_duration_ns(text)
+        except ValueError as error:
+            raise ConfigError(f"repeat_interval: {error}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"repeat_interval must be a finite, non-negative duration, got {raw!r}")
+    return round(seconds * NS_PER_UNIT["s"])
 
 
 def _read_toml(relative: str, env: Mapping[str, str]) -> dict[str, Any]:
@@ -242,25 +292,6 @@ def _integer(
         bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
         raise ConfigError(f"{name} must be {bound}, got {value}")
     return value
-
-
-_TRUE = frozenset({"true", "yes", "on", "1"})
-_FALSE = frozenset({"false", "no", "off", "0"})
-
-
-def _boolean(merged: Mapping[str, Any], name: str, default: bool) -> bool:
-    """``true``/``false`` (also yes/no, on/off, 1/0) from an argument, or a TOML boolean."""
-    raw = merged.get(name)
-    if raw is None or raw == "":
-        return default
-    if isinstance(raw, bool):
-        return raw
-    text = _text(raw).lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
 def _seconds(merged: Mapping[str, Any], name: str, default: float) -> float:

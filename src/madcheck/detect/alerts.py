@@ -20,7 +20,10 @@ def alert_id_for(table: str, field: str, tags: Tags, threshold: Threshold) -> st
 
 @dataclass(frozen=True)
 class Alert:
-    """A rule fired on one series field. ``suppressed`` alerts were flapping and are not sent."""
+    """An alert event on one series field: a rule fired (``firing``), fired while the series was
+    flapping (``suppressed``, not sent), or an alert that was sent is over (``resolved``, with
+    ``started_ns`` the time of the alert that opened it and the values of the point that
+    completed the recovery)."""
 
     table: str
     field: str
@@ -32,6 +35,23 @@ class Alert:
     time_ns: int
     transitions: int = 0
     suppressed: bool = False
+    started_ns: int | None = None
+
+    @property
+    def resolved(self) -> bool:
+        return self.started_ns is not None
+
+    @property
+    def state(self) -> str:
+        """``firing``, ``suppressed`` or ``resolved``, as in payloads and the alert history."""
+        if self.started_ns is not None:
+            return "resolved"
+        return "suppressed" if self.suppressed else "firing"
+
+    @property
+    def duration_ns(self) -> int | None:
+        """For a resolved event, data time from the first alert to the recovering point."""
+        return None if self.started_ns is None else self.time_ns - self.started_ns
 
     @property
     def rule(self) -> str:
@@ -73,11 +93,12 @@ class Alert:
             "time": rfc3339(self.time_ns),
             "alert_id": self.alert_id,
             "rule": self.rule,
+            "duration": "" if self.duration_ns is None else human_duration(self.duration_ns),
         }
 
     def as_dict(self) -> dict[str, object]:
         """Structured context for receivers that want more than text (the ``http`` sender)."""
-        return {
+        context: dict[str, object] = {
             "alert_id": self.alert_id,
             "table": self.table,
             "field": self.field,
@@ -92,13 +113,31 @@ class Alert:
             "k": self.threshold.k,
             "window_count": self.threshold.window_count,
             "time": rfc3339(self.time_ns),
-            "state": "suppressed" if self.suppressed else "firing",
+            "state": self.state,
         }
+        if self.started_ns is not None:
+            context["started"] = rfc3339(self.started_ns)
+            context["duration_s"] = (self.time_ns - self.started_ns) / 1e9
+        return context
 
 
 def format_number(value: float) -> str:
     """Short but lossless enough for a human: ``93``, ``20.5``, ``1.234567891e+12``."""
     return format(value, ".10g")
+
+
+def human_duration(ns: int) -> str:
+    """``46m30s``, ``1d2h``, ``250ms``: whole seconds in the largest units, or milliseconds when
+    shorter than a second."""
+    if ns < 1_000_000_000:
+        return f"{ns // 1_000_000}ms" if ns >= 1_000_000 else "0s"
+    remaining = ns // 1_000_000_000
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        amount, remaining = divmod(remaining, size)
+        if amount:
+            parts.append(f"{amount}{unit}")
+    return "".join(parts)
 
 
 def rfc3339(time_ns: int) -> str:

@@ -3,6 +3,8 @@
 Thresholds on the same field with the same ``window_count`` share one window (one sorted copy of
 the values), each keeping its own rule state because ``k`` differs. Rows are processed in time
 order per series whatever order the batch arrived in, since both rules are defined on data time.
+With recovery notifications on, each threshold also has a ``RecoveryWatch`` (detect/lifecycle.py)
+that reports ``resolved`` events in the same list as the fired rules, in data-time order.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from madcheck.config.thresholds import Threshold
 from madcheck.detect.alerts import Alert, Tags
+from madcheck.detect.lifecycle import RecoveryWatch
 from madcheck.detect.rules import CountRule, DurationRule, FlipHistory
 from madcheck.detect.window import RollingMAD
 
@@ -38,9 +41,9 @@ class BatchResult:
 
 
 class _ThresholdState:
-    __slots__ = ("flips", "rule", "threshold")
+    __slots__ = ("flips", "recovery", "rule", "threshold")
 
-    def __init__(self, threshold: Threshold, track_flips: bool) -> None:
+    def __init__(self, threshold: Threshold, track_flips: bool, recovery_count: int) -> None:
         self.threshold = threshold
         self.rule: CountRule | DurationRule = (
             CountRule(threshold.count)
@@ -48,18 +51,23 @@ class _ThresholdState:
             else DurationRule(threshold.duration_ns or 0)
         )
         self.flips = FlipHistory(threshold.window_count) if track_flips else None
+        self.recovery = RecoveryWatch(recovery_count) if recovery_count else None
 
 
 class _FieldWindow:
     __slots__ = ("states", "window")
 
-    def __init__(self, window_count: int, thresholds: Sequence[Threshold], flips: bool) -> None:
+    def __init__(
+        self, window_count: int, thresholds: Sequence[Threshold], flips: bool, recovery_count: int
+    ) -> None:
         self.window = RollingMAD(window_count)
-        self.states = [_ThresholdState(t, flips) for t in thresholds]
+        self.states = [_ThresholdState(t, flips, recovery_count) for t in thresholds]
 
     def reset_rules(self) -> None:
         for state in self.states:
             state.rule.reset()
+            if state.recovery is not None:
+                state.recovery.reset()
 
 
 @dataclass(frozen=True)
@@ -70,13 +78,19 @@ class _FieldGroup:
 
 
 class Detector:
-    """Detection state of every series of one table."""
+    """Detection state of every series of one table. ``recovery_count`` > 0 turns recovery
+    tracking on: that many consecutive normal verdicts after a sent alert report it resolved."""
 
     def __init__(
-        self, table: str, thresholds: Sequence[Threshold], state_change_count: int = 0
+        self,
+        table: str,
+        thresholds: Sequence[Threshold],
+        state_change_count: int = 0,
+        recovery_count: int = 0,
     ) -> None:
         self.table = table
         self.state_change_count = state_change_count
+        self.recovery_count = recovery_count
         grouped: dict[tuple[str, int], list[Threshold]] = {}
         for threshold in thresholds:
             grouped.setdefault((threshold.field, threshold.window_count), []).append(threshold)
@@ -115,7 +129,12 @@ class Detector:
                 if value is not None
             )
             windows = [
-                _FieldWindow(group.window_count, group.thresholds, self.state_change_count >= 2)
+                _FieldWindow(
+                    group.window_count,
+                    group.thresholds,
+                    self.state_change_count >= 2,
+                    self.recovery_count,
+                )
                 for group in self._groups
             ]
             entry = (tags, windows)
@@ -145,7 +164,8 @@ class Detector:
                 flips = threshold_state.flips
                 if flips is not None:
                     flips.update(outlier)
-                if threshold_state.rule.update(outlier, time_ns):
+                fired = threshold_state.rule.update(outlier, time_ns)
+                if fired:
                     transitions = flips.transitions() if flips is not None else 0
                     result.alerts.append(
                         Alert(
@@ -161,6 +181,56 @@ class Detector:
                             suppressed=flips is not None and transitions >= self.state_change_count,
                         )
                     )
+                if threshold_state.recovery is not None:
+                    self._watch_recovery(
+                        threshold_state.recovery,
+                        threshold_state,
+                        fired,
+                        outlier,
+                        group.field,
+                        tags,
+                        value,
+                        median,
+                        mad,
+                        time_ns,
+                        result,
+                    )
+
+    def _watch_recovery(
+        self,
+        recovery: RecoveryWatch,
+        state: _ThresholdState,
+        fired: bool,
+        outlier: bool,
+        field: str,
+        tags: Tags,
+        value: float,
+        median: float,
+        mad: float,
+        time_ns: int,
+        result: BatchResult,
+    ) -> None:
+        """Feed one verdict to a threshold's recovery watch; report ``resolved`` when it ends."""
+        # A fired rule has just appended its alert; unless suppressed, it opens an episode.
+        opens = fired and not result.alerts[-1].suppressed
+        started_ns = recovery.update(outlier, opens, time_ns)
+        if started_ns is None:
+            return
+        flips = state.flips
+        result.alerts.append(
+            Alert(
+                table=self.table,
+                field=field,
+                tags=tags,
+                threshold=state.threshold,
+                value=value,
+                median=median,
+                mad=mad,
+                time_ns=time_ns,
+                transitions=flips.transitions() if flips is not None else 0,
+                started_ns=started_ns,
+            )
+        )
 
     # -- warm start (kept apart from the per-point path above) -----------------------------------
 

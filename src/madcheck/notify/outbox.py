@@ -47,6 +47,8 @@ class PendingAlert:
     context: Mapping[str, Any]
     senders: tuple[str, ...]
     summary: str
+    #: what the message is, for log lines: ``alert``, ``recovery``
+    kind: str = "alert"
     tries: int = 0
     not_before: float = 0.0
 

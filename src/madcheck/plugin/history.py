@@ -41,5 +41,7 @@ def history_line(table: str, alert: Alert, state: str) -> Any:
     line.int64_field("window_count", alert.threshold.window_count)
     line.string_field("threshold", alert.threshold.threshold_text)
     line.int64_field("transitions", alert.transitions)
+    if alert.duration_ns is not None:  # resolved: how long the alert lasted
+        line.float64_field("duration_s", alert.duration_ns / 1e9)
     line.time_ns(alert.time_ns)
     return line

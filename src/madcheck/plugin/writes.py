@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from madcheck.config.durations import format_duration_ns
 from madcheck.config.senders import SECRET_ARGUMENTS
 from madcheck.config.settings import Config, ConfigError, load_config
 from madcheck.detect.alerts import Alert
 from madcheck.detect.detector import SKIP_MISSING, BatchResult, Detector
+from madcheck.detect.lifecycle import RepeatGate
 from madcheck.notify.client import NotifierClient
 from madcheck.notify.outbox import Outbox, PassReport, PendingAlert
 from madcheck.notify.retry import Delivery, RetryPolicy
@@ -52,6 +54,8 @@ class TriggerState:
     secrets: tuple[str, ...]
     #: alerts not yet confirmed by the notifier; carried over when the config is rebuilt
     outbox: Outbox
+    #: repeat control (``repeat_interval``); None when every alert is sent
+    repeats: RepeatGate | None = None
 
 
 def process_writes(
@@ -130,10 +134,16 @@ def _trigger_state(engine: Any, args: Any, log: CallLog) -> TriggerState | None:
     state = TriggerState(
         fingerprint=fingerprint,
         config=config,
-        detector=Detector(config.measurement, config.thresholds, config.state_change_count),
+        detector=Detector(
+            config.measurement,
+            config.thresholds,
+            config.state_change_count,
+            config.recovery_count if config.notify_recovery else 0,
+        ),
         client=client,
         secrets=secrets,
         outbox=_carried_outbox(previous, config, log),
+        repeats=RepeatGate(config.repeat_interval_ns) if config.repeat_interval_ns else None,
     )
     engine.cache.put(STATE_KEY, state)
     engine.cache.delete(STATE_KEY + ".failed")
@@ -143,9 +153,19 @@ def _trigger_state(engine: Any, args: Any, log: CallLog) -> TriggerState | None:
         f"thresholds={' @ '.join(t.describe() for t in config.thresholds)}, "
         f"senders={'.'.join(config.sender_names)}, "
         f"state_change_count={config.state_change_count}, notifier={delivery.url}"
+        f"{_lifecycle_text(config)}"
     )
     _check_table_exists(engine, config.measurement, log)
     return state
+
+
+def _lifecycle_text(config: Config) -> str:
+    parts = []
+    if config.notify_recovery:
+        parts.append(f"notify_recovery=true, recovery_count={config.recovery_count}")
+    if config.repeat_interval_ns:
+        parts.append(f"repeat_interval={format_duration_ns(config.repeat_interval_ns)}")
+    return "".join(", " + part for part in parts)
 
 
 def _carried_outbox(previous: TriggerState | None, config: Config, log: CallLog) -> Outbox:
@@ -240,9 +260,15 @@ def _process_table(engine: Any, state: TriggerState, rows: Sequence[Any], log: C
     if bad_tags:
         result.skipped[SKIP_BAD_TAGS] += bad_tags
     _log_batch(config.measurement, result, log)
+    repeats = state.repeats
     for alert in result.alerts:
+        if repeats is not None and not repeats.admits(alert):
+            continue  # a still-firing alert within repeat_interval: counted, reported below
         _record(engine, config, alert, log)
         _queue_alert(state, alert, log)
+    withheld = repeats.report() if repeats is not None else None
+    if withheld:
+        log.info(withheld)
 
 
 def _with_text_tags(rows: Sequence[Any], tags: Sequence[str]) -> tuple[Sequence[Any], int]:
@@ -283,21 +309,32 @@ def render(template: str, alert: Alert) -> str:
 def _record(engine: Any, config: Config, alert: Alert, log: CallLog) -> None:
     if not config.alerts_table:
         return
-    state = "suppressed" if alert.suppressed else "firing"
     try:
-        engine.write(history_line(config.alerts_table, alert, state))
+        engine.write(history_line(config.alerts_table, alert, alert.state))
     except Exception as error:  # the history must never cost the alert itself
         log.warn(f"could not write to {config.alerts_table}: {type(error).__name__}: {error}")
 
 
+def _template(config: Config, alert: Alert) -> str:
+    if alert.resolved:
+        return config.recovery_text
+    return config.count_text if alert.rule == "count" else config.time_text
+
+
 def _summary(alert: Alert) -> str:
+    """The alert in one log line: which rule, where, when, and the value against its band."""
     variables = alert.variables()
-    return (
+    where = (
         f"{alert.rule} rule {alert.threshold.describe()} on {alert.table} "
-        f"[{alert.tags_text or 'no tags'}] at {variables['time']}: "
-        f"value {variables['value']} outside {variables['lower']}..{variables['upper']} "
-        f"(alert {alert.alert_id})"
+        f"[{alert.tags_text or 'no tags'}] at {variables['time']}"
     )
+    band = f"{variables['lower']}..{variables['upper']}"
+    if alert.resolved:
+        return (
+            f"{where}: back to normal after {variables['duration']}, value "
+            f"{variables['value']} within {band} (alert {alert.alert_id})"
+        )
+    return f"{where}: value {variables['value']} outside {band} (alert {alert.alert_id})"
 
 
 def _queue_alert(state: TriggerState, alert: Alert, log: CallLog) -> None:
@@ -310,12 +347,12 @@ def _queue_alert(state: TriggerState, alert: Alert, log: CallLog) -> None:
             f"{config.state_change_count}): {_summary(alert)}"
         )
         return
-    template = config.count_text if alert.rule == "count" else config.time_text
     pending = PendingAlert(
-        text=render(template, alert),
+        text=render(_template(config, alert), alert),
         context=alert.as_dict(),
         senders=tuple(config.sender_names),
         summary=_summary(alert),
+        kind="recovery" if alert.resolved else "alert",
     )
     state.outbox.add(pending)
 
@@ -355,7 +392,7 @@ def _deliver(state: TriggerState, log: CallLog) -> None:
 def _log_pass(report: PassReport, log: CallLog) -> None:
     for pending in report.delivered:
         retried = f" (after {pending.tries} failed tries)" if pending.tries else ""
-        log.info(f"alert sent to {'.'.join(pending.senders)}{retried}: {pending.summary}")
+        log.info(f"{pending.kind} sent to {'.'.join(pending.senders)}{retried}: {pending.summary}")
     if report.partial:
         failed = ", ".join(
             sorted(
