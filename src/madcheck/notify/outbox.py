@@ -69,6 +69,8 @@ class PassReport:
     #: the time budget ran out before every due alert was tried
     out_of_time: bool = False
     waiting: int = 0
+    #: the alert at the head of the outbox after the pass, the next to be tried
+    oldest: PendingAlert | None = None
     #: seconds until the outbox will try again, when it is backing off
     retry_in: float | None = None
 
@@ -146,6 +148,7 @@ class Outbox:
         else:
             self._pass(send, budget, started, report)
         report.waiting = len(self._items)
+        report.oldest = self._items[0] if self._items else None
         if self._items and self._failed_passes:
             report.retry_in = max(0.0, self._next_pass_at - self.clock())
         return report

@@ -416,6 +416,8 @@ def _log_pass(report: PassReport, log: CallLog) -> None:
     waiting = f"{report.waiting} alert(s) waiting in the outbox"
     if report.retry_in is not None:
         waiting += f", next try in {report.retry_in:.1f}s"
+    if report.oldest is not None:
+        waiting += f"; oldest: {report.oldest.kind} {report.oldest.summary}"
     if report.unavailable is not None:
         log.error(f"alert delivery failed ({report.unavailable}): {waiting}")
     elif report.deferred:
