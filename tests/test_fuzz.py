@@ -359,3 +359,24 @@ def test_any_line_protocol_through_storage_never_crashes_the_plugin(tmp_path_fac
     finally:
         storage.close()
     assert crashed(engine) == []
+
+
+def test_rows_with_tags_that_are_not_text_are_counted_and_the_rest_still_alerts():
+    from tests.support import receiver, rows
+
+    batch = rows("cpu", [10, 12, 11, 13, 9, 11, 12, 10, 11, 100, 100], host="a")
+    batch["rows"] += [{"host": ["x"], "temp": 1.0, "time": 1}, {"host": 7, "temp": 1.0, "time": 2}]
+    with receiver() as notifier:
+        engine = make_engine()
+        args = {
+            "measurement": "cpu",
+            "mad_thresholds": "temp:3:9:2",
+            "senders": "http",
+            "http_webhook_url": "https://hooks.test/tags",
+            "port_override": str(notifier.port),
+        }
+        run_mad_plugin(engine, [batch], args)
+        assert len(notifier.requests) == 1
+    (warning,) = [w for w in engine.log_texts("WARN") if "passed over" in w]
+    assert "tag value not text (2)" in warning
+    assert crashed(engine) == []
