@@ -80,8 +80,14 @@ class SchemaQueries:
         columns = [c.strip().strip('"') for c in match["columns"].split(",")]
         since, until = parse_time_ns(params["since"]), parse_time_ns(params["until"])
         assert since is not None and until is not None
+        wanted = _named_series(match["series"], params)
         chosen = sorted(
-            (row for row in self.stored.get(table, []) if since <= row["time"] < until),
+            (
+                row
+                for row in self.stored.get(table, [])
+                if since <= row["time"] < until
+                and (wanted is None or any(_matches(row, series) for series in wanted))
+            ),
             key=lambda row: row["time"],
             reverse=True,
         )[: int(match["limit"])]
@@ -96,9 +102,28 @@ class SchemaQueries:
         ]
 
 
+def _named_series(text: str | None, params: dict[str, str]) -> list[dict] | None:
+    """The series an ``AND (("host" = $s0t0 AND "dc" IS NULL) OR ...)`` filter names."""
+    if text is None:
+        return None
+    named = []
+    for group in re.findall(r"\(([^()]*)\)", text):
+        series: dict = {}
+        for name, param in re.findall(r'"([^"]+)" = \$(\w+)', group):
+            series[name] = params[param]
+        for name in re.findall(r'"([^"]+)" IS NULL', group):
+            series[name] = None
+        named.append(series)
+    return named
+
+
+def _matches(row: dict, series: dict) -> bool:
+    return all(row.get(name) == value for name, value in series.items())
+
+
 _HISTORY_QUERY = re.compile(
-    r'SELECT (?P<columns>.+) FROM "(?P<table>(?:[^"]|"")+)" WHERE "time" >= \$since '
-    r'AND "time" < \$until ORDER BY "time" DESC LIMIT (?P<limit>\d+)'
+    r'SELECT (?P<columns>.+?) FROM "(?P<table>(?:[^"]|"")+)" WHERE "time" >= \$since '
+    r'AND "time" < \$until(?P<series> AND \(.*\))? ORDER BY "time" DESC LIMIT (?P<limit>\d+)'
 )
 
 

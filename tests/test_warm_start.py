@@ -190,6 +190,30 @@ def test_rfc3339_times_read_back_exactly(time_ns):
     assert parse_time_ns(rfc3339(time_ns)) == time_ns
 
 
+def test_a_few_new_series_are_named_so_other_series_do_not_crowd_them_out():
+    engine = restarted_engine(BASE, host="a")
+    # another host wrote a lot more recently: without naming "a", the limit would go to "b"
+    engine.query_handler.stored["cpu"] += rows("cpu", [50] * 30, start_s=START_S + 1, host="b")[
+        "rows"
+    ]
+    after = START_S + 10 * len(BASE)
+    args = args_for(1, warm_start_max_rows="9")
+    run_mad_plugin(engine, [rows("cpu", [11], start_s=after, host="a")], args)
+    (query,) = history_queries(engine)
+    assert '("host" = $s0t0)' in query
+    assert any("9 value(s) from 9 stored row(s)" in i for i in engine.log_texts("INFO"))
+
+
+def test_many_new_series_are_read_in_one_unfiltered_query():
+    engine = make_engine(cache=TriggerCache())
+    after = START_S + 10 * len(BASE)
+    hosts = [f"h{i}" for i in range(17)]
+    batch = [r for h in hosts for r in rows("cpu", [11], start_s=after, host=h)["rows"]]
+    run_mad_plugin(engine, [{"table_name": "cpu", "rows": batch}], args_for(1))
+    (query,) = history_queries(engine)
+    assert " OR " not in query and "$s0t0" not in query
+
+
 # -- against the local engine: its SQL, its storage, a real restart ---------------------------
 
 
@@ -248,3 +272,30 @@ def test_a_restart_of_the_local_engine_keeps_detecting(tmp_path, warm):
         )
     else:
         assert sent == 0
+
+
+def test_the_local_engine_answers_the_named_series_query(tmp_path):
+    from madcheck.engine.api import EngineAPI
+    from madcheck.engine.processing import group_table_batches
+    from madcheck.engine.storage import Storage
+
+    storage = Storage(tmp_path / "data")
+    storage.write_lp("db", _lines(BASE, START_S, host="a"), "ns")
+    storage.write_lp("db", _lines([50] * 30, START_S + 1, host="b"), "ns")
+    storage.write_lp("db", "cpu temp=70 " + str((START_S + 5) * 10**9), "ns")  # no host at all
+    engine = EngineAPI(
+        database="db",
+        query_handler=lambda sql, params, db: storage.query(db, sql, params),
+        cache=TriggerCache(),
+    )
+    after = START_S + 10 * len(BASE)
+    written = storage.write_lp(
+        "db", _lines([11], after, host="a") + "\ncpu temp=71 " + str(after * 10**9), "ns"
+    )
+    args = args_for(1, warm_start_max_rows="12", alerts_table="")
+    run_mad_plugin(engine, group_table_batches(written.rows), args)
+    storage.close()
+    (info,) = [i for i in engine.log_texts("INFO") if "warm start" in i]
+    # host "a" gets its 9 rows, the untagged series its 1; "b" is not read
+    assert "2 new series of cpu, 10 value(s) from 10 stored row(s)" in info
+    assert not [w for w in engine.log_texts("WARN") if "warm start" in w]

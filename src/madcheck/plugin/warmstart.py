@@ -7,11 +7,11 @@ history of the series that call brings and feeds it to the detector before the b
 
 The query is plain SQL both InfluxDB 3 and the local engine answer:
 ``SELECT <tags>, <fields>, "time" FROM "<table>" WHERE "time" >= $since AND "time" < $until
-ORDER BY "time" DESC LIMIT <n>``, with ``$since``/``$until`` as RFC 3339 strings (how InfluxDB
-documents time parameters). Rows at or after a series' earliest time in the batch are dropped, as
-the batch itself holds them (the table may already show them). ``time`` is read as InfluxDB 3
-returns it to plugins (an int of nanoseconds) or as an RFC 3339 string (the local engine, older
-servers), so either works.
+[AND ((<tag> = $s0t0 AND ...) OR ...)] ORDER BY "time" DESC LIMIT <n>``, with ``$since`` and
+``$until`` as RFC 3339 strings (how InfluxDB documents time parameters) and the new series named
+when they are few. Rows at or after a series' earliest time in the batch are dropped, as the batch
+itself holds them (the table may already show them). ``time`` is read as InfluxDB 3 returns it to
+plugins (an int of nanoseconds) or as an RFC 3339 string (the local engine, older servers).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from madcheck.detect.detector import Detector
 from madcheck.plugin.calllog import CallLog
 
 Key = tuple[Any, ...]
+#: up to this many new series in one call, the history query names them (see _series_filter)
+MAX_FILTERED_SERIES = 16
 
 # the engine's own timestamp range: i64 nanoseconds from 1677 to 2262
 _MIN_NS, _MAX_NS = -(2**63), 2**63 - 1
@@ -52,13 +54,15 @@ def warm_start(
         return
     since = max(min(earliest.values()) - settings.lookback_ns, 0)
     until = max(earliest.values())
+    params = {"since": rfc3339(since), "until": rfc3339(until)}
     sql = (
         f"SELECT {', '.join(_quote(name) for name in (*tag_names, *fields))}, "
-        f'"time" FROM {_quote(table)} WHERE "time" >= $since AND "time" < $until '
+        f'"time" FROM {_quote(table)} WHERE "time" >= $since AND "time" < $until'
+        f"{_series_filter(tag_names, list(earliest), params)} "
         f'ORDER BY "time" DESC LIMIT {settings.max_rows}'
     )
     try:
-        answer = engine.query(sql, {"since": rfc3339(since), "until": rfc3339(until)})
+        answer = engine.query(sql, params)
     except Exception as error:  # a missing table or a busy server must not cost the batch
         log.warn(
             f"warm start of {len(earliest)} new series skipped, the history query failed "
@@ -72,6 +76,28 @@ def warm_start(
         f"warm start: {len(earliest)} new series of {table}, {primed} value(s) from "
         f"{len(history)} stored row(s) since {rfc3339(since)}{detail}"
     )
+
+
+def _series_filter(tag_names: Sequence[str], keys: list[Key], params: dict[str, str]) -> str:
+    """`` AND (("host" = $s0t0) OR ...)`` naming the new series, when they are few.
+
+    A call after the first usually brings one or two new series; without the filter their few
+    rows would compete for the row limit with every other series of the table. Many new series
+    (a restart) are read unfiltered: a long ``OR`` costs the server more than it saves.
+    """
+    if not tag_names or len(keys) > MAX_FILTERED_SERIES:
+        return ""
+    alternatives = []
+    for s, key in enumerate(keys):
+        terms = []
+        for t, (name, value) in enumerate(zip(tag_names, key, strict=True)):
+            if value is None:
+                terms.append(f"{_quote(name)} IS NULL")
+            else:
+                params[f"s{s}t{t}"] = value
+                terms.append(f"{_quote(name)} = $s{s}t{t}")
+        alternatives.append("(" + " AND ".join(terms) + ")")
+    return " AND (" + " OR ".join(alternatives) + ")"
 
 
 def _new_series(
