@@ -5,7 +5,10 @@ whole session:
 
 - ``EngineAPI._log``: every ``influxdb3_local.info|warn|error`` line of every engine object, the
   plugins' and the local server's alike, lands in ``LINES`` with the test that produced it;
-- the root ``logging`` logger, for any library code that logs the usual Python way;
+- ``Storage.append_logs``: every line the local engine stores in
+  ``system.processing_engine_logs``, including its own lines about triggers;
+- the root ``logging`` logger (WARNING and above, its default), for any library code that logs
+  the usual Python way;
 - the two plugin entry points, so the secrets each call receives are harvested (``tests.secrets``)
   before the call runs.
 
@@ -59,6 +62,18 @@ def install() -> None:
         LINES.append(Line(_current_test(), level, self.logs[-1].log_text))
 
     EngineAPI._log = collecting_log  # type: ignore[method-assign]
+
+    from madcheck.engine.storage import Storage
+
+    original_append = Storage.append_logs
+
+    @functools.wraps(original_append)
+    def collecting_append(self: Storage, database: str, records: Any) -> None:
+        batch = list(records)
+        LINES.extend(Line(_current_test(), r.log_level, r.log_text) for r in batch)
+        original_append(self, database, batch)
+
+    Storage.append_logs = collecting_append  # type: ignore[method-assign]
 
     root = logging.getLogger()
     root.addHandler(_Collect(level=logging.DEBUG))
