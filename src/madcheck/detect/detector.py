@@ -103,6 +103,29 @@ class Detector:
     def series_count(self) -> int:
         return len(self._series)
 
+    def tracks(self, row: Row, tag_names: Sequence[str]) -> bool:
+        """Whether the series of ``row`` already has state (seen since the trigger started)."""
+        return tuple(row.get(name) for name in tag_names) in self._series
+
+    def prime(self, rows: Sequence[Row], tag_names: Sequence[str]) -> int:
+        """Fill windows from stored history, in the given order, without verdicts.
+
+        After a restart the windows are empty and no verdict comes for ``window_count`` points;
+        feeding the series' recent rows from the table first lets detection resume at once.
+        Rules and flap history are left untouched: past points were judged before the restart.
+        Returns the number of values that entered a window.
+        """
+        ignored = BatchResult()
+        added = 0
+        for row in rows:
+            _, windows = self._series_state(row, tag_names)
+            for group, state in zip(self._groups, windows, strict=True):
+                value = _numeric(row.get(group.field), ignored)
+                if value is not None:
+                    state.window.add(value)
+                    added += 1
+        return added
+
     def process(self, rows: Sequence[Row], tag_names: Sequence[str]) -> BatchResult:
         """Feed a batch of rows (any order) and return what fired."""
         result = BatchResult()
@@ -231,31 +254,6 @@ class Detector:
                 started_ns=started_ns,
             )
         )
-
-    # -- warm start (kept apart from the per-point path above) -----------------------------------
-
-    def tracks(self, row: Row, tag_names: Sequence[str]) -> bool:
-        """Whether the series of ``row`` already has state (seen since the trigger started)."""
-        return tuple(row.get(name) for name in tag_names) in self._series
-
-    def prime(self, rows: Sequence[Row], tag_names: Sequence[str]) -> int:
-        """Fill windows from stored history, in the given order, without verdicts.
-
-        After a restart the windows are empty and no verdict comes for ``window_count`` points;
-        feeding the series' recent rows from the table first lets detection resume at once.
-        Rules and flap history are left untouched: past points were judged before the restart.
-        Returns the number of values that entered a window.
-        """
-        ignored = BatchResult()
-        added = 0
-        for row in rows:
-            _, windows = self._series_state(row, tag_names)
-            for group, state in zip(self._groups, windows, strict=True):
-                value = _numeric(row.get(group.field), ignored)
-                if value is not None:
-                    state.window.add(value)
-                    added += 1
-        return added
 
 
 def _has_time(row: Row) -> bool:
