@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.stored_history import make_engine_with_history
 from tests.support import make_engine, receiver, run_mad_plugin
 
-from madcheck.engine.cache import TriggerCache
 from madcheck.plugin.writes import STATE_KEY
 
 START_S = 1_764_446_400
@@ -129,7 +129,7 @@ def first_verdict(window: int, warm: bool) -> int:
     """Points fed one per flush after a restart until the first verdict (k tiny, so every
     verdict is an outlier and shows in the batch's log line)."""
     rng = random.Random(3)
-    engine = make_engine({"cpu": {"tags": ["host"], "fields": ["temp"]}}, cache=TriggerCache())
+    engine = make_engine_with_history({"cpu": {"tags": ["host"], "fields": ["temp"]}})
     engine.query_handler.stored["cpu"] = [
         _point("a", START_S + i * 10, rng.gauss(20, 1))
         for i in range(360)  # the last hour

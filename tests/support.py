@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -13,35 +12,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from madcheck.detect.alerts import rfc3339
 from madcheck.engine.api import EngineAPI
 from madcheck.engine.cache import TriggerCache
 from madcheck.engine.loader import load_entry_point
-from madcheck.plugin.warmstart import parse_time_ns
 
 REPO = Path(__file__).resolve().parent.parent
 MAD_PLUGIN = REPO / "plugins" / "mad_check_plugin.py"
 
 
 class SchemaQueries:
-    """Answers the queries the MAD plugin asks, shaped as InfluxDB 3 answers them.
-
-    ``stored`` holds each table's rows (as ``process_writes`` receives them) for the warm-start
-    query, answered with ``time`` as int ns as InfluxDB 3 gives plugins, or as RFC 3339 strings
-    when ``time_as_text`` (older servers, the local engine).
-    """
+    """Answers the two queries the MAD plugin asks, shaped as InfluxDB 3 answers them."""
 
     def __init__(self, tables: Mapping[str, Mapping[str, list[str]]]) -> None:
         self.tables = {name: dict(spec) for name, spec in tables.items()}
         self.calls: list[str] = []
-        self.stored: dict[str, list[dict]] = {}
-        self.time_as_text = False
 
     def __call__(self, sql: str, params: dict[str, str] | None, database: str) -> list[dict]:
         self.calls.append(sql)
-        history = _HISTORY_QUERY.fullmatch(sql.strip())
-        if history is not None:
-            return self._history(history, params or {})
         if sql.strip().upper() == "SHOW TABLES":
             return [
                 {
@@ -72,59 +59,6 @@ class SchemaQueries:
             )
             return rows
         raise ValueError(f"unexpected query: {sql}")
-
-    def _history(self, match: re.Match[str], params: dict[str, str]) -> list[dict]:
-        table = match["table"].replace('""', '"')
-        if table not in self.tables:
-            raise ValueError(f"table '{table}' not found")
-        columns = [c.strip().strip('"') for c in match["columns"].split(",")]
-        since, until = parse_time_ns(params["since"]), parse_time_ns(params["until"])
-        assert since is not None and until is not None
-        wanted = _named_series(match["series"], params)
-        chosen = sorted(
-            (
-                row
-                for row in self.stored.get(table, [])
-                if since <= row["time"] < until
-                and (wanted is None or any(_matches(row, series) for series in wanted))
-            ),
-            key=lambda row: row["time"],
-            reverse=True,
-        )[: int(match["limit"])]
-        return [
-            {
-                name: (rfc3339(row["time"]) if self.time_as_text else row["time"])
-                if name == "time"
-                else row.get(name)
-                for name in columns
-            }
-            for row in chosen
-        ]
-
-
-def _named_series(text: str | None, params: dict[str, str]) -> list[dict] | None:
-    """The series an ``AND (("host" = $s0t0 AND "dc" IS NULL) OR ...)`` filter names."""
-    if text is None:
-        return None
-    named = []
-    for group in re.findall(r"\(([^()]*)\)", text):
-        series: dict = {}
-        for name, param in re.findall(r'"([^"]+)" = \$(\w+)', group):
-            series[name] = params[param]
-        for name in re.findall(r'"([^"]+)" IS NULL', group):
-            series[name] = None
-        named.append(series)
-    return named
-
-
-def _matches(row: dict, series: dict) -> bool:
-    return all(row.get(name) == value for name, value in series.items())
-
-
-_HISTORY_QUERY = re.compile(
-    r'SELECT (?P<columns>.+?) FROM "(?P<table>(?:[^"]|"")+)" WHERE "time" >= \$since '
-    r'AND "time" < \$until(?P<series> AND \(.*\))? ORDER BY "time" DESC LIMIT (?P<limit>\d+)'
-)
 
 
 def make_engine(

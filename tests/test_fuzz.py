@@ -17,6 +17,7 @@ from madcheck.config.thresholds import MAX_WINDOW, MIN_WINDOW, parse_thresholds
 from madcheck.detect.detector import Detector
 from madcheck.engine.cache import TriggerCache
 from tests.secrets import paused
+from tests.stored_history import make_engine_with_history
 from tests.support import free_port, make_engine, run_mad_plugin
 
 FAST = settings(
@@ -273,7 +274,7 @@ def test_the_detector_takes_any_values_and_times(rows):
 @SLOW
 @given(st.lists(batches, min_size=1, max_size=3), batches)
 def test_any_rows_never_crash_the_plugin_and_problems_are_one_line_per_call(calls, stored):
-    engine = make_engine(cache=TriggerCache())
+    engine = make_engine_with_history()
     engine.query_handler.stored["cpu"] = [
         r for r in stored if isinstance(r, dict) and type(r.get("time")) is int
     ]

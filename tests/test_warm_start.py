@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from madcheck.detect.alerts import rfc3339
 from madcheck.engine.cache import TriggerCache
 from madcheck.plugin.warmstart import parse_time_ns
-from tests.support import make_engine, receiver, rows, run_mad_plugin
+from tests.stored_history import make_engine_with_history as make_engine
+from tests.support import receiver, rows, run_mad_plugin
 
 BASE = [10, 12, 11, 13, 9, 11, 12, 10, 11]
 START_S = 1_700_000_000
@@ -122,7 +123,7 @@ def test_a_failing_history_query_is_a_warning_and_detection_goes_on_cold():
     def busy(match, params):
         raise RuntimeError("query timed out (database: mydb)")
 
-    engine.query_handler._history = busy
+    engine.query_handler.history = busy
     batch = [rows("cpu", [*BASE, 100, 100], host="a")]
     with receiver() as notifier:
         run_mad_plugin(engine, batch, args_for(notifier.port))
@@ -144,13 +145,13 @@ def test_unreadable_history_rows_are_counted_once():
         {"host": "a", "temp": "warm", "time": (START_S + 1) * 10**9},
         {"host": "a", "temp": None, "time": (START_S + 2) * 10**9},
     ]
-    original = engine.query_handler._history
+    original = engine.query_handler.history
 
     def with_bad_times(match, params):
         answer = original(match, params)
         return [*answer, {"host": "a", "temp": 1.0, "time": "yesterday"}, "junk"]
 
-    engine.query_handler._history = with_bad_times
+    engine.query_handler.history = with_bad_times
     after = START_S + 10 * len(BASE)
     run_mad_plugin(engine, [rows("cpu", [11], start_s=after, host="a")], args_for(1))
     (info,) = [i for i in engine.log_texts("INFO") if "warm start" in i]
