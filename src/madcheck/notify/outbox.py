@@ -96,7 +96,8 @@ class Outbox:
         self._items: deque[PendingAlert] = deque()
         self._failed_passes = 0
         self._next_pass_at = 0.0
-        #: alerts dropped because the outbox was full, since it was created
+        #: alerts added, and dropped because the outbox was full, since it was created
+        self.added_total = 0
         self.dropped_total = 0
 
     def __len__(self) -> int:
@@ -121,6 +122,7 @@ class Outbox:
     def add(self, item: PendingAlert) -> int:
         """Queue ``item`` behind the others; returns how many old alerts were dropped for it."""
         self._items.append(item)
+        self.added_total += 1
         return self._trim()
 
     def _trim(self) -> int:

@@ -72,6 +72,7 @@ def process_writes(
             return
         log.hide(state.secrets)
         measurement = state.config.measurement
+        added_before = state.outbox.added_total
         dropped_before = state.outbox.dropped_total
         for batch in table_batches:
             if isinstance(batch, Mapping) and batch.get("table_name") == measurement:
@@ -79,7 +80,7 @@ def process_writes(
                 if isinstance(rows, Sequence) and rows:
                     _process_table(influxdb3_local, state, rows, log)
         _log_dropped(state.outbox, state.outbox.dropped_total - dropped_before, log)
-        _deliver(state, log)
+        _deliver(state, state.outbox.added_total - added_before, log)
     except Exception as error:  # the trigger must survive anything
         log.error(f"call failed with {type(error).__name__}: {error}")
 
@@ -377,7 +378,7 @@ def _log_dropped(outbox: Outbox, dropped: int, log: CallLog) -> None:
 # -- delivery --------------------------------------------------------------------------------
 
 
-def _deliver(state: TriggerState, log: CallLog) -> None:
+def _deliver(state: TriggerState, new_alerts: int, log: CallLog) -> None:
     """Send what the outbox holds, within the delivery budget, and log the pass in few lines."""
     if not len(state.outbox):
         return
@@ -395,10 +396,12 @@ def _deliver(state: TriggerState, log: CallLog) -> None:
         }
         return state.client.send(payload, deadline=seconds_left)
 
-    _log_pass(state.outbox.deliver(send, config.delivery.budget_s), log)
+    _log_pass(state.outbox.deliver(send, config.delivery.budget_s), new_alerts, log)
 
 
-def _log_pass(report: PassReport, log: CallLog) -> None:
+def _log_pass(report: PassReport, new_alerts: int, log: CallLog) -> None:
+    """One line per outcome of the pass. A call that only finds the outbox backing off says so
+    only if it brought new alerts: an outage must not write a line per flush."""
     for pending in report.delivered:
         retried = f" (after {pending.tries} failed tries)" if pending.tries else ""
         log.info(f"{pending.kind} sent to {'.'.join(pending.senders)}{retried}: {pending.summary}")
@@ -429,7 +432,7 @@ def _log_pass(report: PassReport, log: CallLog) -> None:
         waiting += f"; oldest: {report.oldest.kind} {report.oldest.summary}"
     if report.unavailable is not None:
         log.error(f"alert delivery failed ({report.unavailable}): {waiting}")
-    elif report.deferred:
-        log.warn(f"notifier unavailable at the last try: {waiting}")
+    elif report.deferred and new_alerts:
+        log.warn(f"notifier unavailable at the last try, {new_alerts} new alert(s) wait: {waiting}")
     elif report.out_of_time:
         log.warn(f"delivery budget used up: {waiting}")
