@@ -14,51 +14,11 @@ from typing import Any
 
 from madcheck.engine.api import EngineAPI
 from madcheck.engine.cache import TriggerCache
+from madcheck.engine.catalog import SchemaQueries
 from madcheck.engine.loader import load_entry_point
 
 REPO = Path(__file__).resolve().parent.parent
 MAD_PLUGIN = REPO / "plugins" / "mad_check_plugin.py"
-
-
-class SchemaQueries:
-    """Answers the two queries the MAD plugin asks, shaped as InfluxDB 3 answers them."""
-
-    def __init__(self, tables: Mapping[str, Mapping[str, list[str]]]) -> None:
-        self.tables = {name: dict(spec) for name, spec in tables.items()}
-        self.calls: list[str] = []
-
-    def __call__(self, sql: str, params: dict[str, str] | None, database: str) -> list[dict]:
-        self.calls.append(sql)
-        if sql.strip().upper() == "SHOW TABLES":
-            return [
-                {
-                    "table_catalog": "public",
-                    "table_schema": "iox",
-                    "table_name": name,
-                    "table_type": "BASE TABLE",
-                }
-                for name in self.tables
-            ]
-        if "information_schema.columns" in sql:
-            table = (params or {}).get("table", "")
-            spec = self.tables.get(table, {})
-            rows = [
-                {"table_name": table, "column_name": tag, "data_type": "Dictionary(Int32, Utf8)"}
-                for tag in spec.get("tags", [])
-            ]
-            rows += [
-                {"table_name": table, "column_name": name, "data_type": "Float64"}
-                for name in spec.get("fields", [])
-            ]
-            rows.append(
-                {
-                    "table_name": table,
-                    "column_name": "time",
-                    "data_type": "Timestamp(Nanosecond, None)",
-                }
-            )
-            return rows
-        raise ValueError(f"unexpected query: {sql}")
 
 
 def make_engine(

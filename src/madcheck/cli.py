@@ -11,7 +11,11 @@ import importlib
 from collections.abc import Sequence
 
 #: Modules that define ``register(subparsers)``; each adds its own sub-commands.
-COMMAND_MODULES: tuple[str, ...] = ("madcheck.engine.commands", "madcheck.demo")
+COMMAND_MODULES: tuple[str, ...] = (
+    "madcheck.engine.commands",
+    "madcheck.demo",
+    "madcheck.replay.command",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    options = parser.parse_args(argv)
+    # A sub-command that passes free-form ``--name value`` pairs on (``replay`` hands them to the
+    # plugin as trigger arguments) sets ``extra_arguments=[]`` as a default; every other one
+    # rejects unknown options as argparse always does.
+    options, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(options, "extra_arguments", None) is None:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        options.extra_arguments = extra
     handler = getattr(options, "handler", None)
     if handler is None:
         parser.print_help()

@@ -1,0 +1,94 @@
+"""``madcheck replay``: run recorded data through the MAD plugin and show what would have fired.
+
+Only the command line is defined here; the replay lives in ``app.py`` and needs the ``replay``
+extra (``rich`` for the terminal, ``matplotlib`` for charts), checked when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+INSTALL_HINT = "pip install 'madcheck[replay]'"
+FORMATS = ("auto", "lp", "csv")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "replay",
+        help="backtest a configuration on recorded line protocol or CSV",
+        description=(
+            "Run recorded data through the MAD plugin, batch by batch on the data's own clock, "
+            "and show which alerts would have fired. Any other trigger argument can be given as "
+            "--name value after the files (e.g. --state-change-count 3); notifications are "
+            "captured, not sent, unless --send."
+        ),
+    )
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="LP or CSV, .gz ok")
+    parser.add_argument(
+        "--measurement", metavar="TABLE", help="the table to check (trigger argument)"
+    )
+    parser.add_argument("--mad-thresholds", metavar="SPEC", help="e.g. temp:2.5:20:5@load:3:10:2m")
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE.toml", help="a trigger's TOML file (the command wins)"
+    )
+    parser.add_argument("--format", choices=FORMATS, default="auto", help="default: by name")
+    parser.add_argument(
+        "--precision", default="auto", metavar="UNIT", help="auto|s|ms|us|ns for timestamps"
+    )
+    parser.add_argument(
+        "--tags", default="", metavar="A,B", help="CSV: columns that are tags (a,b)"
+    )
+    parser.add_argument(
+        "--fields", default="", metavar="A,B", help="CSV: columns that are fields (a,b)"
+    )
+    parser.add_argument(
+        "--flush-interval", default="1s", metavar="DURATION", help="data time per call (1s)"
+    )
+    parser.add_argument(
+        "--max-batch-rows", type=int, default=50_000, metavar="N", help="rows per call (50000)"
+    )
+    parser.add_argument(
+        "--alerts", type=Path, metavar="FILE", help="write every alert to FILE.jsonl or FILE.csv"
+    )
+    parser.add_argument("--plot", type=Path, metavar="DIR", help="one PNG per alerting series")
+    parser.add_argument(
+        "--plot-limit", type=int, default=20, metavar="N", help="charts at most (default 20)"
+    )
+    parser.add_argument("--report", type=Path, metavar="FILE", help="a self-contained HTML page")
+    parser.add_argument(
+        "--sweep", nargs="+", metavar="NAME=V1,V2", help="k, window_count, threshold, ..."
+    )
+    parser.add_argument("--send", action="store_true", help="deliver to a running notifier")
+    parser.add_argument(
+        "--port", metavar="PORT", help="--send: the notifier's port (port_override)"
+    )
+    parser.add_argument("--token", help="--send: the notifier's token (or INFLUXDB3_AUTH_TOKEN)")
+    parser.add_argument(
+        "--notification-path", metavar="PATH", help="--send: the notifier's request path"
+    )
+    parser.add_argument(
+        "--plugin", type=Path, metavar="FILE", help="the mad_check_plugin.py to run"
+    )
+    parser.add_argument(
+        "--top", type=int, default=30, metavar="N", help="summary rows shown (default 30)"
+    )
+    parser.add_argument(
+        "--max-errors-shown", type=int, default=20, metavar="N", help="bad lines shown (20)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run, extra_arguments=[])
+
+
+def run(options: argparse.Namespace) -> int:
+    try:
+        from madcheck.replay.app import replay_command
+    except ImportError as error:
+        missing = (error.name or "a module").split(".")[0]
+        print(
+            f"madcheck replay: error: {missing} is not installed: {INSTALL_HINT}", file=sys.stderr
+        )
+        return 2
+    return replay_command(options)

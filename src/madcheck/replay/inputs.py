@@ -1,0 +1,81 @@
+"""Recorded data in, parsed points (or per-line errors) out, one line at a time.
+
+Files are read as streams, so a replay of a file larger than memory works; gzip is recognised by
+its magic bytes whatever the file is called. The position in the underlying file (compressed
+bytes for gzip) is what the progress bar shows.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from madcheck.engine.lineprotocol import LineError, Point, iter_lines
+from madcheck.replay.csvinput import CsvLayout, read_csv
+from madcheck.replay.stream import NO_TIME
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class InputError(Exception):
+    """A file cannot be read on (a truncated download, say); what was read before still counts."""
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """How to read every input file."""
+
+    measurement: str
+    format: str = "auto"
+    precision: str = "auto"
+    csv: CsvLayout = field(default_factory=CsvLayout)
+
+
+class InputFile:
+    """One input file, opened lazily; ``position`` is how far into it reading has got."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = path.stat().st_size
+        self._raw: IO[bytes] | None = None
+
+    @property
+    def position(self) -> int:
+        raw = self._raw
+        if raw is None or raw.closed:
+            return self.size if raw is not None else 0
+        return raw.tell()
+
+    def format_for(self, requested: str) -> str:
+        if requested != "auto":
+            return requested
+        name = self.path.name.lower().removesuffix(".gz")
+        return "csv" if name.endswith(".csv") else "lp"
+
+    def points(self, options: InputOptions) -> Iterator[Point | LineError]:
+        """Every line of the file, parsed; the file is closed when the iterator ends."""
+        with self.path.open("rb") as raw:
+            self._raw = raw
+            compressed = raw.read(2) == _GZIP_MAGIC
+            raw.seek(0)
+            binary: gzip.GzipFile | IO[bytes] = raw
+            if compressed:
+                binary = gzip.GzipFile(fileobj=raw, mode="rb")
+            # utf-8-sig: spreadsheet exports start with a byte order mark, which would otherwise
+            # become part of the first column's name. errors="replace": a stray byte spoils one
+            # value, not the whole replay.
+            text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
+            try:
+                if self.format_for(options.format) == "csv":
+                    yield from read_csv(text, options.measurement, options.precision, options.csv)
+                else:
+                    yield from iter_lines(text, options.precision, default_time_ns=NO_TIME)
+            except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+                raise InputError(f"compressed data truncated or corrupt ({error})") from None
+            except OSError as error:
+                raise InputError(f"read failed: {error.strerror or error}") from None

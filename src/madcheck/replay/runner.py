@@ -1,0 +1,180 @@
+"""A replay pass: read every file once, batch by data time, hand each batch to its consumers.
+
+The first pass runs the plugin (one trigger, or one per combination of a sweep, all fed the same
+batches so reading and parsing are paid once) beside the verdict tracker. ``--plot`` adds a second
+pass over the same files that runs no plugin and only follows the series that alerted: the first
+pass cannot know which series those are, and keeping every series' values in memory would make
+memory grow with the file instead of with the detector state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from madcheck.config.thresholds import Threshold
+from madcheck.engine.catalog import SchemaQueries
+from madcheck.engine.lineprotocol import Point
+from madcheck.replay.alerts import RESOLVED, AlertRecord
+from madcheck.replay.inputs import InputError, InputFile, InputOptions
+from madcheck.replay.stream import Admission, Batch, StreamCounts, batches
+from madcheck.replay.trigger import ReplayTrigger
+from madcheck.replay.verdicts import SeriesStats, TraceSink, VerdictTracker
+
+if TYPE_CHECKING:  # the passes only call it; importing it would tie them to the terminal
+    from madcheck.replay.console import ReplayConsole
+
+AlertSink = Callable[[AlertRecord], None]
+
+
+@dataclass(frozen=True)
+class PassSettings:
+    """What every pass over the input shares."""
+
+    files: tuple[Path, ...]
+    inputs: InputOptions
+    thresholds: tuple[Threshold, ...]
+    plugin: Path
+    flush_interval_ns: int = 1_000_000_000
+    max_batch_rows: int = 50_000
+
+
+@dataclass
+class TriggerTotals:
+    """Alerts one replayed trigger recorded."""
+
+    fired: int = 0
+    suppressed: int = 0
+    resolved: int = 0
+    alerting: set[str] = field(default_factory=set)
+
+    def count(self, record: AlertRecord) -> None:
+        if record.state == RESOLVED:
+            self.resolved += 1
+            return
+        if record.suppressed:
+            self.suppressed += 1
+        else:
+            self.fired += 1
+        self.alerting.add(record.alert_id)
+
+
+@dataclass
+class PassResult:
+    counts: StreamCounts
+    batches: int
+    seconds: float
+    stats: dict[str, SeriesStats]
+    totals: list[TriggerTotals]
+
+
+class BatchSource:
+    """The flush batches of every input file in turn, with progress by bytes read."""
+
+    def __init__(
+        self,
+        settings: PassSettings,
+        console: ReplayConsole,
+        catalog: SchemaQueries,
+        report_bad_lines: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.console = console
+        self.catalog = catalog
+        self.files = [InputFile(path) for path in settings.files]
+        on_bad_line = console.bad_line if report_bad_lines else _ignore_bad_line
+        self.admission = Admission(settings.inputs.measurement, on_bad_line)
+        self._done_bytes = 0
+        self._current: InputFile | None = None
+
+    @property
+    def counts(self) -> StreamCounts:
+        return self.admission.counts
+
+    def _points(self) -> Iterator[Point]:
+        for source in self.files:
+            self._current = source
+            try:
+                yield from self.admission.points(
+                    str(source.path), source.points(self.settings.inputs)
+                )
+            except InputError as error:
+                self.console.note(f"{source.path}: {error}; the rest of this file is skipped")
+            self._done_bytes += source.size
+            self._current = None
+
+    def _position(self) -> int:
+        current = self._current
+        return self._done_bytes + (current.position if current is not None else 0)
+
+    def read(self, label: str) -> Iterator[tuple[Batch, list[str]]]:
+        """Each batch with the table's tag names, sorted, as the plugin's schema query sees
+        them once the batch has been written."""
+        settings = self.settings
+        measurement = settings.inputs.measurement
+        catalog = self.catalog
+        catalog.add_columns(measurement)
+        total = sum(f.size for f in self.files)
+        with self.console.progress(total, label) as update:
+            flushes = batches(self._points(), settings.flush_interval_ns, settings.max_batch_rows)
+            for number, batch in enumerate(flushes):
+                catalog.add_columns(measurement, batch.new_tags, batch.new_fields)
+                yield batch, sorted(catalog.tables[measurement]["tags"])
+                if number % 16 == 0:
+                    update(self._position())
+
+
+def _ignore_bad_line(source: str, line_number: int, message: str) -> None:
+    """A later pass over the same files: their bad lines were reported the first time."""
+
+
+def replay_pass(
+    settings: PassSettings,
+    console: ReplayConsole,
+    arguments: Sequence[dict[str, str]],
+    on_alert: AlertSink | None = None,
+    track: bool = True,
+) -> PassResult:
+    """Run one trigger per entry of ``arguments`` over the input; ``on_alert`` receives the
+    first trigger's alerts as they are recorded, ``track`` keeps per-series counts."""
+    measurement = settings.inputs.measurement
+    catalog = SchemaQueries()
+    source = BatchSource(settings, console, catalog)
+    triggers = [
+        ReplayTrigger(settings.plugin, args, measurement, catalog, console.plugin_log)
+        for args in arguments
+    ]
+    totals = [TriggerTotals() for _ in triggers]
+    tracker = VerdictTracker(measurement, settings.thresholds) if track else None
+    stats = tracker.stats if tracker is not None else {}
+    started = time.perf_counter()
+    flushes = 0
+    for batch, tag_names in source.read("replaying"):
+        flushes += 1
+        if tracker is not None:
+            tracker.observe(batch.rows, tag_names)
+        for position, (trigger, total) in enumerate(zip(triggers, totals, strict=True)):
+            for record in trigger.call(batch.rows):
+                total.count(record)
+                if position:
+                    continue
+                series = stats.get(record.alert_id)
+                if series is not None:
+                    series.count(record.state)
+                if on_alert is not None:
+                    on_alert(record)
+    return PassResult(source.counts, flushes, time.perf_counter() - started, stats, totals)
+
+
+def trace_pass(
+    settings: PassSettings, console: ReplayConsole, traces: dict[str, TraceSink]
+) -> None:
+    """Send each judged value of the series in ``traces`` to its sink; runs no plugin."""
+    measurement = settings.inputs.measurement
+    source = BatchSource(settings, console, SchemaQueries(), report_bad_lines=False)
+    tracker = VerdictTracker(measurement, settings.thresholds, traces)
+    for batch, tag_names in source.read("charting"):
+        tracker.observe(batch.rows, tag_names)

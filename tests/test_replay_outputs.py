@@ -1,0 +1,282 @@
+"""Replay outputs beyond the alert file: charts, the HTML report, sweeps; and streaming."""
+
+from __future__ import annotations
+
+import base64
+import io
+import itertools
+import json
+import random
+import re
+import struct
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from madcheck.cli import main
+from madcheck.config.settings import load_config
+from madcheck.engine.api import LogRecord
+from madcheck.engine.lineprotocol import Point
+from madcheck.replay.app import default_plugin
+from madcheck.replay.arguments import ArgumentError, parse_trigger_options, trigger_arguments
+from madcheck.replay.console import ReplayConsole
+from madcheck.replay.inputs import InputOptions
+from madcheck.replay.runner import PassSettings, replay_pass
+from madcheck.replay.stream import batches
+from madcheck.replay.sweep import SweepError, parse_sweep
+from tests import replay_data as data
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def replay(*args: object) -> int:
+    return main(["replay", *(str(a) for a in args)])
+
+
+def assert_png(raw: bytes) -> tuple[int, int]:
+    """A real PNG: signature, IHDR first, and readable by PIL. Returns its size."""
+    assert raw.startswith(PNG_SIGNATURE)
+    assert raw[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", raw[16:24])
+    from io import BytesIO
+
+    from PIL import Image
+
+    with Image.open(BytesIO(raw)) as image:
+        image.load()
+        assert image.size == (width, height)
+    assert width >= 600 and height >= 300
+    return width, height
+
+
+def test_plot_writes_one_png_per_alerting_series(tmp_path, capsys):
+    lp = data.write_lp(tmp_path / "cpu.lp")
+    plots = tmp_path / "plots"
+    assert replay(lp, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS,
+                  "--plot", plots) == 0  # fmt: skip
+    files = sorted(plots.iterdir())
+    # host=c never alerted: no chart for it
+    assert [f.name.split("_")[2] for f in files] == ["host=a", "host=b"]
+    for file in files:
+        assert_png(file.read_bytes())
+    assert "2 chart(s) written" in capsys.readouterr().err
+
+
+def test_plot_limit_keeps_the_series_with_most_alerts(tmp_path, capsys):
+    lp = data.write_lp(tmp_path / "cpu.lp")
+    plots = tmp_path / "plots"
+    replay(lp, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS,
+           "--plot", plots, "--plot-limit", "1")  # fmt: skip
+    assert [f.name.split("_")[2] for f in plots.iterdir()] == ["host=a"]
+    assert "charts drawn for 1 of 2 alerting series" in capsys.readouterr().err
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.tables = 0
+        self.rows: list[list[str]] = []
+        self.open_tags: list[str] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in ("meta", "img", "br", "link"):  # void elements have no end tag
+            self.open_tags.append(tag)
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        elif tag == "table":
+            self.tables += 1
+        elif tag == "tr":
+            self.rows.append([])
+        elif tag == "td":
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        assert self.open_tags and self.open_tags[-1] == tag, f"</{tag}> closes nothing"
+        self.open_tags.pop()
+        if tag == "td" and self._cell is not None:
+            self.rows[-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, text):
+        if self._cell is not None:
+            self._cell.append(text)
+
+
+def test_report_is_one_html_page_embedding_the_charts(tmp_path, capsys):
+    lp = data.write_lp(tmp_path / "cpu.lp")
+    report = tmp_path / "report.html"
+    secret = "https://hooks.slack.com/services/T000/B000/S3CRETS3CRET"
+    assert replay(lp, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS,
+                  "--report", report, "--senders", "slack",
+                  "--slack-webhook-url", secret) == 0  # fmt: skip
+    text = report.read_text()
+    assert "thresholds=temp:3:20:3" in text  # the configuration replayed
+    assert "S3CRET" not in text and "S3CRET" not in "".join(capsys.readouterr())
+    page = _Page()
+    page.feed(text)
+    page.close()
+    assert page.open_tags == []  # every element closed
+    assert text.startswith("<!DOCTYPE html>")
+    assert page.tables == 2
+    assert len(page.images) == 2
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        assert_png(base64.b64decode(src.split(",", 1)[1]))
+    # nothing to fetch: no external images, scripts or stylesheets
+    assert not re.search(r'(src|href)="(?!data:)', text)
+    alert_rows = [row for row in page.rows if len(row) == 12]
+    assert [(row[1], row[0]) for row in alert_rows] == [
+        (f"host={host}", data.rfc3339(index)) for host, index in data.EXPECTED
+    ]
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    lp = data.write_lp(tmp_path / "cpu.lp")
+    code = replay(lp, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS,
+                  "--plot", tmp_path / "plots")  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "pip install 'madcheck[replay]'" in captured.err
+    assert captured.out == ""  # refused before replaying, not after
+    assert not (tmp_path / "plots").exists()
+
+
+def _noisy_file(path: Path) -> Path:
+    rng = random.Random(7)
+    lines = [
+        f"cpu,host={host} temp={rng.gauss(20, 1) + (15 if rng.random() < 0.02 else 0):.3f} "
+        f"{data.time_s(i)}"
+        for i in range(400)
+        for host in ("a", "b")
+    ]
+    return data.write_lp(path, lines)
+
+
+def _sweep_rows(out: str) -> dict[tuple[str, str], tuple[int, int]]:
+    rows = {}
+    for line in out.splitlines():
+        cells = [cell.strip() for cell in line.strip("│┃ ").split("│")]
+        if len(cells) == 5 and cells[0][:1].isdigit():
+            rows[(cells[0], cells[1])] = (int(cells[2]), int(cells[3]))
+    return rows
+
+
+def test_sweep_counts_agree_with_individual_runs(tmp_path, capsys):
+    lp = _noisy_file(tmp_path / "noisy.lp")
+    common = (
+        "--measurement",
+        "cpu",
+        "--mad-thresholds",
+        "temp:3:20:2",
+        "--state-change-count",
+        "4",
+    )
+    replay(lp, *common, "--sweep", "k=2,3", "window_count=10,30")
+    swept = _sweep_rows(capsys.readouterr().out)
+    assert sorted(swept) == [("2", "10"), ("2", "30"), ("3", "10"), ("3", "30")]
+    for (k, window), counts in swept.items():
+        out = tmp_path / f"alerts-{k}-{window}.jsonl"
+        replay(lp, "--measurement", "cpu", "--mad-thresholds", f"temp:{k}:{window}:2",
+               "--state-change-count", "4", "--alerts", out)  # fmt: skip
+        alerts = [json.loads(line) for line in out.read_text().splitlines()]
+        fired = sum(1 for a in alerts if not a["suppressed"])
+        assert counts == (fired, len(alerts) - fired), (k, window)
+    capsys.readouterr()
+    # the combinations really differ, or the comparison above proves little
+    assert len({counts for counts in swept.values()}) > 1
+
+
+def test_sweep_rejects_unknown_parameters():
+    with pytest.raises(SweepError, match="NAME=V1,V2"):
+        parse_sweep(["kk=2,3"])
+    assert parse_sweep(["k=2,3", "threshold=2,5m"]) == [
+        {"k": "2", "threshold": "2"},
+        {"k": "2", "threshold": "5m"},
+        {"k": "3", "threshold": "2"},
+        {"k": "3", "threshold": "5m"},
+    ]
+
+
+def test_trigger_options_become_trigger_arguments():
+    assert parse_trigger_options(
+        ["--state-change-count", "3", "--notification-count-text=a b"]
+    ) == {
+        "state_change_count": "3",
+        "notification_count_text": "a b",
+    }
+    with pytest.raises(ArgumentError, match="needs a value"):
+        parse_trigger_options(["--state-change-count"])
+
+
+def _points(times_s):
+    for number, t in enumerate(times_s, start=1):
+        yield Point("cpu", {"host": "a"}, {"temp": 1.0}, int(t * 1e9), number)
+
+
+def test_batches_follow_the_data_clock():
+    got = [
+        [row["time"] // 10**8 for row in batch.rows]
+        for batch in batches(_points([0, 0.5, 1.0, 1.2, 0.9, 3.5]), 10**9, 1000)
+    ]
+    # a batch closes 1 s of data time after its first row; a late row joins the open batch
+    assert got == [[0, 5], [10, 12, 9], [35]]
+
+
+def test_batches_are_bounded_and_lazy():
+    endless = _points(i / 1000 for i in itertools.count())
+    first = next(batches(endless, 10**9, max_rows=100))
+    assert len(first.rows) == 100
+    assert first.new_tags == ["host"] and first.new_fields == ["temp"]
+
+
+class _RecordingConsole(ReplayConsole):
+    def __init__(self) -> None:
+        super().__init__(progress=False, console=Console(file=io.StringIO()))
+        self.records: list[LogRecord] = []
+
+    def plugin_log(self, record: LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_summary_outliers_match_what_the_plugin_itself_counted(tmp_path):
+    """The per-series counts are recomputed beside the plugin; they must agree with the
+    plugin's own per-batch outlier counts, also when a tag column appears half-way through
+    (the plugin then starts new series, and so must the recount)."""
+    lp = _noisy_file(tmp_path / "noisy.lp")
+    lines = lp.read_text().splitlines()
+    half = len(lines) // 2
+    lines[half:] = [line.replace(",host=", ",region=eu,host=", 1) for line in lines[half:]]
+    lp.write_text("\n".join(lines) + "\n")
+    arguments = trigger_arguments(
+        {"measurement": "cpu", "mad_thresholds": "temp:2:10:2@temp:3:20:3"}, capture_port=9
+    )
+    thresholds = load_config(arguments).config.thresholds
+    settings = PassSettings(
+        files=(lp,),
+        inputs=InputOptions("cpu"),
+        thresholds=thresholds,
+        plugin=default_plugin() or Path("missing"),
+    )
+    console = _RecordingConsole()
+    result = replay_pass(settings, console, [arguments])
+    logged = sum(
+        int(n)
+        for record in console.records
+        for n in re.findall(r"temp: (\d+)", record.log_text)
+        if "outliers" in record.log_text
+    )
+    assert logged > 0
+    assert sum(s.outliers for s in result.stats.values()) == logged
+    # the region tag split every host into an old and a new series
+    assert {s.tags_text for s in result.stats.values()} >= {"host=a", "host=a,region=eu"}
