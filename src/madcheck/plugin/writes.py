@@ -23,9 +23,10 @@ from madcheck.detect.alerts import Alert
 from madcheck.detect.detector import SKIP_MISSING, BatchResult, Detector
 from madcheck.detect.lifecycle import RepeatGate
 from madcheck.notify.client import NotifierClient
-from madcheck.notify.outbox import Outbox, PassReport, PendingAlert
-from madcheck.notify.retry import Delivery, RetryPolicy
+from madcheck.notify.outbox import Outbox, PendingAlert
+from madcheck.notify.retry import RetryPolicy
 from madcheck.plugin.calllog import CallLog
+from madcheck.plugin.delivery import carried_outbox, deliver, log_dropped
 from madcheck.plugin.history import history_line
 from madcheck.plugin.schema import (
     FALLBACK_TTL_S,
@@ -79,8 +80,9 @@ def process_writes(
                 rows = batch.get("rows")
                 if isinstance(rows, Sequence) and rows:
                     _process_table(influxdb3_local, state, rows, log)
-        _log_dropped(state.outbox, state.outbox.dropped_total - dropped_before, log)
-        _deliver(state, state.outbox.added_total - added_before, log)
+        outbox = state.outbox
+        log_dropped(outbox, outbox.dropped_total - dropped_before, log)
+        deliver(outbox, state.client, state.config, outbox.added_total - added_before, log)
     except Exception as error:  # the trigger must survive anything
         log.error(f"call failed with {type(error).__name__}: {error}")
 
@@ -145,7 +147,7 @@ def _trigger_state(engine: Any, args: Any, log: CallLog) -> TriggerState | None:
         ),
         client=client,
         secrets=secrets,
-        outbox=_carried_outbox(previous, config, log),
+        outbox=carried_outbox(previous.outbox if previous else None, config, log),
         repeats=RepeatGate(config.repeat_interval_ns) if config.repeat_interval_ns else None,
     )
     engine.cache.put(STATE_KEY, state)
@@ -169,25 +171,6 @@ def _lifecycle_text(config: Config) -> str:
     if config.repeat_interval_ns:
         parts.append(f"repeat_interval={format_duration_ns(config.repeat_interval_ns)}")
     return "".join(", " + part for part in parts)
-
-
-def _carried_outbox(previous: TriggerState | None, config: Config, log: CallLog) -> Outbox:
-    """The previous config's outbox, resized, so a config change loses no pending alert."""
-    delivery = config.delivery
-    if previous is None:
-        return Outbox(
-            delivery.outbox_size, delivery.outbox_backoff_s, delivery.outbox_backoff_max_s
-        )
-    outbox = previous.outbox
-    dropped = outbox.configure(
-        delivery.outbox_size, delivery.outbox_backoff_s, delivery.outbox_backoff_max_s
-    )
-    orphans = outbox.keep_senders(config.sender_names)
-    if dropped:
-        log.error(f"outbox_size is now {delivery.outbox_size}: dropped {dropped} oldest alert(s)")
-    if orphans:
-        log.warn(f"dropped {len(orphans)} waiting alert(s) whose senders are no longer configured")
-    return outbox
 
 
 def _is_secret(name: str) -> bool:
@@ -365,74 +348,3 @@ def _queue_alert(state: TriggerState, alert: Alert, log: CallLog) -> None:
         kind="recovery" if alert.resolved else "alert",
     )
     state.outbox.add(pending)
-
-
-def _log_dropped(outbox: Outbox, dropped: int, log: CallLog) -> None:
-    if dropped:
-        log.error(
-            f"outbox full ({outbox.capacity} alerts): dropped the {dropped} oldest undelivered "
-            f"alert(s) this call, {outbox.dropped_total} since the trigger started"
-        )
-
-
-# -- delivery --------------------------------------------------------------------------------
-
-
-def _deliver(state: TriggerState, new_alerts: int, log: CallLog) -> None:
-    """Send what the outbox holds, within the delivery budget, and log the pass in few lines."""
-    if not len(state.outbox):
-        return
-    config = state.config
-
-    def send(pending: PendingAlert, seconds_left: float) -> Delivery:
-        payload = {
-            "notification_text": pending.text,
-            "senders_config": {
-                name: dict(config.senders_config[name])
-                for name in pending.senders
-                if name in config.senders_config
-            },
-            "alert": dict(pending.context),
-        }
-        return state.client.send(payload, deadline=seconds_left)
-
-    _log_pass(state.outbox.deliver(send, config.delivery.budget_s), new_alerts, log)
-
-
-def _log_pass(report: PassReport, new_alerts: int, log: CallLog) -> None:
-    """One line per outcome of the pass. A call that only finds the outbox backing off says so
-    only if it brought new alerts: an outage must not write a line per flush."""
-    for pending in report.delivered:
-        retried = f" (after {pending.tries} failed tries)" if pending.tries else ""
-        log.info(f"{pending.kind} sent to {'.'.join(pending.senders)}{retried}: {pending.summary}")
-    if report.partial:
-        failed = ", ".join(
-            sorted(
-                {
-                    f"{name} ({reason})"
-                    for _, reasons in report.partial
-                    for name, reason in reasons.items()
-                }
-            )
-        )
-        log.error(
-            f"alert delivery failed for {len(report.partial)} alert(s); failed senders: "
-            f"{failed}; only those will be retried. First: {report.partial[0][0].summary}"
-        )
-    if report.rejected:
-        pending, reason = report.rejected[0]
-        log.error(
-            f"the notifier rejected {len(report.rejected)} alert(s) as malformed ({reason}); "
-            f"they are dropped. First: {pending.summary}"
-        )
-    waiting = f"{report.waiting} alert(s) waiting in the outbox"
-    if report.retry_in is not None:
-        waiting += f", next try in {report.retry_in:.1f}s"
-    if report.oldest is not None:
-        waiting += f"; oldest: {report.oldest.kind} {report.oldest.summary}"
-    if report.unavailable is not None:
-        log.error(f"alert delivery failed ({report.unavailable}): {waiting}")
-    elif report.deferred and new_alerts:
-        log.warn(f"notifier unavailable at the last try, {new_alerts} new alert(s) wait: {waiting}")
-    elif report.out_of_time:
-        log.warn(f"delivery budget used up: {waiting}")
