@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from madcheck.config.settings import WarmStartSettings
@@ -103,7 +104,47 @@ def _series_filter(tag_names: Sequence[str], keys: list[Key], params: dict[str, 
 def _new_series(
     detector: Detector, tag_names: Sequence[str], rows: Sequence[Any]
 ) -> dict[Key, int]:
-    """The earliest batch time of each series the detector does not track yet."""
+    """The earliest batch time of each series the detector does not track yet.
+
+    Every call asks this of every row, so engine-shaped batches (dicts with every tag and an int
+    time) are read with C-level loops: the usual answer, "none", costs one pass over the rows.
+    """
+    columns = _columns(tag_names, rows)
+    if columns is None:
+        return _new_series_row_by_row(detector, tag_names, rows)
+    keys, times = columns
+    new = {key for key in set(keys) if not detector.tracks(_row_of(tag_names, key), tag_names)}
+    earliest: dict[Any, int] = {}
+    if new:
+        for key, time_ns in zip(keys, times, strict=True):
+            if key in new and (key not in earliest or time_ns < earliest[key]):
+                earliest[key] = time_ns
+    if len(tag_names) == 1:
+        return {(key,): time_ns for key, time_ns in earliest.items()}
+    return earliest
+
+
+def _columns(tag_names: Sequence[str], rows: Sequence[Any]) -> tuple[list[Any], list[int]] | None:
+    """The rows' series keys (one tag: the bare value) and times, or None for an odd batch."""
+    try:
+        times = list(map(itemgetter("time"), rows))
+        keys = list(map(itemgetter(*tag_names), rows)) if tag_names else [()] * len(rows)
+    except (KeyError, TypeError, IndexError):
+        return None
+    if times and (set(map(type, times)) != {int} or min(times) < _MIN_NS or max(times) > _MAX_NS):
+        return None
+    return keys, times
+
+
+def _row_of(tag_names: Sequence[str], key: Any) -> dict[str, Any]:
+    values = (key,) if len(tag_names) == 1 else key
+    return dict(zip(tag_names, values, strict=True))
+
+
+def _new_series_row_by_row(
+    detector: Detector, tag_names: Sequence[str], rows: Sequence[Any]
+) -> dict[Key, int]:
+    """``_new_series`` for batches with missing tags, odd rows or bad times."""
     earliest: dict[Key, int] = {}
     for row in rows:
         if not isinstance(row, Mapping):
