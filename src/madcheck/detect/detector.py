@@ -10,10 +10,12 @@ that reports ``resolved`` events in the same list as the fired rules, in data-ti
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import islice
+from operator import itemgetter, le
+from typing import Any, NamedTuple
 
 from madcheck.config.thresholds import Threshold
 from madcheck.detect.alerts import Alert, Tags
@@ -61,7 +63,7 @@ class _FieldWindow:
         self, window_count: int, thresholds: Sequence[Threshold], flips: bool, recovery_count: int
     ) -> None:
         self.window = RollingMAD(window_count)
-        self.states = [_ThresholdState(t, flips, recovery_count) for t in thresholds]
+        self.states = tuple(_ThresholdState(t, flips, recovery_count) for t in thresholds)
 
     def reset_rules(self) -> None:
         for state in self.states:
@@ -69,12 +71,45 @@ class _FieldWindow:
             if state.recovery is not None:
                 state.recovery.reset()
 
+    def normals_to_recovery(self) -> int:
+        """How many more normal verdicts complete an open recovery (0 if none is open)."""
+        needs = [
+            state.recovery.needed - state.recovery.normal_run
+            for state in self.states
+            if state.recovery is not None and state.recovery.since_ns is not None
+        ]
+        return min(needs, default=0)
+
+
+class _Series(NamedTuple):
+    """One series' state: its key, the tag names the key was read with, a window per group.
+
+    The (name, value) tag pairs are only made when an alert needs them: kept here they would
+    cost more memory than ten values of a window.
+    """
+
+    key: Any
+    tag_names: tuple[str, ...]
+    windows: tuple[_FieldWindow, ...]
+
+    def tags(self) -> Tags:
+        values = (self.key,) if len(self.tag_names) == 1 else self.key
+        return tuple(
+            (name, str(value))
+            for name, value in zip(self.tag_names, values, strict=True)
+            if value is not None
+        )
+
 
 @dataclass(frozen=True)
 class _FieldGroup:
     field: str
     window_count: int
     thresholds: tuple[Threshold, ...]
+
+    @property
+    def ks(self) -> tuple[float, ...]:
+        return tuple(threshold.k for threshold in self.thresholds)
 
 
 class Detector:
@@ -97,7 +132,10 @@ class Detector:
         self._groups = tuple(
             _FieldGroup(name, window, tuple(members)) for (name, window), members in grouped.items()
         )
-        self._series: dict[tuple[Any, ...], tuple[Tags, list[_FieldWindow]]] = {}
+        # per group, what the hot loop needs: the field name and every threshold's k
+        self._fields = tuple((group.field, group.ks) for group in self._groups)
+        # key: the row's tag values, as _key_reader reads them (one tag: the value alone)
+        self._series: dict[Any, _Series] = {}
 
     @property
     def series_count(self) -> int:
@@ -127,13 +165,138 @@ class Detector:
         return added
 
     def process(self, rows: Sequence[Row], tag_names: Sequence[str]) -> BatchResult:
-        """Feed a batch of rows (any order) and return what fired."""
+        """Feed a batch of rows (any order) and return what fired.
+
+        Rows are taken series by series (each series' rows in time order), so one series' state
+        is fetched once per batch and stays in the CPU cache while its rows go through; alerts
+        are then put back in row order. When all of a series' values are finite floats (the
+        usual case) they go to the window in one call; otherwise value by value, resetting the
+        rules at each value that cannot enter the window.
+        """
         result = BatchResult()
-        for row in self._in_time_order(rows, result):
-            self._observe(row, tag_names, result)
+        ordered = self._in_time_order(rows, result)
+        result.points = len(ordered)
+        fired: list[tuple[Row, Alert]] = []
+        series = self._series
+        fields = self._fields
+        for key, series_rows in _by_series(ordered, tag_names).items():
+            entry = series.get(key)
+            if entry is None:
+                entry = self._new_series(key, tag_names)
+            for (name, ks), cell in zip(fields, entry.windows, strict=True):
+                values: list[Any] = [row.get(name) for row in series_rows]
+                if set(map(type, values)) == _FLOATS and -_INF < sum(values) < _INF:
+                    self._feed(entry, name, ks, cell, values, series_rows, fired, result)
+                    continue
+                for row, raw in zip(series_rows, values, strict=True):
+                    value = _numeric(raw, result)
+                    if value is None:
+                        cell.reset_rules()
+                    else:
+                        self._feed(entry, name, ks, cell, (value,), (row,), fired, result)
+        result.alerts = _in_row_order(fired, ordered)
         return result
 
-    def _in_time_order(self, rows: Sequence[Row], result: BatchResult) -> list[Row]:
+    def _feed(
+        self,
+        entry: _Series,
+        name: str,
+        ks: tuple[float, ...],
+        cell: _FieldWindow,
+        values: Sequence[float],
+        rows: Sequence[Row],
+        fired: list[tuple[Row, Alert]],
+        result: BatchResult,
+    ) -> None:
+        """Push finite values into the window; apply each verdict to the rules, in order.
+
+        ``advance`` stops at each outlier and, while a recovery is open, at the normal verdict
+        that completes it: at those points the window is as the alert must report it.
+        """
+        window = cell.window
+        done = 0
+        while done < len(values):
+            limit = cell.normals_to_recovery() if self.recovery_count else 0
+            done, normals, mask = window.advance(values, done, ks, limit)
+            last = done - 1
+            if normals:
+                # every state saw `normals` normal verdicts, the last of them at values[last]
+                # if the run stopped on one (no mask)
+                for state in cell.states:
+                    state.rule.reset()
+                    if state.flips is not None:
+                        state.flips.update(False, normals)
+                    if state.recovery is not None and state.recovery.since_ns is not None:
+                        for _ in range(normals):
+                            started = state.recovery.update(False, False, rows[last]["time"])
+                        if started is not None:
+                            event = self._alert(
+                                entry, name, window, state, values[last], rows[last], started
+                            )
+                            fired.append((rows[last], event))
+            if not mask:
+                continue
+            # values[last] is an outlier for some k, and the window is as it was then
+            row = rows[last]
+            for bit, state in enumerate(cell.states):
+                outlier = bool(mask >> bit & 1)
+                if outlier:
+                    result.outliers[name] += 1
+                if state.flips is not None:
+                    state.flips.update(outlier)
+                opens = False
+                if state.rule.update(outlier, row["time"]):
+                    alert = self._alert(entry, name, window, state, values[last], row)
+                    fired.append((row, alert))
+                    opens = not alert.suppressed
+                if state.recovery is not None:
+                    started = state.recovery.update(outlier, opens, row["time"])
+                    if started is not None:  # a larger k found this value normal
+                        event = self._alert(entry, name, window, state, values[last], row, started)
+                        fired.append((row, event))
+
+    def _alert(
+        self,
+        entry: _Series,
+        field: str,
+        window: RollingMAD,
+        state: _ThresholdState,
+        value: float,
+        row: Row,
+        started_ns: int | None = None,
+    ) -> Alert:
+        """A fired rule, or with ``started_ns`` a resolved alert, with the window's exact median
+        and MAD (the verdict may not have needed them)."""
+        median, mad = window.median_and_mad()
+        flips = state.flips
+        transitions = flips.transitions() if flips is not None else 0
+        suppressed = (
+            started_ns is None and flips is not None and transitions >= self.state_change_count
+        )
+        return Alert(
+            table=self.table,
+            field=field,
+            tags=entry.tags(),
+            threshold=state.threshold,
+            value=value,
+            median=median,
+            mad=mad,
+            time_ns=row["time"],
+            transitions=transitions,
+            suppressed=suppressed,
+            started_ns=started_ns,
+        )
+
+    def _in_time_order(self, rows: Sequence[Row], result: BatchResult) -> Sequence[Row]:
+        if set(map(type, rows)) == {dict}:  # the engine's rows: checked without a Python loop
+            try:
+                times = list(map(_TIME, rows))
+            except KeyError:
+                times = []
+            if len(times) == len(rows) and set(map(type, times)) == {int}:
+                if all(map(le, times, islice(times, 1, None))):
+                    return rows  # already in time order, as a WAL flush usually is
+                return sorted(rows, key=_TIME)
         usable = [row for row in rows if isinstance(row, Mapping) and _has_time(row)]
         if len(usable) != len(rows):
             not_mappings = sum(1 for row in rows if not isinstance(row, Mapping))
@@ -142,118 +305,61 @@ class Detector:
         usable.sort(key=_time_of)
         return usable
 
-    def _series_state(self, row: Row, tag_names: Sequence[str]) -> tuple[Tags, list[_FieldWindow]]:
-        key = tuple(row.get(name) for name in tag_names)
-        entry = self._series.get(key)
-        if entry is None:
-            tags = tuple(
-                (name, str(value))
-                for name, value in zip(tag_names, key, strict=True)
-                if value is not None
+    def _new_series(self, key: Any, tag_names: Sequence[str]) -> _Series:
+        windows = tuple(
+            _FieldWindow(
+                group.window_count,
+                group.thresholds,
+                self.state_change_count >= 2,
+                self.recovery_count,
             )
-            windows = [
-                _FieldWindow(
-                    group.window_count,
-                    group.thresholds,
-                    self.state_change_count >= 2,
-                    self.recovery_count,
-                )
-                for group in self._groups
-            ]
-            entry = (tags, windows)
-            self._series[key] = entry
+            for group in self._groups
+        )
+        entry = _Series(key, tuple(tag_names), windows)
+        self._series[key] = entry
         return entry
 
-    def _observe(self, row: Row, tag_names: Sequence[str], result: BatchResult) -> None:
-        tags, windows = self._series_state(row, tag_names)
-        time_ns: int = row["time"]
-        result.points += 1
-        for group, state in zip(self._groups, windows, strict=True):
-            value = _numeric(row.get(group.field), result)
-            if value is None:
-                state.reset_rules()
-                continue
-            window = state.window
-            window.add(value)
-            if not window.full:
-                continue
-            median, mad = window.median_and_mad()
-            for threshold_state in state.states:
-                threshold = threshold_state.threshold
-                k = threshold.k
-                outlier = value < median - k * mad or value > median + k * mad
-                if outlier:
-                    result.outliers[group.field] += 1
-                flips = threshold_state.flips
-                if flips is not None:
-                    flips.update(outlier)
-                fired = threshold_state.rule.update(outlier, time_ns)
-                if fired:
-                    transitions = flips.transitions() if flips is not None else 0
-                    result.alerts.append(
-                        Alert(
-                            table=self.table,
-                            field=group.field,
-                            tags=tags,
-                            threshold=threshold,
-                            value=value,
-                            median=median,
-                            mad=mad,
-                            time_ns=time_ns,
-                            transitions=transitions,
-                            suppressed=flips is not None and transitions >= self.state_change_count,
-                        )
-                    )
-                if threshold_state.recovery is not None:
-                    self._watch_recovery(
-                        threshold_state.recovery,
-                        threshold_state,
-                        fired,
-                        outlier,
-                        group.field,
-                        tags,
-                        value,
-                        median,
-                        mad,
-                        time_ns,
-                        result,
-                    )
 
-    def _watch_recovery(
-        self,
-        recovery: RecoveryWatch,
-        state: _ThresholdState,
-        fired: bool,
-        outlier: bool,
-        field: str,
-        tags: Tags,
-        value: float,
-        median: float,
-        mad: float,
-        time_ns: int,
-        result: BatchResult,
-    ) -> None:
-        """Feed one verdict to a threshold's recovery watch; report ``resolved`` when it ends."""
-        # A fired rule has just appended its alert; unless suppressed, it opens an episode.
-        opens = fired and not result.alerts[-1].suppressed
-        started_ns = recovery.update(outlier, opens, time_ns)
-        if started_ns is None:
-            return
-        flips = state.flips
-        result.alerts.append(
-            Alert(
-                table=self.table,
-                field=field,
-                tags=tags,
-                threshold=state.threshold,
-                value=value,
-                median=median,
-                mad=mad,
-                time_ns=time_ns,
-                transitions=flips.transitions() if flips is not None else 0,
-                started_ns=started_ns,
-            )
-        )
+_TIME = itemgetter("time")
+_FLOATS = {float}
+_INF = math.inf
+
+
+def _no_tags(row: Row) -> tuple[()]:
+    return ()
+
+
+def _key_reader(tag_names: Sequence[str]) -> Callable[[Row], Any]:
+    """A C-level reader of a row's tag values; raises KeyError when one is missing."""
+    return itemgetter(*tag_names) if tag_names else _no_tags
+
+
+def _by_series(rows: Sequence[Row], tag_names: Sequence[str]) -> dict[Any, list[Row]]:
+    """The rows of each series, in their order."""
+    groups: defaultdict[Any, list[Row]] = defaultdict(list)
+    try:
+        for key, row in zip(map(_key_reader(tag_names), rows), rows, strict=True):
+            groups[key].append(row)
+    except KeyError:  # some row lacks a tag: its absence is part of its series' identity
+        groups.clear()
+        for row in rows:
+            groups[_lenient_key(row, tag_names)].append(row)
+    return groups
+
+
+def _in_row_order(fired: list[tuple[Row, Alert]], rows: Sequence[Row]) -> list[Alert]:
+    """Alerts in the order of the rows that fired them (stable: a row's own alerts keep theirs)."""
+    if len(fired) > 1:
+        position = {id(row): index for index, row in enumerate(rows)}
+        fired.sort(key=lambda pair: position[id(pair[0])])
+    return [alert for _, alert in fired]
+
+
+def _lenient_key(row: Row, tag_names: Sequence[str]) -> Any:
+    """The same key as ``_key_reader`` would give, with None for missing tags."""
+    if len(tag_names) == 1:
+        return row.get(tag_names[0])
+    return tuple(row.get(name) for name in tag_names)
 
 
 def _has_time(row: Row) -> bool:

@@ -73,10 +73,11 @@ class FlipHistory:
         self._seen = 0
         self._mask = (1 << size) - 1
 
-    def update(self, outlier: bool) -> None:
-        self._bits = ((self._bits << 1) | outlier) & self._mask
-        if self._seen < self.size:
-            self._seen += 1
+    def update(self, outlier: bool, repeat: int = 1) -> None:
+        """Record ``repeat`` equal verdicts in a row."""
+        ones = (1 << repeat) - 1 if outlier else 0
+        self._bits = ((self._bits << repeat) | ones) & self._mask
+        self._seen = min(self.size, self._seen + repeat)
 
     def transitions(self) -> int:
         """Changes between adjacent verdicts among the last ``size``."""

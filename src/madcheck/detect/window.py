@@ -1,68 +1,179 @@
-"""An exact rolling median and MAD over the last ``size`` values.
+"""An exact rolling median and MAD over the last ``size`` values, and fast exact verdicts.
 
 The definition (DESIGN.md §3) is ``statistics.median`` of the window and the median of absolute
-deviations from it. Recomputing that by sorting costs O(W log W) per point; here the window is also
-kept sorted, so the median is read in O(1) and the MAD is the k-th smallest element of two sorted
-sequences (deviations left and right of the median), found by binary search in O(log W). Values
-are stored as C doubles in ``array`` objects: 16 bytes per retained value.
+deviations from it; a value is an outlier iff ``value < median - k * MAD`` or
+``value > median + k * MAD``. Recomputing that by sorting costs O(W log W) per point. Here the
+window is also kept sorted, so:
+
+- the median is read in O(1);
+- most verdicts need no MAD at all: ``advance`` reads exact lower and upper bounds of the MAD
+  from four sorted values (``_layout``), which settle clear cases; ``is_outlier`` settles most of
+  the rest with one C-level bisect per side;
+- the exact MAD, for a value on the band's edge or for an alert, is the k-th smallest element of
+  two sorted sequences (deviations left and right of the median), found by binary search in
+  O(log W).
+
+Storage is one ``array('d')`` of ``2 * size`` C doubles, allocated once: the ring of values in
+arrival order, then the same values sorted. While the window fills, the sorted half is padded at
+its end with +inf (values are finite, so the padding always sorts last). 16 bytes per value.
 
 The arithmetic is the same as the definition's (``(a + b) / 2`` for even sizes, ``abs(x - m)``
-for deviations, since ``m - x == -(x - m)`` exactly in IEEE 754), so verdicts are identical.
+for deviations, since ``m - x == -(x - m)`` exactly in IEEE 754), and every shortcut is a proof
+that the definition's comparison comes out one way (see ``is_outlier``), so verdicts are
+identical. docs/performance.md explains the design and its measurements.
 """
 
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from functools import cache
+
+_INF = float("inf")
+#: Trial MADs of ``is_outlier``, just either side of the critical one (any factor is exact).
+_WIDEN = 1.0 + 2.0**-40
+_NARROW = 1.0 - 2.0**-40
+#: Rounding slack of one add or subtract, over-estimated eightfold (2**-53 is half an ulp).
+_SLACK = 2.0**-50
+#: Below this, the mean of two deviations cannot overflow (which would break "mean <= both").
+_HUGE = 2.0**1000
+#: From this size on, ``advance`` moves values with a memoryview instead of del + insert.
+_VIEW_FROM = 1024
 
 
 class RollingMAD:
-    """The last ``size`` values of one series field, in arrival and in sorted order."""
+    """The last ``size`` finite values of one series field, in arrival and in sorted order."""
 
-    __slots__ = ("_oldest", "_ring", "_sorted", "size")
+    __slots__ = ("_count", "_data", "_next", "size")
 
     def __init__(self, size: int) -> None:
         if size < 1:
             raise ValueError("window size must be at least 1")
         self.size = size
-        self._ring = array("d")
-        self._sorted = array("d")
-        self._oldest = 0
+        # [0, size): the ring, in arrival order; [size, 2 * size): the same values, sorted
+        self._data = array("d", bytes(8 * size)) + array("d", [_INF]) * size
+        self._count = 0  # values held, up to size
+        self._next = 0  # ring slot the next value goes to (the oldest once full)
 
     def __len__(self) -> int:
-        return len(self._ring)
+        return self._count
 
     @property
     def full(self) -> bool:
-        return len(self._ring) == self.size
+        return self._count == self.size
 
     def add(self, value: float) -> None:
-        """Append ``value``, evicting the oldest one once the window is full."""
-        ring = self._ring
-        ordered = self._sorted
-        if len(ring) < self.size:
-            ring.append(value)
-        else:
-            oldest = self._oldest
-            del ordered[bisect_left(ordered, ring[oldest])]
-            ring[oldest] = value
-            self._oldest = oldest + 1 if oldest + 1 < self.size else 0
-        insort(ordered, value)
+        """Append a finite ``value``, evicting the oldest one once the window is full."""
+        self.advance((value,), 0, ())
+
+    def advance(
+        self, values: Sequence[float], start: int, ks: Sequence[float], normals_limit: int = 0
+    ) -> tuple[int, int, int]:
+        """Push finite ``values[start:]`` in turn, stopping after the first outlier for any ``k``
+        (or after ``normals_limit`` normal verdicts, if that is not 0).
+
+        Returns ``(end, normals, mask)``: ``values[start:end]`` were pushed; ``normals`` of them
+        got a verdict (the window was full) and were inside the band for every ``k``; ``mask`` is
+        the last value's verdict, bit ``i`` set if it is an outlier for ``ks[i]`` (0 if the run
+        ended without one). Stopping there leaves the window as it was at that point, so the
+        caller can read the exact median and MAD for an alert. No ``ks``: push, judge nothing.
+
+        This is the detector's hot loop, so it works on local names and inlines the update and
+        the common verdict. A value inside the band for the smallest ``k`` is inside it for
+        every ``k`` (the band widens with ``k``): a normal value costs one verdict however many
+        thresholds share the window.
+        """
+        data = self._data
+        size = self.size
+        stop_sorted = 2 * size
+        slot = self._next
+        count = self._count
+        k = min(ks) if ks else 0.0
+        # Large windows move the values between the old and the new value's places with one
+        # memmove (through a memoryview); small ones are quicker with del + insert.
+        view = memoryview(data) if size >= _VIEW_FROM else None
+        middle, odd, low, high, first, last = _layout(size)
+        normals = 0
+        index = start
+        stop = len(values)
+        while index < stop:
+            value = values[index]
+            index += 1
+            # 1. Replace the oldest value (while filling: the last +inf of padding) by the new
+            # one, in the ring and in the sorted half.
+            if count == size:
+                old = data[slot]
+                i = bisect_left(data, old, size, stop_sorted)
+            else:
+                old = _INF
+                i = stop_sorted - 1
+                count = self._count = count + 1
+            data[slot] = value
+            slot = slot + 1 if slot + 1 < size else 0
+            if value >= old:  # data[i + 1 : j] (all <= value) move one step down
+                j = bisect_right(data, value, i, stop_sorted)
+                if view is None:
+                    del data[i]
+                    data.insert(j - 1, value)
+                else:
+                    view[i : j - 1] = view[i + 1 : j]
+                    data[j - 1] = value
+            else:  # data[j : i] (all > value) move one step up
+                j = bisect_right(data, value, size, i)
+                if view is None:
+                    del data[i]
+                    data.insert(j, value)
+                else:
+                    view[j + 1 : i + 1] = view[j:i]
+                    data[j] = value
+            if count < size or not ks:
+                continue  # no verdict until the window is full
+            # 2. The verdict for the smallest k. Exact bounds of the MAD read from four sorted
+            # values (see _layout) settle most: inside the band for the floor is normal, outside
+            # it for the ceiling is an outlier; is_outlier settles the rest.
+            median = data[middle] if odd else (data[middle - 1] + data[middle]) / 2
+            down = median - data[low]
+            up = data[high] - median
+            floor = down if down < up else up
+            if value < median - k * floor or value > median + k * floor:
+                down = median - data[first]
+                up = data[last] - median
+                ceiling = down if down > up else up
+                # (below _HUGE: the mean of two middle deviations cannot overflow past it)
+                outlier = (
+                    ceiling < _HUGE
+                    and (value < median - k * ceiling or value > median + k * ceiling)
+                ) or self.is_outlier(value, median, k)
+            else:
+                outlier = False
+            if not outlier:
+                normals += 1
+                if normals == normals_limit:
+                    break
+                continue
+            mask = 0
+            for bit, k_bit in enumerate(ks):
+                if k_bit == k or self.is_outlier(value, median, k_bit):
+                    mask |= 1 << bit
+            self._next = slot
+            return index, normals, mask
+        self._next = slot
+        return index, normals, 0
 
     def median(self) -> float:
-        ordered = self._sorted
-        n = len(ordered)
+        n = self._count
         if n == 0:
             raise ValueError("median of an empty window")
-        half = n // 2
+        middle = self.size + n // 2
         if n % 2:
-            return ordered[half]
-        return (ordered[half - 1] + ordered[half]) / 2
+            return self._data[middle]
+        return (self._data[middle - 1] + self._data[middle]) / 2
 
     def median_and_mad(self) -> tuple[float, float]:
-        """The window's median and median absolute deviation."""
+        """The window's median and median absolute deviation, exactly as defined."""
         median = self.median()
-        n = len(self._sorted)
+        n = self._count
         half = n // 2
         if n % 2:
             mad, _ = self._deviation_pair(median, half)
@@ -70,12 +181,60 @@ class RollingMAD:
         lower, upper = self._deviation_pair(median, half - 1)
         return median, (lower + upper) / 2
 
+    def is_outlier(self, value: float, median: float, k: float) -> bool:
+        """``value < median - k * MAD or value > median + k * MAD`` for the current window.
+
+        Why this is exact without the MAD: write ``V(m)`` for the verdict with MAD ``m``. Float
+        rounding is monotone, so ``V`` can only go from True to False as ``m`` grows. Try a MAD
+        ``hi`` just above the critical ``|value - median| / k``: if ``V(hi)`` is False and the MAD
+        is at least ``hi``, the verdict is False. Likewise with ``lo`` just below: ``V(lo)`` True
+        and MAD at most ``lo`` give True. The MAD is the median of the deviations, so "MAD >= hi"
+        follows from at most ``(n - 1) // 2`` values lying within ``hi`` of the median (then the
+        middle deviation, or both middle ones and so their mean, are >= hi), and "MAD <= lo"
+        from at least ``n // 2 + 1`` lying within ``lo``. Sorted values within a distance of the
+        median are contiguous, so one bisect and one look-up count them. The distance is widened
+        (for ``hi``) or narrowed (for ``lo``) by more than rounding in ``median +- reach`` and in
+        ``abs(x - median)`` can move a value across, so the counts are safe bounds. When neither
+        test concludes, which takes a value within ~1e-12 of the band's edge or an even window
+        whose two middle deviations straddle it, the MAD is computed exactly.
+        """
+        deviation = abs(value - median)
+        if deviation == 0.0:
+            return False  # V(m) is False for every m >= 0
+        data = self._data
+        start = self.size
+        n = self._count
+        end = start + n
+        critical = deviation / k
+
+        hi = critical * _WIDEN
+        if not (value < median - k * hi or value > median + k * hi):
+            reach = hi + (abs(median) + hi) * _SLACK
+            after = bisect_right(data, median + reach, start, end)
+            # at most (n - 1) // 2 within reach <=> none of data[first:after] is below the reach
+            first = after - (n - 1) // 2
+            if first <= start or data[first - 1] < median - reach:
+                return False
+
+        lo = critical * _NARROW
+        if value < median - k * lo or value > median + k * lo:
+            reach = lo - (abs(median) + lo) * _SLACK
+            if 0.0 <= reach < _HUGE:
+                after = bisect_right(data, median + reach, start, end)
+                # at least n // 2 + 1 within reach <=> data[first] is not below the reach
+                first = after - (n // 2 + 1)
+                if first >= start and data[first] >= median - reach:
+                    return True
+
+        _, mad = self.median_and_mad()
+        return value < median - k * mad or value > median + k * mad
+
     def values(self) -> list[float]:
         """The values in arrival order, oldest first."""
-        ring = self._ring
-        if len(ring) < self.size:
-            return list(ring)
-        return list(ring[self._oldest :]) + list(ring[: self._oldest])
+        ring = self._data[: self.size]
+        if self._count < self.size:
+            return list(ring[: self._count])
+        return list(ring[self._next :]) + list(ring[: self._next])
 
     def _deviation_pair(self, median: float, rank: int) -> tuple[float, float]:
         """The ``rank``-th and ``rank + 1``-th smallest absolute deviations (0-based).
@@ -84,27 +243,57 @@ class RollingMAD:
         those right of it (``right(j)``); we binary-search how many of the ``rank + 1`` smallest
         come from the left.
         """
-        ordered = self._sorted
-        n = len(ordered)
-        split = bisect_left(ordered, median)
-        n_left, n_right = split, n - split
+        data = self._data
+        start = self.size
+        end = start + self._count
+        split = bisect_left(data, median, start, end)
+        n_left, n_right = split - start, end - split
         take = rank + 1
         low, high = max(0, take - n_right), min(take, n_left)
         while low < high:
             i = (low + high) // 2
             j = take - i
             # left(i) < right(j - 1): the partition needs more deviations from the left
-            if median - ordered[split - 1 - i] < ordered[split + j - 1] - median:
+            if median - data[split - 1 - i] < data[split + j - 1] - median:
                 low = i + 1
             else:
                 high = i
         i, j = low, take - low
         kth = max(
-            median - ordered[split - i] if i > 0 else -1.0,
-            ordered[split + j - 1] - median if j > 0 else -1.0,
+            median - data[split - i] if i > 0 else -1.0,
+            data[split + j - 1] - median if j > 0 else -1.0,
         )
         after = min(
-            median - ordered[split - 1 - i] if i < n_left else float("inf"),
-            ordered[split + j] - median if j < n_right else float("inf"),
+            median - data[split - 1 - i] if i < n_left else _INF,
+            data[split + j] - median if j < n_right else _INF,
         )
         return kth, after
+
+
+@cache
+def _layout(size: int) -> tuple[int, bool, int, int, int, int]:
+    """Where ``advance`` reads a full window of ``size`` values (indexes into ``_data``):
+    ``middle`` (and ``odd``) for the median, ``low``/``high`` for the floor of the MAD and
+    ``first``/``last`` for its ceiling.
+
+    Bounds of the MAD from sorted values around the quartiles, exact because deviations
+    are computed as in the definition and rounding is monotone: a value at or below
+    data[low] deviates from the median at least as much as data[low] does, one at or above
+    data[high] at least as much as data[high].
+    - floor: only (size - 1) // 2 values lie strictly between data[low] and data[high], so
+      at most that many deviations are below the smaller of the two: floor <= the middle
+      deviation(s), i.e. <= the MAD.
+    - ceiling: the size // 2 + 1 values from data[first] to data[last] deviate at most as
+      much as the farther of the two: ceiling >= the middle deviation(s) and the MAD.
+    The band only widens as the MAD grows, so a value inside it for the floor is normal,
+    and one outside it for the ceiling is an outlier. Values in between go to is_outlier.
+    """
+    middle = size + (size >> 1)
+    odd = bool(size & 1)
+    low = size + (size - 1) // 2 - ((size - 1) // 2 + 2) // 2
+    high = low + (size - 1) // 2 + 1
+    if low < size:  # windows of 1 or 2: the lowest and the highest value
+        low, high = size, 2 * size - 1
+    first = size + (size - (size // 2 + 1)) // 2
+    last = first + size // 2
+    return middle, odd, low, high, first, last

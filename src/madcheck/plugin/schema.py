@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 SCHEMA_TTL_S = 3600.0
@@ -53,10 +54,14 @@ def infer_schema(rows: Sequence[Mapping[str, Any]], fields: set[str]) -> TableSc
 
 
 def has_unknown_columns(rows: Sequence[Mapping[str, Any]], schema: TableSchema) -> bool:
+    """Whether any row has a column the cached schema lacks (every row is checked: a new tag
+    would otherwise split or merge series silently)."""
+    if not schema.from_database:
+        return False
     known = schema.columns
-    return schema.from_database and any(
-        isinstance(row, Mapping) and not row.keys() <= known for row in rows
-    )
+    if set(map(type, rows)) == {dict}:  # the engine's rows: every key checked in C
+        return not known.issuperset(chain.from_iterable(rows))
+    return any(isinstance(row, Mapping) and not row.keys() <= known for row in rows)
 
 
 def fetch_tables(engine: Any) -> set[str]:

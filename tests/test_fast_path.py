@@ -1,0 +1,376 @@
+"""The fast paths must give exactly the verdicts and alerts of DESIGN.md §3's plain definition.
+
+The reference here is the definition written as plainly as possible: copy the window, take
+``statistics.median`` of it and of the absolute deviations, compare. Streams are drawn to hit the
+hard cases: duplicates and constant runs (MAD = 0), values exactly on the band's edge (small ints
+with whole ``k``), ints and floats mixed, negatives, large and tiny magnitudes, even and odd
+windows, several ``k`` sharing one window.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import random
+import statistics
+import tracemalloc
+from collections import Counter
+from itertools import pairwise
+from unittest.mock import patch
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from madcheck.config.thresholds import Threshold
+from madcheck.detect import window as window_module
+from madcheck.detect.detector import Detector
+from madcheck.detect.window import RollingMAD
+
+S = 1_000_000_000
+
+plain_values = st.one_of(
+    st.integers(min_value=-6, max_value=6),  # duplicates, exact band edges
+    st.integers(min_value=-(10**15), max_value=10**15),
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300),
+    st.sampled_from([0.1, 0.2, 0.30000000000000004, -0.0, 0.0, 1e-300, 5e-324, 2.5, -2.5]),
+    st.floats(min_value=1e6, max_value=1e6 + 1),  # large magnitude, tiny spread
+)
+runs = st.tuples(plain_values, st.integers(min_value=1, max_value=12))  # constant runs
+streams = st.lists(st.one_of(plain_values, runs), max_size=90).map(
+    lambda items: [
+        value
+        for item in items
+        for value in ([item[0]] * item[1] if isinstance(item, tuple) else [item])
+    ]
+)
+k_values = st.one_of(
+    st.sampled_from([0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 10.0]),
+    st.floats(min_value=0.01, max_value=100.0),
+)
+k_sets = st.lists(k_values, min_size=1, max_size=4, unique=True)
+
+
+def definition(window: list[float]) -> tuple[float, float]:
+    median = statistics.median(window)
+    return median, statistics.median([abs(x - median) for x in window])
+
+
+def outside(value: float, median: float, mad: float, k: float) -> bool:
+    return value < median - k * mad or value > median + k * mad
+
+
+def reference_masks(stream: list[float], size: int, ks: list[float]) -> list[int | None]:
+    """Per value: None before the window is full, else a bit per k that calls it an outlier."""
+    masks: list[int | None] = []
+    for end in range(1, len(stream) + 1):
+        if end < size:
+            masks.append(None)
+            continue
+        value = stream[end - 1]
+        median, mad = definition(stream[end - size : end])
+        masks.append(sum(1 << i for i, k in enumerate(ks) if outside(value, median, mad, k)))
+    return masks
+
+
+def advanced_masks(
+    stream: list[float], size: int, ks: list[float], chunks: list[int]
+) -> list[int | None]:
+    """The same, from RollingMAD.advance fed in the given chunk sizes (as the detector does)."""
+    window = RollingMAD(size)
+    masks: list[int | None] = []
+    position = 0
+    chunk_sizes = iter(chunks)
+    while position < len(stream):
+        chunk = stream[position : position + next(chunk_sizes, len(stream))]
+        done = 0
+        while done < len(chunk):
+            start = done
+            done, normals, mask = window.advance(chunk, done, ks)
+            pushed = done - start
+            without_verdict = pushed - normals - (1 if mask else 0)
+            masks += [None] * without_verdict + [0] * normals + ([mask] if mask else [])
+            if mask:  # stopped at an outlier: the window is exactly as at that value
+                assert window.median_and_mad() == definition(
+                    stream[max(0, position + done - size) : position + done]
+                )
+        position += len(chunk)
+    return masks
+
+
+#: Small windows move values with del + insert; 1 forces the memoryview path of large ones.
+view_from = st.sampled_from([window_module._VIEW_FROM, 1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    size=st.integers(min_value=1, max_value=24),
+    stream=streams,
+    ks=k_sets,
+    chunks=st.lists(st.integers(min_value=1, max_value=15), max_size=20),
+    move_from=view_from,
+)
+def test_verdicts_match_the_definition(size, stream, ks, chunks, move_from):
+    values = [float(v) for v in stream]  # ints enter windows as floats (DESIGN.md §3)
+    with patch.object(window_module, "_VIEW_FROM", move_from):
+        assert advanced_masks(values, size, ks, chunks) == reference_masks(values, size, ks)
+
+
+@settings(max_examples=300, deadline=None)
+@given(size=st.integers(min_value=1, max_value=24), stream=streams, k=k_values)
+def test_is_outlier_matches_the_definition_for_every_value_tried(size, stream, k):
+    """Every stream value (and a few near the band's edges) judged against each window."""
+    window = RollingMAD(size)
+    for end, value in enumerate(stream, start=1):
+        window.add(float(value))
+        if end < size:
+            continue
+        median, mad = definition([float(v) for v in stream[end - size : end]])
+        edges = [median - k * mad, median + k * mad]
+        probes = [float(v) for v in stream[max(0, end - size) : end]] + edges
+        probes += [math.nextafter(x, math.inf) for x in edges]
+        probes += [math.nextafter(x, -math.inf) for x in edges]
+        for probe in probes:
+            if math.isfinite(probe):
+                assert window.is_outlier(probe, median, k) == outside(probe, median, mad, k)
+
+
+def test_constant_window_has_mad_zero_and_any_other_value_is_an_outlier():
+    window = RollingMAD(6)
+    window.advance([7.0] * 6, 0, (3.0,))
+    assert window.median_and_mad() == (7.0, 0.0)
+    assert window.advance([7.0], 0, (3.0,)) == (1, 1, 0)
+    assert window.advance([7.000000000000001], 0, (3.0,)) == (1, 0, 1)
+
+
+def test_large_window_through_the_memoryview_path_stays_exact():
+    assert window_module._VIEW_FROM <= 1_500  # this window size takes the memoryview path
+    rng = random.Random(5)
+    stream = [float(rng.randint(-50, 50)) for _ in range(2_500)]
+    masks = advanced_masks(stream, 1_500, [1.0, 1.5], [400] * 7)
+    assert masks == reference_masks(stream, 1_500, [1.0, 1.5])
+    assert 1 in masks and 3 in masks  # outliers for one k only, and for both
+
+
+# -- the whole detector against a plain one ---------------------------------------------------
+
+
+def plain_detector(rows, tag_names, thresholds, state_change_count, recovery_count):
+    """DESIGN.md §3 (and detect/lifecycle.py's recovery) written out per row, with nothing shared
+    or cached but the raw values."""
+    windows: dict[tuple, list[float]] = {}
+    runs: dict[tuple, list] = {}
+    recoveries: dict[tuple, list] = {}  # [alert time that opened the episode, normal run]
+    verdicts: dict[tuple, list[bool]] = {}
+    alerts = []
+    outliers: Counter[str] = Counter()
+    usable = sorted(
+        (r for r in rows if isinstance(r, dict) and type(r.get("time")) is int),
+        key=lambda r: r["time"],
+    )
+    groups: dict[tuple[str, int], list[Threshold]] = {}
+    for threshold in thresholds:
+        groups.setdefault((threshold.field, threshold.window_count), []).append(threshold)
+    for row in usable:
+        tags = tuple((name, str(row[name])) for name in tag_names if row.get(name) is not None)
+        for (field, size), members in groups.items():
+            raw = usable_value(row.get(field))
+            finite = raw is not None
+            for threshold in members:
+                run = runs.setdefault((tags, threshold), [0, None])
+                recovery = recoveries.setdefault((tags, threshold), [None, 0])
+                if not finite:
+                    run[:] = [0, None]
+                    recovery[1] = 0
+            if not finite:
+                continue
+            window = windows.setdefault((tags, field, size), [])
+            window.append(float(raw))
+            del window[:-size]
+            if len(window) < size:
+                continue
+            median, mad = definition(window)
+            for threshold in members:
+                outlier = outside(float(raw), median, mad, threshold.k)
+                outliers[field] += outlier
+                history = verdicts.setdefault((tags, threshold), [])
+                history.append(outlier)
+                del history[:-size]
+                run = runs[(tags, threshold)]
+                flips = sum(a != b for a, b in pairwise(history))
+                transitions = flips if state_change_count >= 2 else 0
+                fires = False
+                if not outlier:
+                    run[:] = [0, None]
+                else:
+                    run[0] += 1
+                    if run[1] is None:
+                        run[1] = row["time"]
+                    if threshold.count is not None:
+                        fires = run[0] >= threshold.count
+                    else:
+                        fires = row["time"] - run[1] >= threshold.duration_ns
+                suppressed = state_change_count >= 2 and flips >= state_change_count
+                point = (field, tags, threshold, float(raw), median, mad, row["time"], transitions)
+                if fires:
+                    run[:] = [0, None]
+                    alerts.append((*point, suppressed, None))
+                if not recovery_count:
+                    continue
+                recovery = recoveries[(tags, threshold)]
+                if fires and not suppressed:
+                    recovery[0] = recovery[0] if recovery[0] is not None else row["time"]
+                    recovery[1] = 0
+                elif recovery[0] is not None:
+                    recovery[1] = 0 if outlier else recovery[1] + 1
+                    if recovery[1] >= recovery_count:
+                        alerts.append((*point, False, recovery[0]))
+                        recovery[:] = [None, 0]
+    return alerts, outliers
+
+
+def usable_value(raw):
+    if type(raw) not in (int, float):
+        return None
+    try:
+        value = float(raw)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+thresholds_strategy = st.lists(
+    st.builds(
+        Threshold,
+        field=st.sampled_from(["temp", "load"]),
+        k=st.sampled_from([1.0, 1.5, 2.0, 3.0]),
+        window_count=st.integers(min_value=2, max_value=9),
+        count=st.integers(min_value=1, max_value=3),
+    )
+    | st.builds(
+        Threshold,
+        field=st.sampled_from(["temp", "load"]),
+        k=st.sampled_from([1.0, 2.0, 3.0]),
+        window_count=st.integers(min_value=2, max_value=9),
+        duration_ns=st.sampled_from([0, 10 * S, 25 * S]),
+    ),
+    min_size=1,
+    max_size=4,
+    unique=True,
+)
+# Mostly calm floats, so alerts also recover and whole runs take the all-floats path; now and
+# then an int (same value as a float), a spike, or something that cannot enter a window.
+calm = st.integers(min_value=0, max_value=4).map(float)
+cell_values = st.one_of(
+    *[calm] * 20,
+    st.sampled_from([100.0, -100.0, 7.5]),
+    st.floats(min_value=-10, max_value=10, allow_nan=False),
+    st.integers(min_value=-4, max_value=4),
+    st.sampled_from([None, "hot", True, math.nan, math.inf, 10**400, 1e300]),
+)
+
+
+@st.composite
+def batches(draw):
+    """A few batches of rows over a few series (some without the region tag), shuffled."""
+    hosts = ["a", "b"]
+    regions = ["eu", None]
+    result = []
+    clock = 0
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        rows = []
+        for _ in range(draw(st.integers(min_value=0, max_value=60))):
+            clock += draw(st.integers(min_value=0, max_value=10))
+            row = {"host": draw(st.sampled_from(hosts)), "time": clock * S}
+            region = draw(st.sampled_from(regions))
+            if region is not None:
+                row["region"] = region
+            for field in ("temp", "load"):
+                value = draw(cell_values)
+                if value is not None:
+                    row[field] = value
+            rows.append(row)
+        result.append(draw(st.permutations(rows)))
+    return result
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    thresholds=thresholds_strategy,
+    state_change_count=st.sampled_from([0, 2, 3]),
+    recovery_count=st.sampled_from([0, 1, 2, 4]),
+    batch_list=batches(),
+)
+def test_detector_alerts_match_a_plain_implementation(
+    thresholds, state_change_count, recovery_count, batch_list
+):
+    tag_names = ["host", "region"]
+    detector = Detector("cpu", thresholds, state_change_count, recovery_count)
+    fast_alerts = []
+    fast_outliers: Counter[str] = Counter()
+    # The plain detector sees every batch at once; it sorts by time only within a batch, so
+    # give it the batches one after another as the fast one gets them.
+    plain_alerts = []
+    plain_outliers: Counter[str] = Counter()
+    history: list[dict] = []
+    for rows in batch_list:
+        result = detector.process(rows, tag_names)
+        fast_alerts += [
+            (
+                a.field,
+                a.tags,
+                a.threshold,
+                a.value,
+                a.median,
+                a.mad,
+                a.time_ns,
+                a.transitions,
+                a.suppressed,
+                a.started_ns,
+            )
+            for a in result.alerts
+        ]
+        fast_outliers.update(result.outliers)
+        history += sorted(rows, key=lambda r: r["time"])
+    plain_alerts, plain_outliers = plain_detector(
+        history, tag_names, thresholds, state_change_count, recovery_count
+    )
+    assert fast_alerts == plain_alerts
+    assert +fast_outliers == +plain_outliers
+
+
+def test_recovery_in_the_middle_of_a_run_of_floats_is_reported_where_it_completes():
+    values = [1.0, 2.0, 1.0, 2.0, 1.0, 100.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0]
+    rows = [{"host": "a", "temp": v, "time": i * S} for i, v in enumerate(values)]
+    detector = Detector("cpu", [Threshold("temp", 3.0, 5, count=1)], recovery_count=2)
+    fired, resolved = detector.process(rows, ["host"]).alerts
+    # window at t7: 1 2 1 100 1 2 -> last five 2 1 100 1 2: median 2, MAD 1
+    assert (fired.time_ns, fired.started_ns) == (5 * S, None)
+    assert (resolved.time_ns, resolved.started_ns, resolved.value) == (7 * S, 5 * S, 2.0)
+    assert (resolved.median, resolved.mad) == (2.0, 1.0)
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+
+def test_at_most_24_bytes_per_retained_value_at_window_100():
+    """Everything the detector keeps for 400 full windows of 100, measured by tracemalloc (the
+    bench measures the whole trigger state with 1,000 series: docs/performance.md)."""
+    rng = random.Random(11)
+    series, size = 400, 100
+    gc.collect()
+    tracemalloc.start()
+    try:
+        detector = Detector("cpu", [Threshold("usage", 3.0, size, count=5)])
+        for step in range(size):
+            rows = [
+                {"host": f"host{s:04d}", "usage": rng.gauss(50.0, 5.0), "time": step * S}
+                for s in range(series)
+            ]
+            detector.process(rows, ["host"])
+        del rows
+        gc.collect()
+        retained, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert detector.series_count == series
+    assert retained / (series * size) <= 24
