@@ -143,7 +143,7 @@ class Detector:
 
     def tracks(self, row: Row, tag_names: Sequence[str]) -> bool:
         """Whether the series of ``row`` already has state (seen since the trigger started)."""
-        return tuple(row.get(name) for name in tag_names) in self._series
+        return _lenient_key(row, tag_names) in self._series
 
     def prime(self, rows: Sequence[Row], tag_names: Sequence[str]) -> int:
         """Fill windows from stored history, in the given order, without verdicts.
@@ -156,11 +156,14 @@ class Detector:
         ignored = BatchResult()
         added = 0
         for row in rows:
-            _, windows = self._series_state(row, tag_names)
-            for group, state in zip(self._groups, windows, strict=True):
+            key = _lenient_key(row, tag_names)
+            entry = self._series.get(key)
+            if entry is None:
+                entry = self._new_series(key, tag_names)
+            for group, cell in zip(self._groups, entry.windows, strict=True):
                 value = _numeric(row.get(group.field), ignored)
                 if value is not None:
-                    state.window.add(value)
+                    cell.window.add(value)
                     added += 1
         return added
 
