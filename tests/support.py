@@ -84,8 +84,8 @@ class Receiver:
 
 
 @contextmanager
-def receiver() -> Iterator[Receiver]:
-    """Start a ``Receiver`` on 127.0.0.1 (a free port) for the duration of the block."""
+def receiver(port: int = 0) -> Iterator[Receiver]:
+    """Start a ``Receiver`` on 127.0.0.1 (``port``, or a free one) for the duration of the block."""
     state: dict[str, Receiver] = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -118,7 +118,7 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     state["recv"] = Receiver(server.server_address[1])
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)

@@ -179,16 +179,20 @@ def test_a_suppressed_alert_opens_nothing_to_recover():
     assert [tags_of(w.line)["state"] for w in history(engine)] == ["suppressed"]
 
 
-def test_a_failed_recovery_delivery_is_logged_as_such():
+def test_a_recovery_the_notifier_missed_waits_in_the_outbox_and_is_logged_as_such():
+    port = free_port()
     engine = make_engine()
-    run_mad_plugin(
-        engine,
-        [rows("cpu", RECOVERING, host="a")],
-        recovery_args(free_port(), notification_attempts="1"),
-    )
-    errors = engine.log_texts("ERROR")
-    assert len(errors) == 2 and "recovery delivery failed" in errors[1]
-    assert "back to normal after 30s" in errors[1]
+    args = recovery_args(port, notification_attempts="1", outbox_backoff="0")
+    run_mad_plugin(engine, [rows("cpu", RECOVERING, host="a")], args)
+    (error,) = engine.log_texts("ERROR")  # one line for the call: the alert and its recovery
+    assert "alert delivery failed (connection failed)" in error and "2 alert(s) waiting" in error
+    with receiver(port) as notifier:
+        run_mad_plugin(engine, [], args)
+    assert [alert["state"] for alert in alerts_of(notifier)] == ["firing", "resolved"]
+    (recovery,) = [
+        i for i in engine.log_texts("INFO") if i.split("] ", 1)[1].startswith("recovery sent")
+    ]
+    assert "back to normal after 30s" in recovery
 
 
 # -- history ---------------------------------------------------------------------------------
@@ -287,14 +291,21 @@ def test_repeat_interval_holds_across_calls():
 
 
 def test_the_interval_runs_from_the_last_alert_passed_on_delivered_or_not():
-    # the notifier is down: T0+90 is tried and fails; 100 and 110 are held back all the same
-    # (the delivery path owns retries); 120 is tried again
+    # the notifier is down: T0+90 is passed on and waits; 100 and 110 are held back all the same
+    # (the outbox owns retries); 120 is passed on again; both reach the notifier once it is up
+    port = free_port()
     engine = make_engine()
-    args = repeat_args(free_port(), "25s", notification_attempts="1")
+    args = repeat_args(port, "25s", notification_attempts="1", outbox_backoff="0")
     run_mad_plugin(engine, [rows("cpu", SUSTAINED, host="a")], args)
-    failures = engine.log_texts("ERROR")
-    assert len(failures) == 2 and "2023-11-14T22:15:20Z" in failures[1]
+    (failure,) = engine.log_texts("ERROR")
+    assert "2 alert(s) waiting in the outbox" in failure
     assert any("withheld 2 repeat(s)" in line for line in engine.log_texts("INFO"))
+    with receiver(port) as notifier:
+        run_mad_plugin(engine, [], args)
+    assert [alert["time"] for alert in alerts_of(notifier)] == [
+        "2023-11-14T22:14:50Z",
+        "2023-11-14T22:15:20Z",
+    ]
 
 
 def test_a_recovery_ends_the_repeat_hold():

@@ -264,7 +264,10 @@ def test_notifier_per_sender_answer_is_not_reposted_to_every_sender():
     with receiver() as notifier:
         notifier.script = [(502, answer, 0.0, {})]
         engine = make_engine()
-        run_mad_plugin(engine, anomaly_batch(), args_for(notifier.port))
+        args = args_for(
+            notifier.port, senders="slack.http", http_webhook_url="https://hooks.test/mad"
+        )
+        run_mad_plugin(engine, anomaly_batch(), args)
         assert len(notifier.requests) == 1  # slack already has it: no blind re-post
     (error,) = engine.log_texts("ERROR")
     assert "failed senders: http (failed)" in error

@@ -33,6 +33,9 @@ DEFAULT_RECOVERY_TEXT = (
 MAX_RECOVERY_COUNT = 100_000
 
 
+_MAX_LOOKBACK_S = 366 * 86_400.0
+
+
 class ConfigError(ValueError):
     """The trigger cannot run with these arguments; the message says which and why."""
 
@@ -47,10 +50,26 @@ class DeliverySettings:
     attempts: int = 3
     backoff_s: tuple[float, float] = (1.0, 4.0)
     timeout_s: float = 10.0
+    #: Longest time one ``process_writes`` call spends delivering; the rest waits in the outbox.
+    budget_s: float = 2.0
+    #: Undelivered alerts kept for later calls; past it the oldest are dropped (logged).
+    outbox_size: int = 10_000
+    #: First pause before the outbox is retried; it doubles per failed pass up to the cap.
+    outbox_backoff_s: float = 1.0
+    outbox_backoff_max_s: float = 30.0
 
     @property
     def url(self) -> str:
         return f"http://localhost:{self.port}/api/v3/engine/{self.path}"
+
+
+@dataclass(frozen=True)
+class WarmStartSettings:
+    """Refilling the windows of series the trigger has not seen since it (re)started."""
+
+    enabled: bool = True
+    lookback_ns: int = 3_600_000_000_000
+    max_rows: int = 50_000
 
 
 @dataclass(frozen=True)
@@ -64,6 +83,7 @@ class Config:
     delivery: DeliverySettings = DeliverySettings()
     #: Table every alert event is written to; empty turns the history off.
     alerts_table: str = "mad_alerts"
+    warm_start: WarmStartSettings = WarmStartSettings()
     #: Alert lifecycle (docs/alert-lifecycle.md): recovery notifications after ``recovery_count``
     #: consecutive normal points, and at most one repeat per ``repeat_interval_ns`` (0: no limit).
     notify_recovery: bool = False
@@ -138,9 +158,21 @@ def load_config(
             _seconds(merged, "retry_backoff_max", 4.0),
         ),
         timeout_s=_seconds(merged, "notification_timeout", 10.0),
+        budget_s=_seconds(merged, "delivery_budget", 2.0),
+        outbox_size=_integer(merged, "outbox_size", 10_000, minimum=1, maximum=1_000_000),
+        outbox_backoff_s=_seconds(merged, "outbox_backoff", 1.0),
+        outbox_backoff_max_s=_seconds(merged, "outbox_backoff_max", 30.0),
     )
     if delivery.backoff_s[0] > delivery.backoff_s[1]:
         raise ConfigError("retry_backoff_min must not be greater than retry_backoff_max")
+    if delivery.budget_s <= 0:
+        raise ConfigError("delivery_budget must be greater than zero, e.g. delivery_budget=2s")
+    if delivery.outbox_backoff_s > delivery.outbox_backoff_max_s:
+        raise ConfigError("outbox_backoff must not be greater than outbox_backoff_max")
+
+    lookback_s = _seconds(merged, "warm_start_lookback", 3600.0)
+    if lookback_s > _MAX_LOOKBACK_S:
+        raise ConfigError(f"warm_start_lookback must be at most 366d, got {lookback_s:g}s")
 
     config = Config(
         measurement=measurement,
@@ -151,6 +183,11 @@ def load_config(
         time_text=_text(merged.get("notification_time_text")) or DEFAULT_TIME_TEXT,
         delivery=delivery,
         alerts_table=_alerts_table(merged, measurement),
+        warm_start=WarmStartSettings(
+            enabled=_boolean(merged, "warm_start", True),
+            lookback_ns=round(lookback_s * 1e9),
+            max_rows=_integer(merged, "warm_start_max_rows", 50_000, minimum=1, maximum=10_000_000),
+        ),
         notify_recovery=_boolean(merged, "notify_recovery", False),
         recovery_count=_integer(merged, "recovery_count", 3, minimum=1, maximum=MAX_RECOVERY_COUNT),
         recovery_text=_text(merged.get("notification_recovery_text")) or DEFAULT_RECOVERY_TEXT,
@@ -226,6 +263,10 @@ def _read_toml(relative: str, env: Mapping[str, str]) -> dict[str, Any]:
         raise ConfigError(f"config file {relative} cannot be read: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {relative} is not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file {relative} is not UTF-8 text (byte {error.start}); TOML must be UTF-8"
+        ) from None
     return data
 
 

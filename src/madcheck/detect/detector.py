@@ -141,6 +141,32 @@ class Detector:
     def series_count(self) -> int:
         return len(self._series)
 
+    def tracks(self, row: Row, tag_names: Sequence[str]) -> bool:
+        """Whether the series of ``row`` already has state (seen since the trigger started)."""
+        return _lenient_key(row, tag_names) in self._series
+
+    def prime(self, rows: Sequence[Row], tag_names: Sequence[str]) -> int:
+        """Fill windows from stored history, in the given order, without verdicts.
+
+        After a restart the windows are empty and no verdict comes for ``window_count`` points;
+        feeding the series' recent rows from the table first lets detection resume at once.
+        Rules and flap history are left untouched: past points were judged before the restart.
+        Returns the number of values that entered a window.
+        """
+        ignored = BatchResult()
+        added = 0
+        for row in rows:
+            key = _lenient_key(row, tag_names)
+            entry = self._series.get(key)
+            if entry is None:
+                entry = self._new_series(key, tag_names)
+            for group, cell in zip(self._groups, entry.windows, strict=True):
+                value = _numeric(row.get(group.field), ignored)
+                if value is not None:
+                    cell.window.add(value)
+                    added += 1
+        return added
+
     def process(self, rows: Sequence[Row], tag_names: Sequence[str]) -> BatchResult:
         """Feed a batch of rows (any order) and return what fired.
 

@@ -45,7 +45,9 @@ class NotifierClient:
     def __repr__(self) -> str:  # keep the token out of any accidental repr
         return f"NotifierClient(url={self.url!r})"
 
-    def send(self, payload: Mapping[str, Any]) -> Delivery:
+    def send(self, payload: Mapping[str, Any], deadline: float | None = None) -> Delivery:
+        """Post ``payload``; with ``deadline`` (seconds), no attempt or pause runs past it."""
+        policy = self.policy if deadline is None else replace(self.policy, deadline=deadline)
         return send_with_retries(
             lambda timeout: post(
                 self._session,
@@ -55,7 +57,7 @@ class NotifierClient:
                 headers=self._headers,
                 classify=classify_notifier_answer,
             ),
-            self.policy,
+            policy,
             sleep=self._sleep,
         )
 

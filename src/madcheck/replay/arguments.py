@@ -107,6 +107,8 @@ def trigger_arguments(
         arguments["port_override"] = str(capture_port)
         arguments["influxdb3_auth_token"] = CAPTURE_TOKEN
         arguments["notification_attempts"] = "1"
+    # a backtest starts at the file's first point: there is no stored history to warm up from
+    arguments.setdefault("warm_start", "false")
     if not arguments.get("alerts_table", "").strip().strip("\"'"):
         arguments["alerts_table"] = DEFAULT_ALERTS_TABLE
     return arguments
