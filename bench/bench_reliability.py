@@ -32,8 +32,7 @@ def _args(port: int, **extra: str) -> dict[str, str]:
         "senders": "http",
         "http_webhook_url": "https://hooks.example/bench",
         "port_override": str(port),
-        "retry_backoff_min": "0",
-        "retry_backoff_max": "0",
+        "retry_backoff": "0",
         "warm_start": "false",
         **extra,
     }

@@ -343,7 +343,10 @@ def test_without_a_recovery_the_hold_lasts_the_interval():
         ({"notify_recovery": "maybe"}, "notify_recovery must be true or false"),
         ({"notify_recovery": "true", "recovery_count": "0"}, "recovery_count must be between"),
         ({"repeat_interval": "soon"}, "repeat_interval: invalid duration 'soon'"),
-        ({"repeat_interval": "-5"}, "repeat_interval must be a finite, non-negative"),
+        (
+            {"repeat_interval": "-5"},
+            "repeat_interval: invalid duration '-5': must be a finite, non-negative",
+        ),
     ],
 )
 def test_bad_lifecycle_arguments_are_clear_configuration_errors(extra, message):

@@ -42,8 +42,7 @@ def test_every_optional_argument():
             "notification_path": "/some/path/",
             "port_override": "8182",
             "notification_attempts": "2",
-            "retry_backoff_min": "0",
-            "retry_backoff_max": "50ms",
+            "retry_backoff": "0..50ms",
             "notification_timeout": "2s",
         },
         environ={},
@@ -94,7 +93,7 @@ def test_sender_missing_an_argument_is_dropped_with_a_warning():
         ({"port_override": "70000"}, "between 1 and 65535"),
         ({"state_change_count": "-1"}, "state_change_count must be >= 0"),
         ({"notification_timeout": "soon"}, "notification_timeout"),
-        ({"retry_backoff_min": "5s", "retry_backoff_max": "1s"}, "retry_backoff_min"),
+        ({"retry_backoff": "5s..1s"}, "upper bound is below"),
         ({"config_file_path": "x.toml"}, "PLUGIN_DIR"),
     ],
 )

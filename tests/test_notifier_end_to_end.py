@@ -32,8 +32,7 @@ def mad_args(port: int, **senders: str) -> dict[str, str]:
         "mad_thresholds": "temp:3:9:2",
         "influxdb3_auth_token": TOKEN,
         "port_override": str(port),
-        "retry_backoff_min": "0",
-        "retry_backoff_max": "0",
+        "retry_backoff": "0",
         "notification_timeout": "5s",
         **senders,
     }

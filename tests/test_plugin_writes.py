@@ -24,8 +24,7 @@ def args_for(port, **extra):
         "slack_webhook_url": HOOK,
         "influxdb3_auth_token": TOKEN,
         "port_override": str(port),
-        "retry_backoff_min": "0",
-        "retry_backoff_max": "0",
+        "retry_backoff": "0",
         "notification_timeout": "2s",
         **extra,
     }

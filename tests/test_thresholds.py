@@ -1,6 +1,6 @@
 import pytest
 
-from madcheck.config.durations import parse_duration_ns
+from madcheck.config.durations import parse_backoff_range, parse_duration_ns
 from madcheck.config.thresholds import Threshold, parse_thresholds
 
 MIN = 60 * 10**9
@@ -90,3 +90,17 @@ def test_threshold_describes_itself_as_written():
     (count, duration), _ = parse_thresholds("temp:2.5:20:5@load:3:10:120s")
     assert count.describe() == "temp:2.5:20:5"
     assert duration.describe() == "load:3:10:2m"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1s..4s", (1.0, 4.0)), ("250ms", (0.25, 0.25)), ("0", (0.0, 0.0)), ("0..1.5", (0.0, 1.5))],
+)
+def test_backoff_ranges(text, expected):
+    assert parse_backoff_range(text) == expected
+
+
+@pytest.mark.parametrize("text", ["4s..1s", "soon", "-1", "1s..", "inf"])
+def test_bad_backoff_ranges(text):
+    with pytest.raises(ValueError):
+        parse_backoff_range(text)

@@ -6,6 +6,7 @@ returned as integer nanoseconds because the detector compares them with row time
 
 from __future__ import annotations
 
+import math
 import re
 
 NS_PER_UNIT: dict[str, int] = {
@@ -50,3 +51,29 @@ def format_duration_ns(ns: int) -> str:
         if ns % size == 0:
             return f"{ns // size}{unit}"
     return f"{ns}ns"
+
+
+def parse_seconds(text: str) -> float:
+    """A wait or timeout in seconds: a duration (``250ms``, ``2s``) or a bare number of seconds.
+
+    Unlike ``parse_duration_ns`` this accepts ``0``: no wait at all is a useful setting (tests,
+    backfills).
+    """
+    compact = text.strip()
+    try:
+        seconds = float(compact)
+    except ValueError:
+        return parse_duration_s(compact)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"invalid duration {text!r}: must be a finite, non-negative number")
+    return seconds
+
+
+def parse_backoff_range(text: str) -> tuple[float, float]:
+    """``1s..4s``: the range a randomized pause is drawn from; one value is a fixed pause."""
+    low_text, separator, high_text = text.partition("..")
+    low = parse_seconds(low_text)
+    high = parse_seconds(high_text) if separator else low
+    if high < low:
+        raise ValueError(f"invalid range {text!r}: the upper bound is below the lower one")
+    return low, high

@@ -8,7 +8,6 @@ usable become warnings; problems that do not become one ``ConfigError`` naming t
 
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -16,7 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from madcheck.config.durations import NS_PER_UNIT, parse_duration_ns, parse_duration_s
+from madcheck.config.durations import (
+    NS_PER_UNIT,
+    parse_backoff_range,
+    parse_seconds,
+)
 from madcheck.config.senders import build_senders_config, parse_sender_names
 from madcheck.config.thresholds import Threshold, parse_thresholds
 
@@ -153,18 +156,13 @@ def load_config(
         path=_text(merged.get("notification_path")).strip("/") or "notify",
         token=token,
         attempts=_integer(merged, "notification_attempts", 3, minimum=1, maximum=10),
-        backoff_s=(
-            _seconds(merged, "retry_backoff_min", 1.0),
-            _seconds(merged, "retry_backoff_max", 4.0),
-        ),
+        backoff_s=_backoff(merged, "retry_backoff", (1.0, 4.0)),
         timeout_s=_seconds(merged, "notification_timeout", 10.0),
         budget_s=_seconds(merged, "delivery_budget", 2.0),
         outbox_size=_integer(merged, "outbox_size", 10_000, minimum=1, maximum=1_000_000),
         outbox_backoff_s=_seconds(merged, "outbox_backoff", 1.0),
         outbox_backoff_max_s=_seconds(merged, "outbox_backoff_max", 30.0),
     )
-    if delivery.backoff_s[0] > delivery.backoff_s[1]:
-        raise ConfigError("retry_backoff_min must not be greater than retry_backoff_max")
     if delivery.budget_s <= 0:
         raise ConfigError("delivery_budget must be greater than zero, e.g. delivery_budget=2s")
     if delivery.outbox_backoff_s > delivery.outbox_backoff_max_s:
@@ -225,22 +223,8 @@ def _boolean(merged: Mapping[str, Any], name: str, default: bool) -> bool:
 
 
 def _repeat_interval(merged: Mapping[str, Any]) -> int:
-    """``repeat_interval`` in nanoseconds of data time: ``10m``, ``1h``, a bare number of seconds;
-    ``0`` or absent means every alert is sent."""
-    raw = merged.get("repeat_interval")
-    if raw is None or raw == "":
-        return 0
-    text = _text(raw)
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            return parse_duration_ns(text)
-        except ValueError as error:
-            raise ConfigError(f"repeat_interval: {error}") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"repeat_interval must be a finite, non-negative duration, got {raw!r}")
-    return round(seconds * NS_PER_UNIT["s"])
+    """``repeat_interval`` in nanoseconds of data time; ``0`` or absent: every alert is sent."""
+    return round(_seconds(merged, "repeat_interval", 0.0) * NS_PER_UNIT["s"])
 
 
 def _read_toml(relative: str, env: Mapping[str, str]) -> dict[str, Any]:
@@ -299,14 +283,19 @@ def _seconds(merged: Mapping[str, Any], name: str, default: float) -> float:
     raw = merged.get(name)
     if raw is None or raw == "":
         return default
-    text = _text(raw)
     try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            seconds = parse_duration_s(text)
-        except ValueError as error:
-            raise ConfigError(f"{name}: {error}") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"{name} must be a finite, non-negative duration, got {raw!r}")
-    return seconds
+        return parse_seconds(_text(raw))
+    except ValueError as error:
+        raise ConfigError(f"{name}: {error}") from None
+
+
+def _backoff(
+    merged: Mapping[str, Any], name: str, default: tuple[float, float]
+) -> tuple[float, float]:
+    raw = merged.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse_backoff_range(_text(raw))
+    except ValueError as error:
+        raise ConfigError(f"{name}: {error} (write a range such as 1s..4s)") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from madcheck.config.durations import parse_duration_s
+from madcheck.config.durations import parse_backoff_range, parse_duration_s
 from madcheck.notify.allowlist import HostAllowList
 from madcheck.notify.retry import RetryPolicy
 
@@ -63,18 +63,12 @@ def _attempts(text: str | None, default: int) -> int:
 
 
 def _backoff(text: str | None, default: tuple[float, float]) -> tuple[float, float]:
-    """``1s..4s`` is a range the pause is drawn from; a single duration is a fixed pause."""
     if text is None:
         return default
-    low_text, separator, high_text = text.partition("..")
     try:
-        low = parse_duration_s(low_text)
-        high = parse_duration_s(high_text) if separator else low
+        return parse_backoff_range(text)
     except ValueError as error:
         raise ValueError(f"retry_backoff: {error} (write a range such as 1s..4s)") from None
-    if high < low:
-        raise ValueError("retry_backoff: the upper bound is below the lower one")
-    return (low, high)
 
 
 def _duration(args: Mapping[str, str], name: str, default: float) -> float:
