@@ -238,20 +238,26 @@ def _read_toml(relative: str, env: Mapping[str, str]) -> dict[str, Any]:
     if Path(relative).is_absolute():
         raise ConfigError(f"config_file_path must be relative to PLUGIN_DIR, got {relative}")
     path = Path(plugin_dir) / relative
+    if not path.exists():
+        raise ConfigError(f"config file {relative} not found in PLUGIN_DIR")
+    return read_toml_file(path, f"config file {relative}")
+
+
+def read_toml_file(path: Path, name: str) -> dict[str, Any]:
+    """Parse a TOML file, turning every way it can fail into one ``ConfigError`` about ``name``."""
     try:
         with path.open("rb") as handle:
-            data = tomllib.load(handle)
+            return tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"config file {relative} not found in PLUGIN_DIR") from None
+        raise ConfigError(f"{name} not found") from None
     except OSError as error:
-        raise ConfigError(f"config file {relative} cannot be read: {error.strerror}") from None
+        raise ConfigError(f"{name} cannot be read: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {relative} is not valid TOML: {error}") from None
+        raise ConfigError(f"{name} is not valid TOML: {error}") from None
     except UnicodeDecodeError as error:
         raise ConfigError(
-            f"config file {relative} is not UTF-8 text (byte {error.start}); TOML must be UTF-8"
+            f"{name} is not UTF-8 text (byte {error.start}); TOML must be UTF-8"
         ) from None
-    return data
 
 
 def _text(value: object) -> str:

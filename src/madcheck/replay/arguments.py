@@ -9,9 +9,10 @@ an edit of that file. Everything reaches the plugin as ``str``, as the engine de
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from madcheck.config.settings import ConfigError, read_toml_file
 
 #: A sender the replay supplies when none is configured: alerts are captured, never delivered,
 #: but the plugin (rightly) refuses to run without a usable sender.
@@ -59,14 +60,9 @@ def parse_trigger_options(tokens: Sequence[str]) -> dict[str, str]:
 def read_config_file(path: Path) -> dict[str, str]:
     """A trigger's TOML file, as the trigger arguments it stands for."""
     try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ArgumentError(f"config file {path} not found") from None
-    except OSError as error:
-        raise ArgumentError(f"config file {path} cannot be read: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ArgumentError(f"config file {path} is not valid TOML: {error}") from None
+        data = read_toml_file(path, f"config file {path}")
+    except ConfigError as error:
+        raise ArgumentError(str(error)) from None
     return {name: _as_argument(name, value) for name, value in data.items()}
 
 

@@ -44,18 +44,8 @@ def _cells(values: Sequence[str], numeric_from: int) -> str:
 def _summary_rows(stats: Sequence[SeriesStats]) -> str:
     rows = []
     for series in stats:
-        values = [
-            series.tags_text or "(no tags)",
-            series.field,
-            series.threshold.describe(),
-            f"{series.points:,}",
-            f"{series.outliers:,}",
-            f"{series.fired:,}",
-            f"{series.suppressed:,}",
-            f"{series.resolved:,}",
-        ]
         css = ' class="alerting"' if series.alerts else ""
-        rows.append(f"<tr{css}>{_cells(values, 3)}</tr>")
+        rows.append(f"<tr{css}>{_cells(series.cells(), 3)}</tr>")
     return "\n".join(rows)
 
 

@@ -60,17 +60,7 @@ def summary_table(rows: list[SeriesStats], limit: int) -> Table:
     for name in counts if with_resolved else counts[:-1]:
         table.add_column(name, justify="right")
     for series in rows[:limit]:
-        cells = [
-            series.tags_text or "(no tags)",
-            series.field,
-            series.threshold.describe(),
-            f"{series.points:,}",
-            f"{series.outliers:,}",
-            f"{series.fired:,}",
-            f"{series.suppressed:,}",
-        ]
-        if with_resolved:
-            cells.append(f"{series.resolved:,}")
+        cells = series.cells() if with_resolved else series.cells()[:-1]
         table.add_row(*cells, style="bold" if series.alerts else None)
     if len(rows) > limit:
         table.caption = f"{len(rows) - limit:,} more series not shown (--top to show more)"

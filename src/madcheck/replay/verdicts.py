@@ -43,6 +43,19 @@ class SeriesStats:
     def tags_text(self) -> str:
         return ",".join(f"{name}={value}" for name, value in self.tags)
 
+    def cells(self) -> list[str]:
+        """The summary row as shown in the terminal and the report (resolved last)."""
+        return [
+            self.tags_text or "(no tags)",
+            self.field,
+            self.threshold.describe(),
+            f"{self.points:,}",
+            f"{self.outliers:,}",
+            f"{self.fired:,}",
+            f"{self.suppressed:,}",
+            f"{self.resolved:,}",
+        ]
+
     @property
     def alerts(self) -> int:
         """Firings, notified or suppressed (recoveries are not alerts)."""
