@@ -9,10 +9,11 @@ this file in fresh globals on every call and cannot import files beside it.
 def process_writes(influxdb3_local, table_batches, args=None):  # type: ignore[no-untyped-def]
     try:
         from madcheck.plugin.writes import process_writes as run
-    except ImportError:
+    except ImportError as error:
+        missing = (error.name or "madcheck").split(".")[0]
         influxdb3_local.error(
-            "mad_check: the madcheck package is not installed in the engine's Python; "
-            "run: influxdb3 install package madcheck"
+            f"mad_check: the {missing} package is not installed in the engine's Python; "
+            f"run: influxdb3 install package {missing}"
         )
         return
     run(influxdb3_local, table_batches, args)

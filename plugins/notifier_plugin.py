@@ -22,7 +22,9 @@ def process_request(
 ) -> Any:
     try:
         from madcheck.plugin.notifier import process_request as handle_request
-    except ImportError:
-        influxdb3_local.error(f"notifier: {INSTALL_HINT}")
-        return {"status": "failed", "error": INSTALL_HINT, "results": {}}, 500
+    except ImportError as error:
+        missing = (error.name or "madcheck").split(".")[0]
+        hint = INSTALL_HINT.replace("madcheck", missing)
+        influxdb3_local.error(f"notifier: {hint}")
+        return {"status": "failed", "error": hint, "results": {}}, 500
     return handle_request(influxdb3_local, query_parameters, request_headers, request_body, args)

@@ -181,7 +181,7 @@ def test_waiting_alerts_survive_a_config_change_and_use_the_new_settings():
     assert request.body["senders_config"] == {"slack": {"slack_webhook_url": new_hook}}
 
 
-def test_alerts_for_a_sender_no_longer_configured_are_dropped_with_a_warning():
+def test_alerts_for_a_sender_no_longer_configured_are_dropped_with_an_error_count():
     port = free_port()
     engine = make_engine()
     run_mad_plugin(engine, alert_batch("a"), args_for(port))
@@ -189,7 +189,10 @@ def test_alerts_for_a_sender_no_longer_configured_are_dropped_with_a_warning():
     with receiver(port) as notifier:
         run_mad_plugin(engine, quiet_batch(), args)
     assert notifier.requests == []
-    assert any("no longer configured" in w for w in engine.log_texts("WARN"))
+    assert any(
+        "dropped 1 waiting alert(s) whose senders are no longer configured" in line
+        for line in engine.log_texts("ERROR")
+    )
 
 
 def test_a_malformed_request_answer_drops_the_alert_with_an_error():

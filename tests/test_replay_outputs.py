@@ -274,7 +274,7 @@ def test_summary_outliers_match_what_the_plugin_itself_counted(tmp_path):
         int(n)
         for record in console.records
         for n in re.findall(r"temp: (\d+)", record.log_text)
-        if "outliers" in record.log_text
+        if "outlier verdicts" in record.log_text
     )
     assert logged > 0
     assert sum(s.outliers for s in result.stats.values()) == logged

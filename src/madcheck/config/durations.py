@@ -21,6 +21,7 @@ NS_PER_UNIT: dict[str, int] = {
     "w": 7 * 86_400 * 1_000_000_000,
 }
 
+_MAX_NS = 100 * 366 * NS_PER_UNIT["d"]
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|min|s|m|h|d|w)")
 _WHOLE = re.compile(rf"(?:{_PART.pattern})+")
 
@@ -34,8 +35,10 @@ def parse_duration_ns(text: str) -> int:
             f"(units: {', '.join(NS_PER_UNIT)})"
         )
     total = sum(float(number) * NS_PER_UNIT[unit] for number, unit in _PART.findall(compact))
-    if total <= 0:
-        raise ValueError(f"invalid duration {text!r}: must be greater than zero")
+    if not math.isfinite(total) or total > _MAX_NS:
+        raise ValueError(f"invalid duration {text!r}: longer than 100 years")
+    if round(total) <= 0:
+        raise ValueError(f"invalid duration {text!r}: must be at least 1ns")
     return round(total)
 
 

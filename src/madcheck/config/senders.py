@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from madcheck.config.quoting import unquote
+
 _TWILIO_ARGS = ("twilio_sid", "twilio_token", "twilio_from_number", "twilio_to_number")
 
 
@@ -39,7 +41,7 @@ SECRET_ARGUMENTS = frozenset(
 def parse_sender_names(value: object) -> list[str]:
     """``slack.discord`` (dot-separated, as in the seed) or a TOML list of names."""
     if isinstance(value, str):
-        names = value.strip().strip("\"'").split(".")
+        names = unquote(value).split(".")
     elif isinstance(value, list):
         names = [str(name) for name in value]
     else:
@@ -87,4 +89,4 @@ def _argument(name: str, arguments: Mapping[str, object], environ: Mapping[str, 
     if value is None or value == "":
         fallback = ENVIRONMENT_FALLBACKS.get(name)
         value = environ.get(fallback, "") if fallback else ""
-    return str(value).strip().strip("\"'")
+    return unquote(str(value))

@@ -20,6 +20,7 @@ from madcheck.config.durations import (
     parse_backoff_range,
     parse_seconds,
 )
+from madcheck.config.quoting import unquote
 from madcheck.config.senders import build_senders_config, parse_sender_names
 from madcheck.config.thresholds import Threshold, parse_thresholds
 
@@ -147,6 +148,11 @@ def load_config(
         state_change_count = 0
 
     token = _text(merged.get("influxdb3_auth_token")) or env.get("INFLUXDB3_AUTH_TOKEN") or None
+    if token is not None and not _is_header_safe(token):
+        raise ConfigError(
+            "the InfluxDB token (influxdb3_auth_token or INFLUXDB3_AUTH_TOKEN) holds characters "
+            "an HTTP header cannot carry: white space, typographic quotes or other non-ASCII"
+        )
     if token is None:
         warnings.append(
             "no influxdb3_auth_token or INFLUXDB3_AUTH_TOKEN: alerts are sent without a token"
@@ -228,7 +234,7 @@ def _repeat_interval(merged: Mapping[str, Any]) -> int:
 
 
 def _read_toml(relative: str, env: Mapping[str, str]) -> dict[str, Any]:
-    relative = relative.strip().strip("\"'")
+    relative = unquote(relative)
     plugin_dir = env.get("PLUGIN_DIR")
     if not plugin_dir:
         raise ConfigError(
@@ -260,10 +266,14 @@ def read_toml_file(path: Path, name: str) -> dict[str, Any]:
         ) from None
 
 
+def _is_header_safe(token: str) -> bool:
+    return token.isascii() and token.isprintable() and not any(c.isspace() for c in token)
+
+
 def _text(value: object) -> str:
     if value is None:
         return ""
-    return str(value).strip().strip("\"'") if isinstance(value, str) else str(value)
+    return unquote(value) if isinstance(value, str) else str(value)
 
 
 def _integer(

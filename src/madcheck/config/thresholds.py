@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from madcheck.config.durations import format_duration_ns, parse_duration_ns
+from madcheck.config.quoting import unquote
 
 MIN_WINDOW = 2
 MAX_WINDOW = 100_000
-_QUOTES = "\"'"
 
 
 @dataclass(frozen=True)
@@ -54,18 +54,11 @@ class ThresholdError(ValueError):
     """A condition that cannot be used; the message says what is wrong and how to write it."""
 
 
-def _unquote(text: str) -> str:
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in _QUOTES:
-        return text[1:-1].strip()
-    return text
-
-
 def _parse_k(raw: object) -> float:
     if isinstance(raw, bool):
         raise ThresholdError(f"k must be a number, got {raw!r}")
     try:
-        k = float(_unquote(raw) if isinstance(raw, str) else raw)  # type: ignore[arg-type]
+        k = float(unquote(raw) if isinstance(raw, str) else raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ThresholdError(f"k must be a number, got {raw!r}") from None
     if not math.isfinite(k) or k <= 0:
@@ -74,7 +67,7 @@ def _parse_k(raw: object) -> float:
 
 
 def _parse_window(raw: object) -> int:
-    text = _unquote(raw) if isinstance(raw, str) else raw
+    text = unquote(raw) if isinstance(raw, str) else raw
     if isinstance(text, bool) or (isinstance(text, float) and not text.is_integer()):
         raise ThresholdError(f"window_count must be a whole number, got {raw!r}")
     try:
@@ -94,11 +87,13 @@ def _parse_limit(raw: object) -> tuple[int | None, int | None]:
         raise ThresholdError(f"threshold must be a count or a duration, got {raw!r}")
     if isinstance(raw, int):
         text = str(raw)
+    elif isinstance(raw, float) and raw.is_integer():  # TOML ``5.0``
+        text = str(int(raw))
     elif isinstance(raw, str):
-        text = _unquote(raw)
+        text = unquote(raw)
     else:
         raise ThresholdError(f"threshold must be a count or a duration, got {raw!r}")
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         count = int(text)
         if count < 1:
             raise ThresholdError("a count threshold must be at least 1")
@@ -118,7 +113,7 @@ def threshold_from_parts(parts: Sequence[object]) -> Threshold:
             f"expected field:k:window_count:threshold (4 parts), got {len(parts)} part(s)"
         )
     raw_field, raw_k, raw_window, raw_limit = parts
-    field = _unquote(raw_field) if isinstance(raw_field, str) else ""
+    field = unquote(raw_field) if isinstance(raw_field, str) else ""
     if not field:
         raise ThresholdError("the field name is empty")
     count, duration_ns = _parse_limit(raw_limit)
@@ -132,7 +127,7 @@ def parse_thresholds(value: object) -> tuple[list[Threshold], list[str]]:
     list of condition strings).
     """
     if isinstance(value, str):
-        segments: list[object] = list(_unquote(value).split("@"))
+        segments: list[object] = list(unquote(value).split("@"))
     elif isinstance(value, list):
         segments = list(value)
     else:

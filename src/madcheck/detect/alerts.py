@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,7 +15,10 @@ Tags = tuple[tuple[str, str], ...]
 def alert_id_for(table: str, field: str, tags: Tags, threshold: Threshold) -> str:
     """A stable id per (table, field, tags, rule): the same series and rule always get the same id,
     across calls and restarts, so firing and later events can be matched downstream."""
-    key = "\x1f".join((table, field, *(f"{k}={v}" for k, v in tags), threshold.describe()))
+    condition = (
+        f"{threshold.field}:{threshold.k!r}:{threshold.window_count}:{threshold.threshold_text}"
+    )
+    key = "\x1f".join((table, field, *(f"{k}={v}" for k, v in tags), condition))
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
@@ -105,11 +109,13 @@ class Alert:
             "tags": dict(self.tags),
             "rule": self.rule,
             "threshold": self.threshold.threshold_text,
+            # Finite values can still give an infinite band (1e308 + 3 * 1e308); JSON has no
+            # infinity, so such a number is sent as null rather than making the payload unsendable.
             "value": self.value,
-            "median": self.median,
-            "mad": self.mad,
-            "lower": self.lower,
-            "upper": self.upper,
+            "median": _finite_or_none(self.median),
+            "mad": _finite_or_none(self.mad),
+            "lower": _finite_or_none(self.lower),
+            "upper": _finite_or_none(self.upper),
             "k": self.threshold.k,
             "window_count": self.threshold.window_count,
             "time": rfc3339(self.time_ns),
@@ -119,6 +125,10 @@ class Alert:
             context["started"] = rfc3339(self.started_ns)
             context["duration_s"] = (self.time_ns - self.started_ns) / 1e9
         return context
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def format_number(value: float) -> str:

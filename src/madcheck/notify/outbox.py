@@ -170,7 +170,10 @@ class Outbox:
                 report.out_of_time = True
                 return
             failed = failed_senders(delivery.answer, item.senders)
-            if delivery.ok or failed == {}:
+            if delivery.ok and failed:
+                # A 2xx settles every sender except those its results say failed outright.
+                failed = {n: r for n, r in failed.items() if r != NO_RESULT} or None
+            if (delivery.ok and not failed) or failed == {}:
                 self._items.remove(item)
                 report.delivered.append(item)
             elif failed is not None:
@@ -178,7 +181,9 @@ class Outbox:
                 item.tries += 1
                 item.not_before = self.clock() + self.delay(item.tries)
                 report.partial.append((item, failed))
-            elif delivery.status == BAD_REQUEST:
+            elif delivery.status == BAD_REQUEST or (
+                delivery.status is None and not delivery.retryable
+            ):  # the notifier refused it, or it could not even be sent: it never will be
                 self._items.remove(item)
                 report.rejected.append((item, delivery.reason))
             else:
@@ -189,6 +194,9 @@ class Outbox:
                 return
             self._failed_passes = 0  # the notifier answered
             self._next_pass_at = 0.0
+
+
+NO_RESULT = "no result"
 
 
 def failed_senders(answer: Any, senders: Iterable[str]) -> dict[str, str] | None:
@@ -205,7 +213,7 @@ def failed_senders(answer: Any, senders: Iterable[str]) -> dict[str, str] | None
         result = results.get(name)
         if not (isinstance(result, Mapping) and result.get("ok") is True):
             if not isinstance(result, Mapping):
-                failed[name] = "no result"
+                failed[name] = NO_RESULT
             else:
                 failed[name] = str(result.get("reason") or "failed")
     return failed

@@ -62,6 +62,8 @@ class Delivery:
     reason: str
     status: int | None = None
     answer: Any = None
+    #: False when the last attempt failed in a way no later attempt can mend
+    retryable: bool = True
 
 
 Sleep = Callable[[float], None]
@@ -93,7 +95,7 @@ def send_with_retries(
             break
         sleep(pause)
     reason = attempt.reason if tries <= 1 else f"{attempt.reason} after {tries} attempts"
-    return Delivery(attempt.ok, tries, reason, attempt.status, attempt.answer)
+    return Delivery(attempt.ok, tries, reason, attempt.status, attempt.answer, attempt.retryable)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -181,6 +183,10 @@ def post(
             timeout=timeout,
             allow_redirects=allow_redirects,
         )
+    except (requests.exceptions.InvalidJSONError, UnicodeError) as error:
+        # The request itself cannot be built (a NaN in the JSON, a header that is not latin-1):
+        # trying again would fail the same way.
+        return Attempt(ok=False, reason=f"request could not be encoded ({type(error).__name__})")
     except requests.RequestException as error:
         return Attempt(ok=False, reason=describe_exception(error), retryable=True)
     with response:

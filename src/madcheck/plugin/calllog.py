@@ -18,8 +18,9 @@ class CallLog:
         self._secrets: tuple[str, ...] = ()
 
     def hide(self, values: Iterable[str]) -> None:
-        """Mask these values in every later line (longest first, so none is partly shown)."""
-        self._secrets = tuple(sorted({v for v in values if v}, key=len, reverse=True))
+        """Also mask these values in every later line (longest first, so none is partly shown)."""
+        hidden = {*self._secrets, *(v for v in values if v)}
+        self._secrets = tuple(sorted(hidden, key=len, reverse=True))
 
     def info(self, message: str) -> None:
         self._engine.info(self._line(message))

@@ -29,7 +29,7 @@ def carried_outbox(previous: Outbox | None, config: Config, log: CallLog) -> Out
     if dropped:
         log.error(f"outbox_size is now {delivery.outbox_size}: dropped {dropped} oldest alert(s)")
     if orphans:
-        log.warn(f"dropped {len(orphans)} waiting alert(s) whose senders are no longer configured")
+        log.error(f"dropped {len(orphans)} waiting alert(s) whose senders are no longer configured")
     return previous
 
 

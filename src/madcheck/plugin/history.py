@@ -8,6 +8,7 @@ cache does not. Rows carry the series' tags plus what the detector saw when the 
 from __future__ import annotations
 
 import builtins
+import math
 from typing import Any
 
 from madcheck.detect.alerts import Alert
@@ -32,12 +33,17 @@ def history_line(table: str, alert: Alert, state: str) -> Any:
     line.tag("rule", alert.rule)
     line.tag("state", state)
     line.tag("alert_id", alert.alert_id)
-    line.float64_field("value", alert.value)
-    line.float64_field("median", alert.median)
-    line.float64_field("mad", alert.mad)
-    line.float64_field("lower", alert.lower)
-    line.float64_field("upper", alert.upper)
-    line.float64_field("k", alert.threshold.k)
+    numbers = {
+        "value": alert.value,
+        "median": alert.median,
+        "mad": alert.mad,
+        "lower": alert.lower,
+        "upper": alert.upper,
+        "k": alert.threshold.k,
+    }
+    for name, number in numbers.items():
+        if math.isfinite(number):  # a band overflowing to infinity has no row value
+            line.float64_field(name, number)
     line.int64_field("window_count", alert.threshold.window_count)
     line.string_field("threshold", alert.threshold.threshold_text)
     line.int64_field("transitions", alert.transitions)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from madcheck.config.durations import format_duration_ns
+from madcheck.config.quoting import unquote
 from madcheck.config.senders import SECRET_ARGUMENTS
 from madcheck.config.settings import Config, ConfigError, load_config
 from madcheck.detect.alerts import Alert
@@ -75,10 +76,13 @@ def process_writes(
         measurement = state.config.measurement
         added_before = state.outbox.added_total
         dropped_before = state.outbox.dropped_total
+        if not isinstance(table_batches, list | tuple):
+            log.warn(f"table_batches is not a list ({type(table_batches).__name__}); ignored")
+            table_batches = ()
         for batch in table_batches:
             if isinstance(batch, Mapping) and batch.get("table_name") == measurement:
                 rows = batch.get("rows")
-                if isinstance(rows, Sequence) and rows:
+                if isinstance(rows, Sequence) and not isinstance(rows, str | bytes) and rows:
                     _process_table(influxdb3_local, state, rows, log)
         outbox = state.outbox
         log_dropped(outbox, outbox.dropped_total - dropped_before, log)
@@ -98,7 +102,7 @@ def _fingerprint(args: Any) -> tuple[Any, ...]:
     plugin_dir = os.environ.get("PLUGIN_DIR")
     if config_file and plugin_dir:
         try:
-            toml_mtime = (Path(plugin_dir) / str(config_file).strip("\"' ")).stat().st_mtime_ns
+            toml_mtime = (Path(plugin_dir) / unquote(str(config_file))).stat().st_mtime_ns
         except OSError:
             toml_mtime = -1
     return arguments, environment, toml_mtime
@@ -247,11 +251,18 @@ def _process_table(engine: Any, state: TriggerState, rows: Sequence[Any], log: C
         result.skipped[SKIP_BAD_TAGS] += bad_tags
     _log_batch(config.measurement, result, log)
     repeats = state.repeats
+    unrecorded: list[str] = []
     for alert in result.alerts:
         if repeats is not None and not repeats.admits(alert):
             continue  # a still-firing alert within repeat_interval: counted, reported below
-        _record(engine, config, alert, log)
+        problem = _record(engine, config, alert)
+        if problem:
+            unrecorded.append(problem)
         _queue_alert(state, alert, log)
+    if unrecorded:
+        log.warn(
+            f"could not write {len(unrecorded)} alert(s) to {config.alerts_table}: {unrecorded[0]}"
+        )
     withheld = repeats.report() if repeats is not None else None
     if withheld:
         log.info(withheld)
@@ -284,7 +295,7 @@ def _with_text_tags(rows: Sequence[Any], tags: Sequence[str]) -> tuple[Sequence[
 def _log_batch(table: str, result: BatchResult, log: CallLog) -> None:
     if result.outliers:
         detail = ", ".join(f"{field}: {n}" for field, n in sorted(result.outliers.items()))
-        log.info(f"{table}: {result.points} points, outliers {detail}")
+        log.info(f"{table}: {result.points} points, outlier verdicts {detail}")
     problems = {reason: n for reason, n in result.skipped.items() if reason != SKIP_MISSING}
     if problems:
         detail = ", ".join(f"{reason} ({n})" for reason, n in sorted(problems.items()))
@@ -299,13 +310,15 @@ def render(template: str, alert: Alert) -> str:
     return string.Template(template).safe_substitute(alert.variables())
 
 
-def _record(engine: Any, config: Config, alert: Alert, log: CallLog) -> None:
+def _record(engine: Any, config: Config, alert: Alert) -> str | None:
+    """Write ``alert`` to the alerts table; the problem, if that failed (logged per call)."""
     if not config.alerts_table:
-        return
+        return None
     try:
         engine.write(history_line(config.alerts_table, alert, alert.state))
     except Exception as error:  # the history must never cost the alert itself
-        log.warn(f"could not write to {config.alerts_table}: {type(error).__name__}: {error}")
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def _template(config: Config, alert: Alert) -> str:

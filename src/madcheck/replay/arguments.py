@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from madcheck.config.quoting import unquote
 from madcheck.config.settings import ConfigError, read_toml_file
 
 #: A sender the replay supplies when none is configured: alerts are captured, never delivered,
@@ -105,6 +106,6 @@ def trigger_arguments(
         arguments["notification_attempts"] = "1"
     # a backtest starts at the file's first point: there is no stored history to warm up from
     arguments.setdefault("warm_start", "false")
-    if not arguments.get("alerts_table", "").strip().strip("\"'"):
+    if not unquote(arguments.get("alerts_table", "")):
         arguments["alerts_table"] = DEFAULT_ALERTS_TABLE
     return arguments
