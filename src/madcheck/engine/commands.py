@@ -85,7 +85,9 @@ def _register_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
             "pending writes are flushed to the triggers, then storage is closed."
         ),
     )
-    parser.add_argument("--node-id", default="node0", help="a name for this node (informational)")
+    parser.add_argument(
+        "--node-id", default="node0", help="a name for this node (informational; default node0)"
+    )
     parser.add_argument(
         "--object-store",
         default="file",
@@ -116,7 +118,10 @@ def _register_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         help="largest accepted request body in bytes (default 10485760); larger ones get 413",
     )
     parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="what the server prints besides plugin logs (default info)",
     )
     parser.set_defaults(handler=_run_serve)
 
