@@ -12,6 +12,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from madcheck.config import settings as settings_module
 from madcheck.config.settings import ConfigError, load_config
 from madcheck.config.thresholds import MAX_WINDOW, MIN_WINDOW, parse_thresholds
 from madcheck.detect.detector import Detector
@@ -27,37 +28,7 @@ SLOW = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
-KNOWN_ARGUMENTS = [
-    "measurement",
-    "mad_thresholds",
-    "senders",
-    "slack_webhook_url",
-    "slack_headers",
-    "discord_webhook_url",
-    "http_webhook_url",
-    "twilio_sid",
-    "twilio_token",
-    "twilio_from_number",
-    "twilio_to_number",
-    "influxdb3_auth_token",
-    "state_change_count",
-    "notification_count_text",
-    "notification_time_text",
-    "notification_path",
-    "port_override",
-    "notification_attempts",
-    "notification_timeout",
-    "retry_backoff",
-    "alerts_table",
-    "config_file_path",
-    "delivery_budget",
-    "outbox_size",
-    "outbox_backoff",
-    "outbox_backoff_max",
-    "warm_start",
-    "warm_start_lookback",
-    "warm_start_max_rows",
-]
+KNOWN_ARGUMENTS = sorted(settings_module.KNOWN_ARGUMENTS)  # every argument the trigger reads
 
 scalars = st.one_of(
     st.none(),
