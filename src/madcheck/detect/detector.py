@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from operator import itemgetter, le
@@ -144,6 +144,11 @@ class Detector:
     def tracks(self, row: Row, tag_names: Sequence[str]) -> bool:
         """Whether the series of ``row`` already has state (seen since the trigger started)."""
         return _lenient_key(row, tag_names) in self._series
+
+    def untracked(self, keys: Iterable[Any]) -> set[Any]:
+        """Which of these series keys (as ``process`` reads them: one tag's bare value, else a
+        tuple of tag values) have no state yet; one C-level set difference."""
+        return set(keys).difference(self._series)
 
     def prime(self, rows: Sequence[Row], tag_names: Sequence[str]) -> int:
         """Fill windows from stored history, in the given order, without verdicts.
