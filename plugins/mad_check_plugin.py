@@ -1,7 +1,8 @@
 """MAD anomaly detection for the InfluxDB 3 Processing Engine (data-writes trigger).
 
 Deploy with ``--trigger-spec all_tables`` (or ``table:NAME``). The logic lives in the ``madcheck``
-package, installed into the engine's Python with ``influxdb3 install package``: the engine runs
+package, installed into the engine's Python with ``influxdb3 install package <wheel>``: the engine
+runs
 this file in fresh globals on every call and cannot import files beside it.
 """
 
@@ -11,9 +12,10 @@ def process_writes(influxdb3_local, table_batches, args=None):  # type: ignore[n
         from madcheck.plugin.writes import process_writes as run
     except ImportError as error:
         missing = (error.name or "madcheck").split(".")[0]
+        package = "<path of the madcheck wheel>" if missing == "madcheck" else missing
         influxdb3_local.error(
             f"mad_check: the {missing} package is not installed in the engine's Python; "
-            f"run: influxdb3 install package {missing}"
+            f"run: influxdb3 install package {package}"
         )
         return
     run(influxdb3_local, table_batches, args)

@@ -1,16 +1,12 @@
 """Notification Sender plugin for the InfluxDB 3 Processing Engine (``request:notify``).
 
 Copy this file into the plugin directory and install the logic it delegates to with
-``influxdb3 install package madcheck``. The engine runs this file afresh on every request, so
-the import happens inside the function, where a missing package becomes a clear answer.
+``influxdb3 install package <path of the madcheck wheel>``. The engine runs this file afresh on
+every request, so the import happens inside the function, where a missing package becomes a clear
+answer.
 """
 
 from typing import Any
-
-INSTALL_HINT = (
-    "the madcheck package is not installed in the Processing Engine's Python environment: "
-    "run `influxdb3 install package madcheck`"
-)
 
 
 def process_request(
@@ -24,7 +20,11 @@ def process_request(
         from madcheck.plugin.notifier import process_request as handle_request
     except ImportError as error:
         missing = (error.name or "madcheck").split(".")[0]
-        hint = INSTALL_HINT.replace("madcheck", missing)
+        package = "<path of the madcheck wheel>" if missing == "madcheck" else missing
+        hint = (
+            f"the {missing} package is not installed in the Processing Engine's Python "
+            f"environment: run `influxdb3 install package {package}`"
+        )
         influxdb3_local.error(f"notifier: {hint}")
         return {"status": "failed", "error": hint, "results": {}}, 500
     return handle_request(influxdb3_local, query_parameters, request_headers, request_body, args)

@@ -146,3 +146,11 @@ def test_toml_problems(tmp_path, content, path, message):
         (tmp_path / path).write_text(content)
     with pytest.raises(ConfigError, match=message):
         load_config({**BASE, "config_file_path": path}, environ={"PLUGIN_DIR": str(tmp_path)})
+
+
+def test_unknown_arguments_are_named_in_a_warning():
+    loaded = load_config({**BASE, "retry_backoff_min": "1s", "notification_atempts": "2"}, {})
+    assert "ignoring unknown argument(s), a typo? notification_atempts, retry_backoff_min" in (
+        loaded.warnings
+    )
+    assert not any("unknown" in w for w in load_config(BASE, environ={}).warnings)

@@ -47,7 +47,9 @@ def test_unicode_digits_and_endless_durations_are_skipped_segments():
     assert len(skipped) == 3
 
 
-@pytest.mark.parametrize("token", ["\u201capiv3_token\u201d", "apiv3 token"])
+@pytest.mark.parametrize(
+    "token", ["\u201capiv3_token\u201d", "apiv3 token"], ids=["typographic-quotes", "space"]
+)
 def test_a_token_no_http_header_can_carry_is_one_configuration_error(token):
     engine = make_engine()
     args = args_for(9, influxdb3_auth_token=token)

@@ -27,6 +27,8 @@ def test_seed_commands_detect_and_deliver_an_alert(tmp_path: Path) -> None:
     plugin_dir.mkdir()
     for name in ("mad_check_plugin.py", "notifier_plugin.py"):
         shutil.copy(REPO / "plugins" / name, plugin_dir / name)
+    # the seed's config_file_path: found through PLUGIN_DIR, which `serve` sets to --plugin-dir
+    (plugin_dir / "mad.toml").write_text('notification_count_text = "from TOML: $field on $tags"\n')
     lines = tmp_path / "cpu.lp"
     _stream(lines)
 
@@ -43,7 +45,8 @@ def test_seed_commands_detect_and_deliver_an_alert(tmp_path: Path) -> None:
         assert notifier.returncode == 0, notifier.stderr
         arguments = (
             "measurement=cpu,mad_thresholds=temp:2.5:20:5@load:3:10:2m,senders=http,"
-            f"http_webhook_url={webhook.url},influxdb3_auth_token={token},port_override={port}"
+            f"http_webhook_url={webhook.url},influxdb3_auth_token={token},port_override={port},"
+            "config_file_path=mad.toml"
         )
         mad = run_cli(
             "create", "trigger", *auth, "--database", "mydb",
@@ -57,7 +60,7 @@ def test_seed_commands_detect_and_deliver_an_alert(tmp_path: Path) -> None:
         )
         assert written.returncode == 0, written.stderr
         wait_for(lambda: webhook.bodies, "the alert at the webhook")
-        assert "temp" in str(webhook.bodies[0]) and "cpu" in str(webhook.bodies[0])
+        assert webhook.bodies[0]["notification_text"].startswith("from TOML: temp on host=")
 
         logs = run_cli(
             "query", *auth, "--database", "_internal",

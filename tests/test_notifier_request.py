@@ -222,7 +222,8 @@ def test_unreadable_allow_lists_are_refused(entry):
         ({"retry_attempts": "0"}, "retry_attempts"),
         ({"retry_backoff": "4s..1s"}, "retry_backoff"),
         ({"retry_backoff": "fast"}, "retry_backoff"),
-        ({"request_timeout": "10"}, "request_timeout"),
+        ({"request_timeout": "0"}, "request_timeout"),
+        ({"send_deadline": "soon"}, "send_deadline"),
         ({"allowed_webhook_hosts": ""}, "allowed_webhook_hosts"),
     ],
 )
@@ -235,6 +236,13 @@ def test_bad_trigger_arguments_answer_500_naming_the_argument(args, named):
     assert named in answer["error"]
     assert slack.requests == []
     assert any(named in line for line in engine.log_texts("ERROR"))
+
+
+def test_bare_numbers_are_seconds_as_in_the_mad_trigger():
+    policy = NotifierSettings.from_args(
+        {"request_timeout": "10", "send_deadline": "2.5", "retry_after_cap": "0"}
+    ).policy
+    assert (policy.timeout, policy.deadline, policy.retry_after_cap) == (10.0, 2.5, 0.0)
 
 
 def test_trigger_arguments_are_read_into_the_policy():
@@ -280,8 +288,10 @@ def test_plugin_file_without_madcheck_answers_500_saying_how_to_install(monkeypa
     answer, status = process_request(engine, {}, {}, b"{}", None)
 
     assert status == 500
-    assert "influxdb3 install package madcheck" in answer["error"]
-    assert any("influxdb3 install package madcheck" in line for line in engine.log_texts("ERROR"))
+    assert "influxdb3 install package <path of the madcheck wheel>" in answer["error"]
+    assert any(
+        "install package <path of the madcheck wheel>" in line for line in engine.log_texts("ERROR")
+    )
 
 
 def test_a_bug_inside_a_sender_becomes_a_result_not_a_crash(monkeypatch):

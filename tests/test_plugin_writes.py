@@ -300,7 +300,7 @@ def test_plugin_without_the_package_says_how_to_install_it(monkeypatch):
     engine = make_engine()
     run_mad_plugin(engine, anomaly_batch(), args_for(free_port()))
     (error,) = engine.log_texts("ERROR")
-    assert "influxdb3 install package madcheck" in error
+    assert "influxdb3 install package <path of the madcheck wheel>" in error
 
 
 def test_headers_and_twilio_values_never_reach_logs():

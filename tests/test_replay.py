@@ -347,7 +347,7 @@ def test_without_the_replay_extra_the_command_says_how_to_install_it(monkeypatch
             monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "rich", None)
     assert replay("any.lp", "--measurement", "cpu") == 2
-    assert "rich is not installed: pip install 'madcheck[replay]'" in capsys.readouterr().err
+    assert "rich is not installed: pip install -e '.[replay]'" in capsys.readouterr().err
 
 
 def test_a_csv_export_of_the_local_engine_replays_to_the_same_alerts(tmp_path):

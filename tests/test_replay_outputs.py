@@ -147,7 +147,7 @@ def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch, c
                   "--plot", tmp_path / "plots")  # fmt: skip
     captured = capsys.readouterr()
     assert code == 2
-    assert "pip install 'madcheck[replay]'" in captured.err
+    assert "pip install -e '.[replay]' in the madcheck checkout" in captured.err
     assert captured.out == ""  # refused before replaying, not after
     assert not (tmp_path / "plots").exists()
 

@@ -63,8 +63,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="keep the engine's data here (default: temp)"
     )
-    parser.add_argument("--points", type=int, default=60, help="normal points before the anomaly")
-    parser.add_argument("--seed", type=int, default=7, help="random seed of the generated stream")
+    parser.add_argument(
+        "--points", type=int, default=60, help="normal points before the anomaly (default 60)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=7, help="random seed of the generated stream (default 7)"
+    )
     parser.add_argument(
         "--timeout", default=30.0, type=float, help="seconds to wait for the alert (default 30)"
     )

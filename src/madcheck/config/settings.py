@@ -21,7 +21,11 @@ from madcheck.config.durations import (
     parse_seconds,
 )
 from madcheck.config.quoting import unquote
-from madcheck.config.senders import build_senders_config, parse_sender_names
+from madcheck.config.senders import (
+    SECRET_ARGUMENTS,
+    build_senders_config,
+    parse_sender_names,
+)
 from madcheck.config.thresholds import Threshold, parse_thresholds
 
 DEFAULT_COUNT_TEXT = (
@@ -38,6 +42,39 @@ MAX_RECOVERY_COUNT = 100_000
 
 
 _MAX_LOOKBACK_S = 366 * 86_400.0
+
+
+#: Every argument the MAD trigger reads; anything else is reported as a likely typo.
+KNOWN_ARGUMENTS = frozenset(
+    {
+        "measurement",
+        "mad_thresholds",
+        "senders",
+        "influxdb3_auth_token",
+        "state_change_count",
+        "notification_count_text",
+        "notification_time_text",
+        "notification_recovery_text",
+        "notification_path",
+        "port_override",
+        "config_file_path",
+        "alerts_table",
+        "notify_recovery",
+        "recovery_count",
+        "repeat_interval",
+        "notification_attempts",
+        "retry_backoff",
+        "notification_timeout",
+        "delivery_budget",
+        "outbox_size",
+        "outbox_backoff",
+        "outbox_backoff_max",
+        "warm_start",
+        "warm_start_lookback",
+        "warm_start_max_rows",
+    }
+    | SECRET_ARGUMENTS
+)
 
 
 class ConfigError(ValueError):
@@ -200,6 +237,9 @@ def load_config(
     if not config.notify_recovery:
         unused = [n for n in ("recovery_count", "notification_recovery_text") if merged.get(n)]
         warnings.extend(f"{name} has no effect without notify_recovery=true" for name in unused)
+    unknown = sorted(set(merged) - KNOWN_ARGUMENTS)
+    if unknown:
+        warnings.append(f"ignoring unknown argument(s), a typo? {', '.join(unknown)}")
     return LoadedConfig(config, tuple(warnings))
 
 

@@ -85,7 +85,9 @@ def _register_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
             "pending writes are flushed to the triggers, then storage is closed."
         ),
     )
-    parser.add_argument("--node-id", default="node0", help="a name for this node (informational)")
+    parser.add_argument(
+        "--node-id", default="node0", help="a name for this node (informational; default node0)"
+    )
     parser.add_argument(
         "--object-store",
         default="file",
@@ -116,7 +118,10 @@ def _register_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         help="largest accepted request body in bytes (default 10485760); larger ones get 413",
     )
     parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="what the server prints besides plugin logs (default info)",
     )
     parser.set_defaults(handler=_run_serve)
 
@@ -143,6 +148,8 @@ def _run_serve(options: argparse.Namespace) -> int:
     if not options.plugin_dir.is_dir():
         print(f"error: plugin dir {options.plugin_dir} does not exist", file=sys.stderr)
         return 2
+    # Plugins find their TOML files relative to PLUGIN_DIR (the seed's config_file_path).
+    os.environ.setdefault("PLUGIN_DIR", str(options.plugin_dir.resolve()))
     logging.basicConfig(
         level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
     )
@@ -208,7 +215,8 @@ def _register_create(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         epilog=(
             "example: madcheck create trigger --database mydb --plugin-filename "
             "mad_check_plugin.py --trigger-spec all_tables --trigger-arguments "
-            "measurement=cpu,mad_thresholds=temp:2.5:20:5,senders=http mad_trigger"
+            "measurement=cpu,mad_thresholds=temp:2.5:20:5,senders=http,"
+            "http_webhook_url=http://127.0.0.1:9000/hook mad_trigger"
         ),
     )
     _add_connection(trigger)
@@ -390,8 +398,9 @@ def _register_test(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
             "with them and print {log_lines, database_writes, errors} as JSON, like influxdb3."
         ),
         epilog=(
-            'example: madcheck test wal_plugin --lp "cpu,host=a temp=1" '
-            "--input-arguments measurement=cpu mad_check_plugin.py"
+            'example: madcheck test wal_plugin --lp "cpu,host=a temp=1" --input-arguments '
+            "measurement=cpu,mad_thresholds=temp:2.5:20:5,senders=http,"
+            "http_webhook_url=http://127.0.0.1:9000/hook plugins/mad_check_plugin.py"
         ),
     )
     source = wal.add_mutually_exclusive_group(required=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from madcheck.config.durations import parse_backoff_range, parse_duration_s
+from madcheck.config.durations import parse_backoff_range, parse_seconds
 from madcheck.notify.allowlist import HostAllowList
 from madcheck.notify.retry import RetryPolicy
 
@@ -77,10 +77,14 @@ def _duration(args: Mapping[str, str], name: str, default: float) -> float:
 
 
 def _optional_duration(args: Mapping[str, str], name: str) -> float | None:
+    """A duration (``10s``, ``250ms``) or a bare number of seconds, as in the MAD trigger."""
     text = args.get(name)
     if text is None:
         return None
     try:
-        return parse_duration_s(text)
+        seconds = parse_seconds(text)
     except ValueError as error:
         raise ValueError(f"{name}: {error}") from None
+    if seconds == 0 and name != "retry_after_cap":
+        raise ValueError(f"{name}: must be greater than zero")
+    return seconds

@@ -19,7 +19,7 @@ from madcheck.replay.verdicts import SeriesStats
 
 MAX_LINE_POINTS = 20_000
 MAX_OUTLIERS = 20_000
-INSTALL_HINT = "pip install 'madcheck[replay]'"
+INSTALL_HINT = "pip install -e '.[replay]' in the madcheck checkout"
 
 
 class MissingExtra(RuntimeError):

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-INSTALL_HINT = "pip install 'madcheck[replay]'"
+INSTALL_HINT = "pip install -e '.[replay]' in the madcheck checkout"
 FORMATS = ("auto", "lp", "csv")
 
 

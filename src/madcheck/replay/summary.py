@@ -30,11 +30,11 @@ class ReplayTotals:
         rate = counts.points / self.seconds if self.seconds > 0 else 0.0
         parts = [f"{counts.points:,} points of {self.series:,} series replayed"]
         if counts.bad_lines:
-            parts.append(f"{counts.bad_lines:,} bad lines skipped")
+            parts.append(f"{_count(counts.bad_lines, 'bad line')} skipped")
         if counts.other_tables:
             parts.append(f"{counts.other_tables:,} lines of other tables ignored")
         text = ", ".join(parts)
-        text += f"; {self.fired:,} alerts fired, {self.suppressed:,} suppressed"
+        text += f"; {_count(self.fired, 'alert')} fired, {self.suppressed:,} suppressed"
         if self.resolved:
             text += f", {self.resolved:,} resolved"
         if self.captured is not None:
@@ -74,3 +74,8 @@ def print_summary(
     if rows:
         console.print(summary_table(rows, limit))
     console.print(totals.describe(), highlight=False, soft_wrap=True)
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 alert``, ``2 alerts``."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
