@@ -132,8 +132,11 @@ class Detector:
         self._groups = tuple(
             _FieldGroup(name, window, tuple(members)) for (name, window), members in grouped.items()
         )
-        # per group, what the hot loop needs: the field name and every threshold's k
-        self._fields = tuple((group.field, group.ks) for group in self._groups)
+        # per group, what the hot loop needs: the field name, a C-level reader of it, and every
+        # threshold's k
+        self._fields = tuple(
+            (group.field, itemgetter(group.field), group.ks) for group in self._groups
+        )
         # key: the row's tag values, as _key_reader reads them (one tag: the value alone)
         self._series: dict[Any, _Series] = {}
 
@@ -191,8 +194,11 @@ class Detector:
             entry = series.get(key)
             if entry is None:
                 entry = self._new_series(key, tag_names)
-            for (name, ks), cell in zip(fields, entry.windows, strict=True):
-                values: list[Any] = [row.get(name) for row in series_rows]
+            for (name, read, ks), cell in zip(fields, entry.windows, strict=True):
+                try:
+                    values: list[Any] = list(map(read, series_rows))
+                except KeyError:  # some row lacks the field: None, as row.get gives
+                    values = [row.get(name) for row in series_rows]
                 if set(map(type, values)) == _FLOATS and -_INF < sum(values) < _INF:
                     self._feed(entry, name, ks, cell, values, series_rows, fired, result)
                     continue
