@@ -13,8 +13,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
-from operator import itemgetter, le
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from madcheck.config.thresholds import Threshold
@@ -308,7 +307,7 @@ class Detector:
             except KeyError:
                 times = []
             if len(times) == len(rows) and set(map(type, times)) == {int}:
-                if all(map(le, times, islice(times, 1, None))):
+                if times == sorted(times):  # one C-level pass (timsort finds a single run)
                     return rows  # already in time order, as a WAL flush usually is
                 return sorted(rows, key=_TIME)
         usable = [row for row in rows if isinstance(row, Mapping) and _has_time(row)]

@@ -29,7 +29,6 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from functools import cache
-from itertools import islice
 
 _INF = float("inf")
 #: Trial MADs of ``is_outlier``, just either side of the critical one (any factor is exact).
@@ -52,9 +51,8 @@ class RollingMAD:
         if size < 1:
             raise ValueError("window size must be at least 1")
         self.size = size
-        # [0, size): the ring, in arrival order; [size, 2 * size): the same values, sorted.
-        # Both start as +inf: an empty ring slot and the sorted half's padding (see advance).
-        self._data = array("d", [_INF]) * (2 * size)
+        # [0, size): the ring, in arrival order; [size, 2 * size): the same values, sorted
+        self._data = array("d", bytes(8 * size)) + array("d", [_INF]) * size
         self._count = 0  # values held, up to size
         self._next = 0  # ring slot the next value goes to (the oldest once full)
 
@@ -90,26 +88,27 @@ class RollingMAD:
         size = self.size
         stop_sorted = 2 * size
         slot = self._next
-        k = min(ks) if ks else 0.0
-        # The value at position p gets a verdict once the window is full with it in, i.e. from
-        # p = start + size - 1 - count on (no ks: never); ``end`` below is p + 1.
         count = self._count
-        unjudged = start + size - 1 - count if ks else len(values)
-        # The count after pushing every value. Also right if the loop stops early: it stops only
-        # at a verdict, and a verdict means the window is full (which is_outlier relies on).
-        self._count = min(size, count + len(values) - start)
+        k = min(ks) if ks else 0.0
         # Large windows move the values between the old and the new value's places with one
         # memmove (through a memoryview); small ones are quicker with del + insert.
         view = memoryview(data) if size >= _VIEW_FROM else None
         middle, odd, low, high, first, last = _layout(size)
         normals = 0
-        end = start
-        for end, value in enumerate(islice(values, start, None), start + 1):
-            # 1. Replace the oldest value by the new one, in the ring and in the sorted half.
-            # While the window fills, the ring slot holds +inf, which is also the sorted half's
-            # padding: the first +inf there is replaced, as a full window's oldest value is.
-            old = data[slot]
-            i = bisect_left(data, old, size, stop_sorted)
+        index = start
+        stop = len(values)
+        while index < stop:
+            value = values[index]
+            index += 1
+            # 1. Replace the oldest value (while filling: the last +inf of padding) by the new
+            # one, in the ring and in the sorted half.
+            if count == size:
+                old = data[slot]
+                i = bisect_left(data, old, size, stop_sorted)
+            else:
+                old = _INF
+                i = stop_sorted - 1
+                count = self._count = count + 1
             data[slot] = value
             slot = slot + 1 if slot + 1 < size else 0
             if value >= old:  # data[i + 1 : j] (all <= value) move one step down
@@ -128,7 +127,7 @@ class RollingMAD:
                 else:
                     view[j + 1 : i + 1] = view[j:i]
                     data[j] = value
-            if end <= unjudged:
+            if count < size or not ks:
                 continue  # no verdict until the window is full
             # 2. The verdict for the smallest k. Exact bounds of the MAD read from four sorted
             # values (see _layout) settle most: inside the band for the floor is normal, outside
@@ -136,8 +135,8 @@ class RollingMAD:
             median = data[middle] if odd else (data[middle - 1] + data[middle]) / 2
             down = median - data[low]
             up = data[high] - median
-            reach = k * (down if down < up else up)  # k * floor, the same float either way
-            if value < median - reach or value > median + reach:
+            floor = down if down < up else up
+            if value < median - k * floor or value > median + k * floor:
                 down = median - data[first]
                 up = data[last] - median
                 ceiling = down if down > up else up
@@ -158,9 +157,9 @@ class RollingMAD:
                 if k_bit == k or self.is_outlier(value, median, k_bit):
                     mask |= 1 << bit
             self._next = slot
-            return end, normals, mask
+            return index, normals, mask
         self._next = slot
-        return end, normals, 0
+        return index, normals, 0
 
     def median(self) -> float:
         n = self._count
