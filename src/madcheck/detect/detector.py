@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
-from operator import itemgetter, le
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from madcheck.config.thresholds import Threshold
@@ -132,8 +131,11 @@ class Detector:
         self._groups = tuple(
             _FieldGroup(name, window, tuple(members)) for (name, window), members in grouped.items()
         )
-        # per group, what the hot loop needs: the field name and every threshold's k
-        self._fields = tuple((group.field, group.ks) for group in self._groups)
+        # per group, what the hot loop needs: the field name, a C-level reader of it, and every
+        # threshold's k
+        self._fields = tuple(
+            (group.field, itemgetter(group.field), group.ks) for group in self._groups
+        )
         # key: the row's tag values, as _key_reader reads them (one tag: the value alone)
         self._series: dict[Any, _Series] = {}
 
@@ -144,6 +146,11 @@ class Detector:
     def tracks(self, row: Row, tag_names: Sequence[str]) -> bool:
         """Whether the series of ``row`` already has state (seen since the trigger started)."""
         return _lenient_key(row, tag_names) in self._series
+
+    def untracked(self, keys: Iterable[Any]) -> set[Any]:
+        """Which of these series keys (as ``process`` reads them: one tag's bare value, else a
+        tuple of tag values) have no state yet; one C-level set difference."""
+        return set(keys).difference(self._series)
 
     def prime(self, rows: Sequence[Row], tag_names: Sequence[str]) -> int:
         """Fill windows from stored history, in the given order, without verdicts.
@@ -186,8 +193,11 @@ class Detector:
             entry = series.get(key)
             if entry is None:
                 entry = self._new_series(key, tag_names)
-            for (name, ks), cell in zip(fields, entry.windows, strict=True):
-                values: list[Any] = [row.get(name) for row in series_rows]
+            for (name, read, ks), cell in zip(fields, entry.windows, strict=True):
+                try:
+                    values: list[Any] = list(map(read, series_rows))
+                except KeyError:  # some row lacks the field: None, as row.get gives
+                    values = [row.get(name) for row in series_rows]
                 if set(map(type, values)) == _FLOATS and -_INF < sum(values) < _INF:
                     self._feed(entry, name, ks, cell, values, series_rows, fired, result)
                     continue
@@ -297,7 +307,7 @@ class Detector:
             except KeyError:
                 times = []
             if len(times) == len(rows) and set(map(type, times)) == {int}:
-                if all(map(le, times, islice(times, 1, None))):
+                if times == sorted(times):  # one C-level pass (timsort finds a single run)
                     return rows  # already in time order, as a WAL flush usually is
                 return sorted(rows, key=_TIME)
         usable = [row for row in rows if isinstance(row, Mapping) and _has_time(row)]

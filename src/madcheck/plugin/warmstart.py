@@ -106,39 +106,49 @@ def _new_series(
 ) -> dict[Key, int]:
     """The earliest batch time of each series the detector does not track yet.
 
-    Every call asks this of every row, so engine-shaped batches (dicts with every tag and an int
-    time) are read with C-level loops: the usual answer, "none", costs one pass over the rows.
+    Every call asks this of every row, so engine-shaped batches (dicts with every tag) are read
+    with C-level loops: the usual answer, "none", costs one pass over the rows and one set
+    difference, and the rows' times are only read when some series is new.
     """
-    columns = _columns(tag_names, rows)
-    if columns is None:
+    keys = _keys(tag_names, rows)
+    if keys is None:
         return _new_series_row_by_row(detector, tag_names, rows)
-    keys, times = columns
-    new = {key for key in set(keys) if not detector.tracks(_row_of(tag_names, key), tag_names)}
+    new = detector.untracked(keys)
+    if not new:
+        # every row's series is tracked, which is also what the row-by-row reading would find
+        return {}
+    times = _times(rows)
+    if times is None:
+        return _new_series_row_by_row(detector, tag_names, rows)
     earliest: dict[Any, int] = {}
-    if new:
-        for key, time_ns in zip(keys, times, strict=True):
-            if key in new and (key not in earliest or time_ns < earliest[key]):
-                earliest[key] = time_ns
+    for key, time_ns in zip(keys, times, strict=True):
+        if key in new and (key not in earliest or time_ns < earliest[key]):
+            earliest[key] = time_ns
     if len(tag_names) == 1:
         return {(key,): time_ns for key, time_ns in earliest.items()}
     return earliest
 
 
-def _columns(tag_names: Sequence[str], rows: Sequence[Any]) -> tuple[list[Any], list[int]] | None:
-    """The rows' series keys (one tag: the bare value) and times, or None for an odd batch."""
+def _keys(tag_names: Sequence[str], rows: Sequence[Any]) -> list[Any] | None:
+    """The rows' series keys as the detector keys them (one tag: the bare value), or None when
+    some row lacks a tag or is not a mapping."""
+    if not tag_names:
+        return [()] * len(rows)
+    try:
+        return list(map(itemgetter(*tag_names), rows))
+    except (KeyError, TypeError, IndexError):
+        return None
+
+
+def _times(rows: Sequence[Any]) -> list[int] | None:
+    """The rows' times, or None unless every one is an int in the engine's range."""
     try:
         times = list(map(itemgetter("time"), rows))
-        keys = list(map(itemgetter(*tag_names), rows)) if tag_names else [()] * len(rows)
     except (KeyError, TypeError, IndexError):
         return None
     if times and (set(map(type, times)) != {int} or min(times) < _MIN_NS or max(times) > _MAX_NS):
         return None
-    return keys, times
-
-
-def _row_of(tag_names: Sequence[str], key: Any) -> dict[str, Any]:
-    values = (key,) if len(tag_names) == 1 else key
-    return dict(zip(tag_names, values, strict=True))
+    return times
 
 
 def _new_series_row_by_row(

@@ -13,6 +13,7 @@ import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -278,7 +279,10 @@ def _with_text_tags(rows: Sequence[Any], tags: Sequence[str]) -> tuple[Sequence[
     kinds: set[type] = set()
     try:
         for name in tags:
-            kinds.update(map(type, map(dict.get, rows, repeat(name))))
+            try:
+                kinds.update(map(type, map(itemgetter(name), rows)))
+            except KeyError:  # some row lacks the tag: absent reads as None
+                kinds.update(map(type, map(dict.get, rows, repeat(name))))
     except TypeError:  # a row that is not a dict: check row by row
         kinds.add(object)
     if kinds <= _TEXT_OR_NONE:
