@@ -1,10 +1,22 @@
-"""Session-wide hooks: the log collector for the secret scan, and that scan placed last."""
+"""Session-wide hooks: the log collector for the secret scan, that scan placed last, and the
+Hypothesis profile.
+
+Under CI (``CI`` set) Hypothesis runs derandomized: the same examples every run, so a submission's
+result does not depend on the luck of a seed. Run locally without ``CI`` to explore new ones.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from tests import logscan
+
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 FINAL_SCAN = "test_no_secret_in_any_log_line_of_the_session"
 

@@ -154,3 +154,9 @@ def test_unknown_arguments_are_named_in_a_warning():
         loaded.warnings
     )
     assert not any("unknown" in w for w in load_config(BASE, environ={}).warnings)
+
+
+@pytest.mark.parametrize("value", ["1.797693134862316e+299", "999999999999d"])
+def test_durations_beyond_a_century_are_a_clear_error(value):
+    with pytest.raises(ConfigError, match=r"repeat_interval: .*longer than 100 years"):
+        load_config({**BASE, "repeat_interval": value}, environ={})

@@ -69,6 +69,8 @@ def parse_seconds(text: str) -> float:
         return parse_duration_s(compact)
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"invalid duration {text!r}: must be a finite, non-negative number")
+    if seconds * NS_PER_UNIT["s"] > _MAX_NS:
+        raise ValueError(f"invalid duration {text!r}: longer than 100 years")
     return seconds
 
 
