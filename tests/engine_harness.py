@@ -44,6 +44,26 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+def admin_auth(url: str) -> tuple[str, tuple[str, ...]]:
+    """Create the server's admin token; return it and the CLI's ``--host``/``--token``."""
+    created = run_cli("create", "token", "--admin", "--host", url)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.split("Token: ", 1)[1].split()[0]
+    return token, ("--host", url, "--token", token)
+
+
+def create_trigger(
+    auth: tuple[str, ...], plugin: str, spec: str, name: str, arguments: str | None = None
+) -> None:
+    """``madcheck create trigger`` on database ``mydb``, which must succeed."""
+    extra = ("--trigger-arguments", arguments) if arguments is not None else ()
+    created = run_cli(
+        "create", "trigger", *auth, "--database", "mydb",
+        "--plugin-filename", plugin, "--trigger-spec", spec, *extra, name,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+
+
 def wait_for(condition: Callable[[], Any], what: str) -> Any:
     """Poll ``condition`` until it returns something truthy; fail after the ceiling."""
     deadline = time.monotonic() + WAIT_CEILING_S

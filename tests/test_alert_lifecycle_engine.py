@@ -8,7 +8,14 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.engine_harness import ServeProcess, Webhook, run_cli, wait_for
+from tests.engine_harness import (
+    ServeProcess,
+    Webhook,
+    admin_auth,
+    create_trigger,
+    run_cli,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
@@ -28,28 +35,21 @@ def test_recovery_through_the_engine_and_the_alerts_table(tmp_path: Path) -> Non
     )
 
     with Webhook() as webhook, ServeProcess(tmp_path / "data", plugin_dir) as server:
-        created = run_cli("create", "token", "--admin", "--host", server.url)
-        token = created.stdout.split("Token: ", 1)[1].split()[0]
-        auth = ("--host", server.url, "--token", token)
+        token, auth = admin_auth(server.url)
         port = server.url.rsplit(":", 1)[1]
-        notifier = run_cli(
-            "create", "trigger", *auth, "--database", "mydb",
-            "--plugin-filename", "notifier_plugin.py", "--trigger-spec", "request:notify",
-            "--trigger-arguments", f"allowed_webhook_hosts={urlsplit(webhook.url).netloc}",
+        create_trigger(
+            auth,
+            "notifier_plugin.py",
+            "request:notify",
             "notification_trigger",
-        )  # fmt: skip
-        assert notifier.returncode == 0, notifier.stderr
+            f"allowed_webhook_hosts={urlsplit(webhook.url).netloc}",
+        )
         arguments = (
             "measurement=cpu,mad_thresholds=temp:3:9:2,senders=http,"
             f"http_webhook_url={webhook.url},influxdb3_auth_token={token},port_override={port},"
             "notify_recovery=true,notification_recovery_text=resolved $alert_id after $duration"
         )
-        mad = run_cli(
-            "create", "trigger", *auth, "--database", "mydb",
-            "--plugin-filename", "mad_check_plugin.py", "--trigger-spec", "table:cpu",
-            "--trigger-arguments", arguments, "mad_trigger",
-        )  # fmt: skip
-        assert mad.returncode == 0, mad.stderr
+        create_trigger(auth, "mad_check_plugin.py", "table:cpu", "mad_trigger", arguments)
         written = run_cli(
             "write", *auth, "--database", "mydb", "--precision", "s", "--file", str(lines)
         )

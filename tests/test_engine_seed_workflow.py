@@ -9,7 +9,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tests.engine_harness import ServeProcess, Webhook, run_cli, wait_for
+from tests.engine_harness import (
+    ServeProcess,
+    Webhook,
+    admin_auth,
+    create_trigger,
+    run_cli,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,27 +40,15 @@ def test_seed_commands_detect_and_deliver_an_alert(tmp_path: Path) -> None:
     _stream(lines)
 
     with Webhook() as webhook, ServeProcess(tmp_path / "data", plugin_dir) as server:
-        created = run_cli("create", "token", "--admin", "--host", server.url)
-        token = created.stdout.split("Token: ", 1)[1].split()[0]
-        auth = ("--host", server.url, "--token", token)
+        token, auth = admin_auth(server.url)
         port = server.url.rsplit(":", 1)[1]
-        notifier = run_cli(
-            "create", "trigger", *auth, "--database", "mydb",
-            "--plugin-filename", "notifier_plugin.py", "--trigger-spec", "request:notify",
-            "notification_trigger",
-        )  # fmt: skip
-        assert notifier.returncode == 0, notifier.stderr
+        create_trigger(auth, "notifier_plugin.py", "request:notify", "notification_trigger")
         arguments = (
             "measurement=cpu,mad_thresholds=temp:2.5:20:5@load:3:10:2m,senders=http,"
             f"http_webhook_url={webhook.url},influxdb3_auth_token={token},port_override={port},"
             "config_file_path=mad.toml"
         )
-        mad = run_cli(
-            "create", "trigger", *auth, "--database", "mydb",
-            "--plugin-filename", "mad_check_plugin.py", "--trigger-spec", "all_tables",
-            "--trigger-arguments", arguments, "data_write_trigger",
-        )  # fmt: skip
-        assert mad.returncode == 0, mad.stderr
+        create_trigger(auth, "mad_check_plugin.py", "all_tables", "data_write_trigger", arguments)
 
         written = run_cli(
             "write", *auth, "--database", "mydb", "--precision", "s", "--file", str(lines)
