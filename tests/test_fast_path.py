@@ -34,6 +34,7 @@ plain_values = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300),
     st.sampled_from([0.1, 0.2, 0.30000000000000004, -0.0, 0.0, 1e-300, 5e-324, 2.5, -2.5]),
     st.floats(min_value=1e6, max_value=1e6 + 1),  # large magnitude, tiny spread
+    st.sampled_from([1.5e308, -1.5e308, 1e308]),  # sums and differences overflow
 )
 runs = st.tuples(plain_values, st.integers(min_value=1, max_value=12))  # constant runs
 streams = st.lists(st.one_of(plain_values, runs), max_size=90).map(
@@ -99,6 +100,11 @@ def advanced_masks(
 
 #: Small windows move values with del + insert; 1 forces the memoryview path of large ones.
 view_from = st.sampled_from([window_module._VIEW_FROM, 1])
+#: (_BAND_FROM, _BAND_SHIFT): as shipped (no band below 2,048), or a normal band reused for
+#: size // 4 updates, or for as many as the window allows (the loosest band, the most reuse).
+band_settings = st.sampled_from(
+    [(window_module._BAND_FROM, window_module._BAND_SHIFT), (1, 2), (1, 0)]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -108,10 +114,15 @@ view_from = st.sampled_from([window_module._VIEW_FROM, 1])
     ks=k_sets,
     chunks=st.lists(st.integers(min_value=1, max_value=15), max_size=20),
     move_from=view_from,
+    band=band_settings,
 )
-def test_verdicts_match_the_definition(size, stream, ks, chunks, move_from):
+def test_verdicts_match_the_definition(size, stream, ks, chunks, move_from, band):
     values = [float(v) for v in stream]  # ints enter windows as floats (DESIGN.md §3)
-    with patch.object(window_module, "_VIEW_FROM", move_from):
+    with (
+        patch.object(window_module, "_VIEW_FROM", move_from),
+        patch.object(window_module, "_BAND_FROM", band[0]),
+        patch.object(window_module, "_BAND_SHIFT", band[1]),
+    ):
         assert advanced_masks(values, size, ks, chunks) == reference_masks(values, size, ks)
 
 
@@ -149,6 +160,22 @@ def test_large_window_through_the_memoryview_path_stays_exact():
     masks = advanced_masks(stream, 1_500, [1.0, 1.5], [400] * 7)
     assert masks == reference_masks(stream, 1_500, [1.0, 1.5])
     assert 1 in masks and 3 in masks  # outliers for one k only, and for both
+
+
+def test_large_window_reusing_its_normal_band_stays_exact():
+    """From 2,048 values on, a normal band is reused for size >> 8 updates: here 9 at 2,400."""
+    rng = random.Random(11)
+    size, ks = 2_400, [2.0, 3.0]
+    level = [0.0] * 2_400 + [4.0] * 600 + [-3.0] * 600  # the median drifts far between reads
+    stream = [round(base + rng.gauss(0.0, 1.0), 1) for base in level]  # duplicates too
+    stream[2_500:2_520] = [12.0] * 20  # a burst of outliers
+    chunk_sizes = [rng.randint(1, 40) for _ in range(400)]
+    with patch.object(window_module, "_normal_band", wraps=window_module._normal_band) as band:
+        masks = advanced_masks(stream, size, ks, chunk_sizes)
+    assert masks == reference_masks(stream, size, ks)
+    verdicts = len(stream) - size + 1
+    assert 0 < band.call_count < verdicts / 5  # the band was read, and reused
+    assert 1 in masks and 3 in masks
 
 
 # -- the whole detector against a plain one ---------------------------------------------------

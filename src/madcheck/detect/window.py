@@ -9,6 +9,9 @@ window is also kept sorted, so:
 - most verdicts need no MAD at all: ``advance`` reads exact lower and upper bounds of the MAD
   from four sorted values (``_layout``), which settle clear cases; ``is_outlier`` settles most of
   the rest with one C-level bisect per side;
+- large windows need not even that for most values: a band of certainly normal values, read
+  from the sorted window, stays valid for the next few updates (``_normal_band``), so a normal
+  value costs two comparisons;
 - the exact MAD, for a value on the band's edge or for an alert, is the k-th smallest element of
   two sorted sequences (deviations left and right of the median), found by binary search in
   O(log W).
@@ -40,12 +43,15 @@ _SLACK = 2.0**-50
 _HUGE = 2.0**1000
 #: From this size on, ``advance`` moves values with a memoryview instead of del + insert.
 _VIEW_FROM = 1024
+#: From this size on, ``advance`` keeps a normal band valid for ``size >> _BAND_SHIFT`` updates.
+_BAND_FROM = 2048
+_BAND_SHIFT = 8
 
 
 class RollingMAD:
     """The last ``size`` finite values of one series field, in arrival and in sorted order."""
 
-    __slots__ = ("_count", "_data", "_next", "size")
+    __slots__ = ("_band", "_band_uses", "_count", "_data", "_next", "_reach", "size")
 
     def __init__(self, size: int) -> None:
         if size < 1:
@@ -55,6 +61,11 @@ class RollingMAD:
         self._data = array("d", bytes(8 * size)) + array("d", [_INF]) * size
         self._count = 0  # values held, up to size
         self._next = 0  # ring slot the next value goes to (the oldest once full)
+        # A band of certainly normal values (low, high, for the k as third item) and how many
+        # more updates it covers; large windows only (see _normal_band).
+        self._reach = _band_reach(size)
+        self._band = (_INF, -_INF, 0.0)
+        self._band_uses = 0
 
     def __len__(self) -> int:
         return self._count
@@ -84,6 +95,8 @@ class RollingMAD:
         every ``k`` (the band widens with ``k``): a normal value costs one verdict however many
         thresholds share the window.
         """
+        if not ks:
+            self._band_uses = 0  # pushes without verdicts are not counted: drop the band
         data = self._data
         size = self.size
         stop_sorted = 2 * size
@@ -94,6 +107,10 @@ class RollingMAD:
         # memmove (through a memoryview); small ones are quicker with del + insert.
         view = memoryview(data) if size >= _VIEW_FROM else None
         middle, odd, low, high, first, last = _layout(size)
+        # the normal band (for k) holds for the values up to values[band_end]
+        normal_low, normal_high, band_k = self._band
+        band_end = start + self._band_uses if band_k == k else -1
+        reach = self._reach
         normals = 0
         index = start
         stop = len(values)
@@ -129,13 +146,24 @@ class RollingMAD:
                     data[j] = value
             if count < size or not ks:
                 continue  # no verdict until the window is full
-            # 2. The verdict for the smallest k. Exact bounds of the MAD read from four sorted
-            # values (see _layout) settle most: inside the band for the floor is normal, outside
-            # it for the ceiling is an outlier; is_outlier settles the rest.
+            # 2. The verdict for the smallest k. A large window's normal band, while it holds,
+            # settles most in two comparisons.
+            if normal_low <= value <= normal_high and index <= band_end:
+                normals += 1
+                if normals == normals_limit:
+                    break
+                continue
+            # Exact bounds of the MAD read from four sorted values (see _layout) settle most:
+            # inside the band for the floor is normal, outside it for the ceiling is an outlier;
+            # is_outlier settles the rest.
             median = data[middle] if odd else (data[middle - 1] + data[middle]) / 2
             down = median - data[low]
             up = data[high] - median
             floor = down if down < up else up
+            if reach and index > band_end:
+                normal_low, normal_high = _normal_band(data, size, reach, k)
+                band_k = k
+                band_end = index + reach
             if value < median - k * floor or value > median + k * floor:
                 down = median - data[first]
                 up = data[last] - median
@@ -157,9 +185,16 @@ class RollingMAD:
                 if k_bit == k or self.is_outlier(value, median, k_bit):
                     mask |= 1 << bit
             self._next = slot
+            self._keep_band(normal_low, normal_high, band_k, band_end - index)
             return index, normals, mask
         self._next = slot
+        if ks:
+            self._keep_band(normal_low, normal_high, band_k, band_end - index)
         return index, normals, 0
+
+    def _keep_band(self, low: float, high: float, k: float, uses: int) -> None:
+        self._band = (low, high, k)
+        self._band_uses = uses if uses > 0 else 0
 
     def median(self) -> float:
         n = self._count
@@ -268,6 +303,42 @@ class RollingMAD:
             data[split + j] - median if j < n_right else _INF,
         )
         return kth, after
+
+
+def _band_reach(size: int) -> int:
+    """For how many updates ``advance`` reuses a normal band: 0 (never) for small windows, whose
+    band would be too loose to settle anything; never so far that ``_normal_band`` reads past
+    the sorted half."""
+    if size < _BAND_FROM:
+        return 0
+    _, _, low, high, _, _ = _layout(size)
+    return min(size >> _BAND_SHIFT, low - size, 2 * size - 1 - high)
+
+
+def _normal_band(data: array[float], size: int, reach: int, k: float) -> tuple[float, float]:
+    """Values certainly normal for ``k`` in this full window and after each of the next
+    ``reach`` updates (each update: the oldest value out, a new one in).
+
+    Why: removing one value and inserting one moves the r-th smallest by at most one place, so
+    after t updates it lies between the (r - t)-th and (r + t)-th smallest of today's sorted
+    window. That bounds the median (``lowest``, ``highest``: both middle values for even sizes,
+    whose mean is monotone in each) and the sorted values ``_layout`` reads the floor of the MAD
+    from, hence the floor itself (``floor``, never above any of those floors, so never above the
+    MAD). Every step is a float operation monotone in its inputs, as is the verdict's
+    ``median - k * mad``, so a value at or above ``highest - k * floor`` is at or above the lower
+    edge of the band for every window within reach, and likewise for the upper edge. A NaN (from
+    overflow to infinities of opposite signs) fails both comparisons: no value is settled.
+    """
+    middle, odd, low, high, _, _ = _layout(size)
+    if odd:
+        lowest, highest = data[middle - reach], data[middle + reach]
+    else:
+        lowest = (data[middle - 1 - reach] + data[middle - reach]) / 2
+        highest = (data[middle - 1 + reach] + data[middle + reach]) / 2
+    down = lowest - data[low + reach]
+    up = data[high - reach] - highest
+    floor = down if down < up else up
+    return highest - k * floor, lowest + k * floor
 
 
 @cache
