@@ -17,8 +17,9 @@ window is also kept sorted, so:
   O(log W).
 
 Storage is one ``array('d')`` of ``2 * size`` C doubles, allocated once: the ring of values in
-arrival order, then the same values sorted. While the window fills, the sorted half is padded at
-its end with +inf (values are finite, so the padding always sorts last). 16 bytes per value.
+arrival order, then the same values sorted. While the window fills, both are padded with +inf
+(values are finite, so the padding always sorts last, and a ring slot not yet filled reads as
+the padding to evict). 16 bytes per value.
 
 The arithmetic is the same as the definition's (``(a + b) / 2`` for even sizes, ``abs(x - m)``
 for deviations, since ``m - x == -(x - m)`` exactly in IEEE 754), and every shortcut is a proof
@@ -46,25 +47,27 @@ _VIEW_FROM = 1024
 #: From this size on, ``advance`` keeps a normal band valid for ``size >> _BAND_SHIFT`` updates.
 _BAND_FROM = 2048
 _BAND_SHIFT = 8
+_NO_BAND = (_INF, -_INF, 0.0)
 
 
 class RollingMAD:
     """The last ``size`` finite values of one series field, in arrival and in sorted order."""
 
-    __slots__ = ("_band", "_band_uses", "_count", "_data", "_next", "_reach", "size")
+    __slots__ = ("_band", "_band_uses", "_count", "_data", "_layout", "_next", "_reach", "size")
 
     def __init__(self, size: int) -> None:
         if size < 1:
             raise ValueError("window size must be at least 1")
         self.size = size
         # [0, size): the ring, in arrival order; [size, 2 * size): the same values, sorted
-        self._data = array("d", bytes(8 * size)) + array("d", [_INF]) * size
+        self._data = array("d", [_INF]) * (2 * size)
         self._count = 0  # values held, up to size
         self._next = 0  # ring slot the next value goes to (the oldest once full)
+        self._layout = _layout(size)
         # A band of certainly normal values (low, high, for the k as third item) and how many
         # more updates it covers; large windows only (see _normal_band).
         self._reach = _band_reach(size)
-        self._band = (_INF, -_INF, 0.0)
+        self._band = _NO_BAND
         self._band_uses = 0
 
     def __len__(self) -> int:
@@ -76,7 +79,31 @@ class RollingMAD:
 
     def add(self, value: float) -> None:
         """Append a finite ``value``, evicting the oldest one once the window is full."""
-        self.advance((value,), 0, ())
+        self._band_uses = 0  # pushes without verdicts are not counted: drop the band
+        data = self._data
+        size = self.size
+        slot = self._next
+        old = data[slot]  # while filling: +inf, taking the place of the first +inf of padding
+        i = bisect_left(data, old, size, 2 * size)
+        if self._count < size:
+            self._count += 1
+        data[slot] = value
+        self._next = slot + 1 if slot + 1 < size else 0
+        j = (
+            bisect_right(data, value, i, 2 * size) - 1
+            if value >= old
+            else bisect_right(data, value, size, i)
+        )
+        if size < _VIEW_FROM:
+            del data[i]
+            data.insert(j, value)
+        else:  # what lies between the old and the new place moves one step (one memmove)
+            view = memoryview(data)
+            if j > i:
+                view[i:j] = view[i + 1 : j + 1]
+            else:
+                view[j + 1 : i + 1] = view[j:i]
+            data[j] = value
 
     def advance(
         self, values: Sequence[float], start: int, ks: Sequence[float], normals_limit: int = 0
@@ -95,37 +122,35 @@ class RollingMAD:
         every ``k`` (the band widens with ``k``): a normal value costs one verdict however many
         thresholds share the window.
         """
-        if not ks:
-            self._band_uses = 0  # pushes without verdicts are not counted: drop the band
+        stop = len(values)
+        index = start
+        while index < stop and (self._count < self.size - 1 or not ks):
+            self.add(values[index])  # no verdict until the window is full
+            index += 1
+        if index == stop:
+            return index, 0, 0
+        self._count = self.size  # values[index] fills the window if it is not full yet
         data = self._data
         size = self.size
         stop_sorted = 2 * size
         slot = self._next
-        count = self._count
-        k = min(ks) if ks else 0.0
+        k = min(ks)
         # Large windows move the values between the old and the new value's places with one
         # memmove (through a memoryview); small ones are quicker with del + insert.
         view = memoryview(data) if size >= _VIEW_FROM else None
-        middle, odd, low, high, first, last = _layout(size)
+        middle, odd, low, high, first, last = self._layout
         # the normal band (for k) holds for the values up to values[band_end]
         normal_low, normal_high, band_k = self._band
-        band_end = start + self._band_uses if band_k == k else -1
+        band_end = index + self._band_uses if band_k == k else -1
         reach = self._reach
         normals = 0
-        index = start
-        stop = len(values)
         while index < stop:
             value = values[index]
             index += 1
-            # 1. Replace the oldest value (while filling: the last +inf of padding) by the new
-            # one, in the ring and in the sorted half.
-            if count == size:
-                old = data[slot]
-                i = bisect_left(data, old, size, stop_sorted)
-            else:
-                old = _INF
-                i = stop_sorted - 1
-                count = self._count = count + 1
+            # 1. Replace the oldest value (or the last +inf of padding) by the new one, in the
+            # ring and in the sorted half.
+            old = data[slot]
+            i = bisect_left(data, old, size, stop_sorted)
             data[slot] = value
             slot = slot + 1 if slot + 1 < size else 0
             if value >= old:  # data[i + 1 : j] (all <= value) move one step down
@@ -144,8 +169,6 @@ class RollingMAD:
                 else:
                     view[j + 1 : i + 1] = view[j:i]
                     data[j] = value
-            if count < size or not ks:
-                continue  # no verdict until the window is full
             # 2. The verdict for the smallest k. A large window's normal band, while it holds,
             # settles most in two comparisons.
             if normal_low <= value <= normal_high and index <= band_end:
@@ -188,8 +211,7 @@ class RollingMAD:
             self._keep_band(normal_low, normal_high, band_k, band_end - index)
             return index, normals, mask
         self._next = slot
-        if ks:
-            self._keep_band(normal_low, normal_high, band_k, band_end - index)
+        self._keep_band(normal_low, normal_high, band_k, band_end - index)
         return index, normals, 0
 
     def _keep_band(self, low: float, high: float, k: float, uses: int) -> None:
