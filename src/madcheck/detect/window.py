@@ -208,10 +208,12 @@ class RollingMAD:
                 if k_bit == k or self.is_outlier(value, median, k_bit):
                     mask |= 1 << bit
             self._next = slot
-            self._keep_band(normal_low, normal_high, band_k, band_end - index)
+            if reach:
+                self._keep_band(normal_low, normal_high, band_k, band_end - index)
             return index, normals, mask
         self._next = slot
-        self._keep_band(normal_low, normal_high, band_k, band_end - index)
+        if reach:
+            self._keep_band(normal_low, normal_high, band_k, band_end - index)
         return index, normals, 0
 
     def _keep_band(self, low: float, high: float, k: float, uses: int) -> None:
