@@ -130,6 +130,11 @@ class RollingMAD:
         if index == stop:
             return index, 0, 0
         self._count = self.size  # values[index] fills the window if it is not full yet
+        # Every value from here gets a verdict, and the run stops at the first outlier: all
+        # values judged before it are normal, so normals are counted at the end.
+        judged_from = index
+        if normals_limit:
+            stop = min(stop, index + normals_limit)
         data = self._data
         size = self.size
         stop_sorted = 2 * size
@@ -143,7 +148,6 @@ class RollingMAD:
         normal_low, normal_high, band_k = self._band
         band_end = index + self._band_uses if band_k == k else -1
         reach = self._reach
-        normals = 0
         while index < stop:
             value = values[index]
             index += 1
@@ -172,9 +176,6 @@ class RollingMAD:
             # 2. The verdict for the smallest k. A large window's normal band, while it holds,
             # settles most in two comparisons.
             if normal_low <= value <= normal_high and index <= band_end:
-                normals += 1
-                if normals == normals_limit:
-                    break
                 continue
             # Exact bounds of the MAD read from four sorted values (see _layout) settle most:
             # inside the band for the floor is normal, outside it for the ceiling is an outlier;
@@ -187,34 +188,27 @@ class RollingMAD:
                 normal_low, normal_high = _normal_band(data, size, reach, k)
                 band_k = k
                 band_end = index + reach
-            if value < median - k * floor or value > median + k * floor:
-                down = median - data[first]
-                up = data[last] - median
-                ceiling = down if down > up else up
-                # (below _HUGE: the mean of two middle deviations cannot overflow past it)
-                outlier = (
-                    ceiling < _HUGE
-                    and (value < median - k * ceiling or value > median + k * ceiling)
-                ) or self.is_outlier(value, median, k)
-            else:
-                outlier = False
-            if not outlier:
-                normals += 1
-                if normals == normals_limit:
-                    break
+            if not (value < median - k * floor or value > median + k * floor):
                 continue
-            mask = 0
-            for bit, k_bit in enumerate(ks):
-                if k_bit == k or self.is_outlier(value, median, k_bit):
-                    mask |= 1 << bit
-            self._next = slot
-            if reach:
-                self._keep_band(normal_low, normal_high, band_k, band_end - index)
-            return index, normals, mask
+            down = median - data[first]
+            up = data[last] - median
+            ceiling = down if down > up else up
+            # (below _HUGE: the mean of two middle deviations cannot overflow past it)
+            if (
+                ceiling < _HUGE and (value < median - k * ceiling or value > median + k * ceiling)
+            ) or self.is_outlier(value, median, k):
+                mask = 0
+                for bit, k_bit in enumerate(ks):
+                    if k_bit == k or self.is_outlier(value, median, k_bit):
+                        mask |= 1 << bit
+                self._next = slot
+                if reach:
+                    self._keep_band(normal_low, normal_high, band_k, band_end - index)
+                return index, index - 1 - judged_from, mask
         self._next = slot
         if reach:
             self._keep_band(normal_low, normal_high, band_k, band_end - index)
-        return index, normals, 0
+        return index, index - judged_from, 0
 
     def _keep_band(self, low: float, high: float, k: float, uses: int) -> None:
         self._band = (low, high, k)
