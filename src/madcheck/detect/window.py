@@ -175,7 +175,7 @@ class RollingMAD:
                     data[j] = value
             # 2. The verdict for the smallest k. A large window's normal band, while it holds,
             # settles most in two comparisons.
-            if normal_low <= value <= normal_high and index <= band_end:
+            if reach and index <= band_end and normal_low <= value <= normal_high:
                 continue
             # Exact bounds of the MAD read from four sorted values (see _layout) settle most:
             # inside the band for the floor is normal, outside it for the ceiling is an outlier;
