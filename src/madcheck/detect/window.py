@@ -78,7 +78,12 @@ class RollingMAD:
         return self._count == self.size
 
     def add(self, value: float) -> None:
-        """Append a finite ``value``, evicting the oldest one once the window is full."""
+        """Append a finite ``value``, evicting the oldest one once the window is full.
+
+        ``advance`` inlines these same steps in its loop (a call per value would cost more than
+        the update itself at small windows): a change here belongs there too. The property
+        tests go through both, since windows fill through this method.
+        """
         self._band_uses = 0  # pushes without verdicts are not counted: drop the band
         data = self._data
         size = self.size
