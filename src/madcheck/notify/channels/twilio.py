@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import requests
 
+from madcheck.notify.allowlist import HostAllowList
 from madcheck.notify.channels.base import (
     ConfigProblem,
     Message,
@@ -23,9 +24,11 @@ from madcheck.notify.channels.base import (
     SenderConfig,
     error_detail,
     fit_text,
+    from_environment,
+    guarded_post,
     required_text,
 )
-from madcheck.notify.retry import Attempt, Delivery, classify_response, post, send_with_retries
+from madcheck.notify.retry import Attempt, Delivery, classify_response, send_with_retries
 
 DEFAULT_API_BASE = "https://api.twilio.com"
 MAX_BODY = 1600
@@ -52,6 +55,7 @@ def _send(
     *,
     whatsapp: bool,
 ) -> Delivery:
+    config = from_environment(config, context)
     sid = required_text(config, "twilio_sid", context.environ.get("TWILIO_SID"))
     token = required_text(config, "twilio_token", context.environ.get("TWILIO_TOKEN"))
     if not sid.isascii() or not sid.isalnum():
@@ -63,15 +67,19 @@ def _send(
     form = {"To": recipient, "From": sender, "Body": fit_text(message.text, MAX_BODY)}
     base = context.environ.get("TWILIO_API_BASE_URL") or DEFAULT_API_BASE
     url = f"{base.rstrip('/')}/2010-04-01/Accounts/{quote(sid, safe='')}/Messages.json"
+    # The API's address is the server's own setting, not a webhook: allowed_webhook_hosts does
+    # not apply, but the forbidden networks (cloud metadata) do.
+    destinations = HostAllowList(None, context.allowed_hosts.forbidden)
     return send_with_retries(
-        lambda timeout: post(
+        lambda timeout: guarded_post(
             session,
+            destinations,
+            "TWILIO_API_BASE_URL",
             url,
             timeout,
             data=form,
             auth=(sid, token),
             classify=_classify,
-            allow_redirects=False,
         ),
         context.policy,
         context.sleep,
