@@ -91,9 +91,9 @@ def test_the_backslash_attack_is_refused_and_nothing_reaches_the_other_port():
 def test_ambiguous_urls_are_refused_without_any_request(shape):
     with standins.webhook() as listed, standins.webhook() as target:
         url = shape.format(a=port_of(listed), b=port_of(target))
-        ok, reason = send("http", {"http_webhook_url": url}, HostAllowList.parse(
-            f"127.0.0.1:{port_of(listed)}"
-        ))
+        ok, reason = send(
+            "http", {"http_webhook_url": url}, HostAllowList.parse(f"127.0.0.1:{port_of(listed)}")
+        )
 
         assert ok is False and reason.startswith("http_webhook_url ")
         assert target.requests == [] and listed.requests == []

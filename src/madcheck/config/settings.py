@@ -367,10 +367,15 @@ def read_config_file(path: Path) -> dict[str, Any]:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except OSError as error:
         raise ConfigError(f"{name} cannot be opened: {error.strerror}") from None
-    with os.fdopen(descriptor, "rb") as handle:
+    try:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             raise ConfigError(f"config_file_path must name a regular file; {name} is not one")
-        data = handle.read(MAX_CONFIG_FILE_BYTES + 1)
+        with os.fdopen(descriptor, "rb", closefd=False) as handle:
+            data = handle.read(MAX_CONFIG_FILE_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"{name} cannot be read: {error.strerror}") from None
+    finally:
+        os.close(descriptor)
     if len(data) > MAX_CONFIG_FILE_BYTES:
         raise ConfigError(f"{name} is larger than {MAX_CONFIG_FILE_BYTES // 1024} KiB")
     return parse_toml(data, name)
