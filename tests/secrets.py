@@ -73,7 +73,12 @@ def harvest_arguments(arguments: object) -> None:
     register(*(os.environ.get(name) for name in SECRET_ENVIRONMENT))
     if isinstance(arguments, Mapping):
         values = [v for k, v in arguments.items() if isinstance(k, str) and k in _SECRET_KEYS]
-        register(*values, *_referenced(values))
+        register(*_plain(values), *_referenced(values))
+
+
+def _plain(values: Iterable[object]) -> list[object]:
+    """The values that are secrets themselves, not ``env:NAME`` references to one."""
+    return [value for value in values if variable_name(value) is None]
 
 
 def _referenced(values: Iterable[object]) -> Iterator[str | None]:
@@ -96,7 +101,7 @@ def harvest_request_body(body: object) -> None:
     if isinstance(senders, Mapping):
         for settings in senders.values():
             if isinstance(settings, Mapping):
-                register(*settings.values(), *_referenced(settings.values()))
+                register(*_plain(settings.values()), *_referenced(settings.values()))
 
 
 def leaks(lines: Iterable[str], secrets: Iterable[str]) -> list[tuple[str, str]]:

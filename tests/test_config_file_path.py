@@ -1,4 +1,4 @@
-"""``config_file_path`` is a stranger's input: it may not leave the plugin dir, nor read without end.
+"""``config_file_path`` is a stranger's input: it may not leave the plugin dir, nor read forever.
 
 Anyone with a token can create a trigger, so each test here is an attack on the argument: paths
 out of the plugin dir (``..``, absolute, symbolic links), files that never end or never open,

@@ -125,7 +125,10 @@ URL = "use the stand-in's URL"
         ("slack_webhook_url must be a string", {"slack_webhook_url": 42}),
         ("slack_webhook_url is not an http(s) URL", {"slack_webhook_url": "file:///etc/passwd"}),
         ("slack_webhook_url is not an http(s) URL", {"slack_webhook_url": "hooks.slack.com/x"}),
-        ("slack_webhook_url is not a valid URL (bad host or port)", {"slack_webhook_url": "http://h:99999/x"}),
+        (
+            "slack_webhook_url is not a valid URL (bad host or port)",
+            {"slack_webhook_url": "http://h:99999/x"},
+        ),
         (
             "slack_headers is not base64 of a JSON object",
             {"slack_webhook_url": URL, "slack_headers": "%%%"},

@@ -273,6 +273,7 @@ def test_the_notifier_warns_once_that_it_runs_without_an_allow_list():
         ("http_webhook_url", "http://169.254.169.254\\@hooks.slack.com/"),
         ("http_webhook_url", "gopher://127.0.0.1:6379/_FLUSHALL"),
     ],
+    ids=["ftp", "file", "backslash", "gopher"],
 )
 def test_a_webhook_url_that_is_not_usable_http_is_refused_at_config_load(argument, url):
     sender = argument.split("_")[0]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from madcheck.config.durations import format_duration_ns
+from madcheck.config.envref import variable_name
 from madcheck.config.senders import SECRET_ARGUMENTS
 from madcheck.config.settings import Config, ConfigError, config_file_identity, load_config
 from madcheck.detect.alerts import Alert
@@ -119,7 +120,12 @@ def _trigger_state(
         log.error(f"trigger arguments must be key=value pairs, got {type(args).__name__}")
         return None
     arguments = {str(k): v for k, v in (args or {}).items()}
-    log.hide(str(v) for k, v in arguments.items() if _is_secret(k) and isinstance(v, str))
+    # An env:NAME reference is not itself a secret: errors may name the variable.
+    log.hide(
+        v
+        for k, v in arguments.items()
+        if _is_secret(k) and isinstance(v, str) and variable_name(v) is None
+    )
     try:
         loaded = load_config(arguments, plugin_dir=plugin_dir)
     except ConfigError as error:
