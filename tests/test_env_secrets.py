@@ -85,6 +85,7 @@ def test_the_mad_trigger_reads_every_secret_from_the_environment():
         ("env:EMPTY", "EMPTY is not set (or empty)"),
         ("env:PATH", "slack_webhook_url is not an http(s) URL"),  # a non-secret: allowed, not a URL
         ("env:NEWLINE_URL", "slack_webhook_url holds white space, a control character"),
+        ("env:NESTED", "another env: reference; they do not nest"),
     ],
 )
 def test_bad_references_are_clear_errors_naming_argument_and_variable_never_a_value(value, message):
@@ -92,6 +93,7 @@ def test_bad_references_are_clear_errors_naming_argument_and_variable_never_a_va
         "PATH": "/usr/local/bin:/usr/bin",
         "EMPTY": "",
         "NEWLINE_URL": "https://hooks.slack.com/x\r\nX-Injected: 1",
+        "NESTED": "env:PATH",
     }
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as bad:
         load_config({**BASE, "senders": "slack", "slack_webhook_url": value}, environ=environ)

@@ -10,6 +10,8 @@ import socket
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from urllib3.util import parse_url
 
 from madcheck.config.settings import ConfigError, load_config
@@ -196,18 +198,16 @@ def test_a_forbidden_address_named_in_the_allow_list_by_address_is_allowed():
         assert len(listed.requests) == 1
 
 
-def test_twilio_cannot_be_pointed_at_a_forbidden_address(monkeypatch):
+def test_twilio_cannot_be_pointed_at_a_forbidden_address():
+    import requests
+
     with standins.twilio(TWILIO_SID, TWILIO_TOKEN) as service:
-        monkeypatch.setenv("TWILIO_API_BASE_URL", service.base_url)
-        context = SendContext(ONE_TRY, HostAllowList(None, _nets(LOOPBACK_FORBIDDEN)), {})
         context = SendContext(
             ONE_TRY,
-            context.allowed_hosts,
+            HostAllowList(None, _nets(LOOPBACK_FORBIDDEN)),
             {"TWILIO_API_BASE_URL": service.base_url},
             sleep=lambda _: None,
         )
-        import requests
-
         with requests.Session() as session:
             delivery = SENDERS["sms"](Message("alert"), twilio_config(), session, context)
         assert delivery.ok is False and delivery.reason.startswith("refused: TWILIO_API_BASE_URL")
@@ -240,6 +240,7 @@ def test_metadata_can_be_allowed_only_by_naming_its_address():
     assert HostAllowList.parse("169.254.169.254").allows("http://169.254.169.254/latest")
     assert HostAllowList.parse("[fd00:ec2::254]").allows("http://[fd00:ec2::254]/latest")
     assert not HostAllowList.parse("*.254").allows("http://169.254.169.254/latest")
+    assert not HostAllowList.parse("*.0.1").allows("http://10.0.0.1/x")
     assert HostAllowList.parse(None).address_allowed("93.184.216.34")
     assert not HostAllowList.parse(None).address_allowed("::ffff:169.254.169.254")
 
@@ -309,3 +310,53 @@ def _nets(texts):
     from madcheck.notify.allowlist import networks
 
     return networks(texts)
+
+
+_NASTY = st.sampled_from(
+    [
+        "",
+        "@",
+        "\\",
+        "/",
+        "?",
+        "#",
+        ":",
+        "%40",
+        "%2e",
+        ".",
+        "[",
+        "]",
+        "::1",
+        "80",
+        "8080",
+        "127.0.0.1",
+        "hooks.slack.com",
+        "user",
+        " ",
+        "\t",
+        "\u3002",
+        "%",
+        ";",
+        "0x7f",
+        "evil",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scheme=st.sampled_from(["http", "https", "HTTP", "ftp"]), parts=st.lists(_NASTY, max_size=8))
+def test_an_accepted_url_goes_where_requests_would_send_it(scheme, parts):
+    """Any URL the notifier accepts, requests prepares to the very host and port checked."""
+    import requests
+
+    url = f"{scheme}://" + "".join(parts)
+    try:
+        destination = parse_destination(url)
+    except UnsafeURL:
+        return
+    prepared = parse_url(requests.Request("POST", url).prepare().url or "")
+    host = (prepared.host or "").lower().strip("[]").rstrip(".")
+    assert (host, prepared.port or {"http": 80, "https": 443}[destination.scheme]) == (
+        destination.host,
+        destination.port,
+    )

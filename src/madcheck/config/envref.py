@@ -64,6 +64,10 @@ def resolve(argument: str, value: object, environ: Mapping[str, str]) -> object:
             f"{argument}=env:{name}: the environment variable {name} is not set (or empty) "
             "in the server's environment"
         )
+    if variable_name(found) is not None:
+        raise EnvReferenceError(
+            f"{argument}=env:{name}: the variable holds another env: reference; they do not nest"
+        )
     return found.strip()
 
 

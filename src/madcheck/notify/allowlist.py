@@ -89,8 +89,8 @@ def parse_destination(url: object) -> Destination:
     if client.auth is not None or "@" in split.netloc:
         raise UnsafeURL("holds a user name or password (user@host); webhook URLs have none")
     host = _bare_host(client.host or "")
-    if not host or "%" in host:
-        raise UnsafeURL("has no host, or a host with '%' in it")
+    if not host or "%" in host or "" in host.split("."):
+        raise UnsafeURL("has no host, or a host with '%' or an empty label ('..') in it")
     if host != _bare_host(split.hostname or ""):
         raise UnsafeURL("is read differently by different URL parsers")
     port = client.port or _DEFAULT_PORTS[scheme]
@@ -115,8 +115,8 @@ class HostRule:
     def matches(self, destination: Destination) -> bool:
         if self.port is not None and self.port != destination.port:
             return False
-        if self.host.startswith("*."):
-            return destination.host.endswith(self.host[1:])
+        if self.host.startswith("*."):  # names only: *.0.1 is no way to list addresses
+            return destination.address is None and destination.host.endswith(self.host[1:])
         address = self.address
         if address is not None:
             return address == destination.address

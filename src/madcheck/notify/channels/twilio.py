@@ -4,6 +4,8 @@ POST form fields ``To``, ``From`` and ``Body`` to
 ``{base}/2010-04-01/Accounts/{sid}/Messages.json`` with basic auth ``sid:token``; Twilio answers
 201 with the created message. Errors are JSON ``{"code", "message", "more_info", "status"}``;
 only the numeric code goes into the reason, since the message text can quote phone numbers.
+Any of the four arguments may be ``env:NAME``; the numbers only when the account SID comes from
+the environment too (``config/envref.py``), so nobody can have them sent into their own account.
 
 Plain ``requests`` rather than the ``twilio`` SDK: the engine already has ``requests``, the call
 is one form POST, and the SDK would add a dependency and its own retry and error handling on top
