@@ -76,9 +76,8 @@ def build_senders_config(
             known = ", ".join(SENDERS)
             warnings.append(f"sender {name!r} dropped: unknown sender (known: {known})")
             continue
-        check_destinations(
-            {name: arguments.get(name) for name in (*spec.required, *spec.optional)}, defaults
-        )
+        own = (*spec.required, *spec.optional)
+        check_destinations({argument: arguments.get(argument) for argument in own}, defaults)
         values: dict[str, str] = {}
         missing: list[str] = []
         for argument in spec.required:

@@ -130,7 +130,10 @@ def _trigger_state(
         loaded = load_config(arguments, plugin_dir=plugin_dir)
     except ConfigError as error:
         # Remember the failure so a broken trigger logs once per change, not once per flush.
-        log.error(f"configuration error, no detection until the arguments change: {error}")
+        log.error(
+            "configuration error, no detection until the arguments, the config file or the "
+            f"environment change: {error}"
+        )
         engine.cache.put(STATE_KEY + ".failed", fingerprint)
         return None
     config = loaded.config
