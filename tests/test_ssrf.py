@@ -360,3 +360,91 @@ def test_an_accepted_url_goes_where_requests_would_send_it(scheme, parts):
         destination.host,
         destination.port,
     )
+
+
+# -- hostile answers: a stranger's server may answer without end ---------------------------------
+
+
+class RawServer:
+    """A loopback socket server that answers every connection with ``answer(connection)``."""
+
+    def __init__(self, answer) -> None:
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stop = threading.Event()
+        self.sent = 0
+        self.answer = answer
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        self.listener.settimeout(0.05)
+        while not self.stop.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                continue
+            with connection:
+                connection.settimeout(5)
+                try:
+                    connection.recv(65536)
+                    self.answer(self, connection)
+                except OSError:
+                    pass  # the client hung up: what the test wants
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+def endless(server: RawServer, connection: socket.socket) -> None:
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+    block = b"x" * 65536
+    while not server.stop.is_set() and server.sent < 1 << 30:
+        connection.sendall(block)
+        server.sent += len(block)
+
+
+def dripping(server: RawServer, connection: socket.socket) -> None:
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+    while not server.stop.wait(0.02):
+        connection.sendall(b"x")
+        server.sent += 1
+
+
+def test_an_endless_answer_is_read_at_most_64_kib():
+    import tracemalloc
+
+    server = RawServer(endless)
+    try:
+        url = f"http://127.0.0.1:{server.port}/hook"
+        tracemalloc.start()
+        try:
+            ok, reason = send("http", {"http_webhook_url": url}, HostAllowList.parse(None))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    finally:
+        server.close()
+    assert (ok, reason) == (True, "HTTP 200")
+    assert peak < 4 * 1024 * 1024
+    assert server.sent < 1 << 30  # the client hung up long before the server ran out
+
+
+def test_a_dripping_answer_is_given_up_after_the_request_timeout():
+    import requests
+
+    server = RawServer(dripping)
+    try:
+        url = f"http://127.0.0.1:{server.port}/hook"
+        policy = RetryPolicy(attempts=1, backoff=(0.0, 0.0), timeout=0.3)
+        context = SendContext(policy, HostAllowList.parse(None), {}, sleep=lambda _: None)
+        with requests.Session() as session:
+            delivery = SENDERS["http"](
+                Message("alert"), {"http_webhook_url": url}, session, context
+            )
+    finally:
+        server.close()
+    assert (delivery.ok, delivery.reason) == (False, "timed out")
+    assert server.sent < 100_000  # never read to the end the server promised

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from typing import Any
 
 import requests
@@ -27,6 +28,9 @@ from urllib3.exceptions import NewConnectionError
 from madcheck.notify.allowlist import HostAllowList, UnsafeURL
 
 FORBIDDEN_ADDRESS = "connects to a forbidden address (link-local or cloud metadata)"
+MAX_ANSWER_BYTES = 64 * 1024
+_CHUNK = 8192
+_DEFAULT_READ_BUDGET_S = 10.0
 
 
 class GuardedAdapter(HTTPAdapter):
@@ -53,14 +57,60 @@ class GuardedAdapter(HTTPAdapter):
             "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https}),
         }
 
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+    def send(  # type: ignore[override]
+        self, request: requests.PreparedRequest, stream: bool = False, **kwargs: Any
+    ) -> requests.Response:
         self.refusal = None
         try:
             self.destinations.check(request.url)
         except UnsafeURL as problem:
             self.refusal = str(problem)
             raise requests.exceptions.InvalidURL("refused destination") from None
-        return super().send(request, *args, **kwargs)
+        response = super().send(request, stream=True, **kwargs)
+        if not stream:
+            _read_bounded(response, _read_budget(kwargs.get("timeout")))
+        return response
+
+
+def _read_budget(timeout: object) -> float:
+    """Seconds the whole answer may take: the read timeout (or the single timeout given)."""
+    if isinstance(timeout, tuple):
+        timeout = timeout[-1]
+    return float(timeout) if isinstance(timeout, int | float) else _DEFAULT_READ_BUDGET_S
+
+
+def _read_bounded(response: requests.Response, budget_s: float) -> None:
+    """Read the answer into ``response`` as requests would, but at most ``MAX_ANSWER_BYTES``
+    and for at most ``budget_s`` seconds; a longer answer is cut, a slower one is a timeout."""
+    deadline = time.monotonic() + budget_s
+    chunks: list[bytes] = []
+    size = 0
+    complete = False
+    # read1 (urllib3 2) returns what has arrived; read waits for a full chunk, which a dripping
+    # server could make last for as many timeouts as the chunk has bytes.
+    read = getattr(response.raw, "read1", None) or response.raw.read
+    try:
+        while size <= MAX_ANSWER_BYTES:
+            if time.monotonic() > deadline:
+                raise requests.exceptions.ReadTimeout("the answer took too long")
+            chunk = read(_CHUNK, decode_content=True)
+            if not chunk:
+                complete = True
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except requests.exceptions.ReadTimeout:
+        response.close()
+        raise
+    except Exception as error:  # urllib3's own read errors, as requests would report them
+        response.close()
+        raise requests.exceptions.ConnectionError("reading the answer failed") from error
+    response._content = b"".join(chunks)[:MAX_ANSWER_BYTES]
+    response._content_consumed = True  # type: ignore[attr-defined]
+    if complete:
+        response.raw.release_conn()
+    else:
+        response.close()  # the rest is never read: drop the connection
 
 
 class _PeerCheck:
