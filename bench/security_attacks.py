@@ -229,6 +229,35 @@ def urllib3_debug() -> str:
     )
 
 
+def endless_answer() -> str:
+    """A webhook answering 64 MiB: how much memory the notifier's call takes."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+            try:
+                for _ in range(1024):
+                    connection.sendall(b"x" * 65536)
+            except OSError:
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    tracemalloc.start()
+    try:
+        answer = notify({"http": {"http_webhook_url": f"http://127.0.0.1:{port}/hook"}}, {})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        listener.close()
+    return f"peak {peak / 2**20:.1f} MiB; answer {answer['results']['http']}"
+
+
 ROWS = [
     ("SSRF: backslash URL past the allow-list", backslash),
     ("SSRF: redirect to an unlisted port", redirect),
@@ -238,6 +267,7 @@ ROWS = [
     ("config_file_path=../ a 64 MiB file", lambda: config_file("huge")),
     ("slack_webhook_url=env:NAME", env_reference),
     ("urllib3 DEBUG log of a Slack path", urllib3_debug),
+    ("webhook answering 64 MiB", endless_answer),
 ]
 
 
