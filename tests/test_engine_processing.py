@@ -360,9 +360,7 @@ def process_writes(influxdb3_local, table_batches, args=None):
 """
 
 
-def test_a_calls_writes_to_a_database_are_all_or_nothing(
-    storage: Storage, tmp_path: Path
-) -> None:
+def test_a_calls_writes_to_a_database_are_all_or_nothing(storage: Storage, tmp_path: Path) -> None:
     engine = _engine(storage, tmp_path, BAD_WRITES_PLUGIN)
     engine.create_trigger(_trigger("writer", "table:cpu"))
     _write(engine, storage, "cpu usage=1 1")

@@ -105,9 +105,7 @@ class _WritesWorker:
     def put(self, rows: list[Row]) -> None:
         """Queue one flush, waiting while the queue is full (a stopped worker drops it)."""
         with self._condition:
-            self._condition.wait_for(
-                lambda: len(self._queue) < self._queue_size or self._stopping
-            )
+            self._condition.wait_for(lambda: len(self._queue) < self._queue_size or self._stopping)
             if self._stopping:
                 return
             self._queue.append(rows)
@@ -358,9 +356,7 @@ class ProcessingEngine:
         except TriggerSpecError as exc:
             raise EngineError(400, str(exc)) from exc
         if definition.error_behavior not in ERROR_BEHAVIORS:
-            raise EngineError(
-                400, f"error_behavior must be one of {', '.join(ERROR_BEHAVIORS)}"
-            )
+            raise EngineError(400, f"error_behavior must be one of {', '.join(ERROR_BEHAVIORS)}")
         self._plugin_path(definition.plugin_filename)
         with self._lock:
             if (definition.database, definition.name) in self._triggers:
@@ -506,7 +502,9 @@ class ProcessingEngine:
             self.set_disabled(database, name, True)
         except EngineError:  # deleted meanwhile
             return
-        self._log(trigger, "ERROR", "trigger disabled after a failing call (error_behavior=disable)")
+        self._log(
+            trigger, "ERROR", "trigger disabled after a failing call (error_behavior=disable)"
+        )
 
     def _plugin_path_for(self, trigger: _Trigger) -> Path:
         try:
