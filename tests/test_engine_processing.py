@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -374,3 +375,25 @@ def test_a_calls_writes_to_a_database_are_all_or_nothing(storage: Storage, tmp_p
     )
     assert len(logs) == 2
     assert "ok" not in [row["table_name"] for row in storage.query("db", "SHOW TABLES")]
+
+
+def test_a_data_dir_from_before_trigger_settings_keeps_its_triggers(tmp_path: Path) -> None:
+    old = Storage(tmp_path / "data")
+    old.save_trigger(_trigger("kept", "all_tables", {"k": "v"}))
+    old.close()
+    # make the file look as it did before the trigger-settings columns existed
+    conn = sqlite3.connect(next((tmp_path / "data").rglob("db.sqlite3")))
+    conn.execute('DROP VIEW "system.processing_engine_triggers"')
+    conn.execute("ALTER TABLE _mc_triggers DROP COLUMN run_async")
+    conn.execute("ALTER TABLE _mc_triggers DROP COLUMN error_behavior")
+    conn.commit()
+    conn.close()
+    reopened = Storage(tmp_path / "data")
+    try:
+        (trigger,) = reopened.triggers()
+        assert (trigger.name, trigger.run_async, trigger.error_behavior) == ("kept", False, "log")
+        assert reopened.query(
+            "db", "SELECT error_behavior, run_async FROM system.processing_engine_triggers"
+        ) == [{"error_behavior": "log", "run_async": False}]
+    finally:
+        reopened.close()
