@@ -7,6 +7,7 @@ plugin sends must run there, and the verdicts that follow must be those of the l
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 
 from madcheck.engine.api import EngineAPI
@@ -123,6 +124,16 @@ def test_the_schema_query_finds_the_tags_by_their_dictionary_type() -> None:
     assert schema.tags == ("host", "region")
     assert schema.columns == {"host", "region", "temp", "load", "time"}
     assert fetch_tables(engine) == {"cpu"}  # information_schema's own views are left out
+
+
+def test_a_user_table_named_like_a_system_table_gets_only_its_own_columns() -> None:
+    queries = DataFusionQueries()
+    queries.context.sql("CREATE SCHEMA system").collect()
+    system_queries = pa.record_batch([pa.array(["SELECT 1"])], names=["query_text"])
+    queries.context.register_record_batches("system.queries", [[system_queries]])
+    queries.write_lp("queries,host=a temp=1 1")
+    schema = fetch_schema(_restarted(queries), "queries")
+    assert schema.tags == ("host",) and schema.columns == {"host", "temp", "time"}
 
 
 def test_results_are_converted_as_the_engine_converts_them() -> None:
