@@ -1,4 +1,4 @@
-"""The processing engine in-process: batching per flush, trigger specs, serialization, overflow."""
+"""The processing engine in-process: one call per flush, trigger specs, queues, trigger settings."""
 
 from __future__ import annotations
 
