@@ -181,6 +181,7 @@ def _run(server: EngineServer, receiver: _Receiver, options: argparse.Namespace)
             "plugin_filename": "notifier_plugin.py",
             "trigger_specification": "request:notify",
             "trigger_arguments": {"allowed_webhook_hosts": receiver.host_port},
+            "trigger_settings": {"run_async": False, "error_behavior": "log"},
         },
     )
     _say(
@@ -211,6 +212,7 @@ def _run(server: EngineServer, receiver: _Receiver, options: argparse.Namespace)
             "plugin_filename": "mad_check_plugin.py",
             "trigger_specification": "all_tables",
             "trigger_arguments": mad_arguments,
+            "trigger_settings": {"run_async": False, "error_behavior": "log"},
         },
     )
     _say(

@@ -280,6 +280,17 @@ def _validated(
 def _alerts_table(merged: Mapping[str, Any], measurement: str) -> str:
     raw = merged.get("alerts_table")
     table = "mad_alerts" if raw is None else _text(raw)
+    # InfluxDB 3's LineBuilder refuses a space; line protocol cannot carry a control character,
+    # and a leading '#' or a backslash would turn the row into a comment or an escape
+    if table and (
+        table.startswith("#")
+        or "\\" in table
+        or any(c.isspace() or not c.isprintable() for c in table)
+    ):
+        raise ConfigError(
+            f"alerts_table {table!r} cannot be written by the engine: use a name without "
+            "spaces, control characters or backslashes, not starting with '#'"
+        )
     if table == measurement:
         raise ConfigError(
             f"alerts_table must differ from measurement ({measurement}): the plugin would "
