@@ -28,6 +28,7 @@ import re
 from typing import Any
 
 from madcheck.detect.alerts import Alert
+from madcheck.detect.gaps import MissingEvent
 from madcheck.engine.line_builder import LineBuilder as _LocalLineBuilder
 from madcheck.engine.lineprotocol import LineProtocolError, parse_line
 
@@ -114,6 +115,24 @@ def history_line(table: str, alert: Alert, state: str) -> Any:
     if alert.duration_ns is not None:  # resolved: how long the alert lasted
         line.float64_field("duration_s", alert.duration_ns / 1e9)
     line.time_ns(alert.time_ns)
+    _check_writable(line.build())
+    return line
+
+
+def gap_history_line(table: str, event: MissingEvent) -> Any:
+    """One ``LineBuilder`` row for a missing-data event: the series' tags, ``rule=missing``,
+    ``state`` and ``alert_id`` (no ``field``: the whole series fell silent), fields ``threshold``
+    (``missing_after``) and ``duration_s`` (how long the series had been silent), at the call's
+    time (firing) or at the point that ended the gap (resolved). Raises as ``history_line``."""
+    line = _line_builder_class()(table)
+    for key, value in history_tags(event.tags):
+        line.tag(key, value)
+    line.tag("rule", event.rule)
+    line.tag("state", event.state)
+    line.tag("alert_id", event.alert_id)
+    line.string_field("threshold", event.threshold_text)
+    line.float64_field("duration_s", event.silent_ns / 1e9)
+    line.time_ns(event.time_ns)
     _check_writable(line.build())
     return line
 
