@@ -211,6 +211,18 @@ def test_an_every_trigger_is_called_at_each_time_with_a_datetime(
     assert int(second[3]) - int(first[3]) == 1  # one interval apart, whole seconds
 
 
+def test_a_cron_trigger_is_called_at_its_seconds(storage: Storage, tmp_path: Path) -> None:
+    engine = _engine(storage, tmp_path)
+    storage.write_lp("db", "cpu v=1 1", precision="ns")
+    engine.create_trigger(_trigger("cron", "cron:* * * * * *"))  # every second
+    try:
+        wait_for(lambda: len(_calls(storage, "cron")) >= 2, "two cron calls")
+    finally:
+        engine.close()
+    first, second = (int(text.split()[3]) for text in _calls(storage, "cron")[:2])
+    assert second == first + 1
+
+
 def test_a_slow_call_makes_the_missed_times_run_at_once_in_order() -> None:
     scheduled: list[int] = []
     done = threading.Event()

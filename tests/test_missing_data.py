@@ -199,6 +199,18 @@ def test_without_notify_recovery_the_return_is_only_logged() -> None:
     assert any("data is back: missing rule 5m on cpu [host=b]" in t for t in engine.log_texts())
 
 
+def test_a_config_change_keeps_the_open_gaps_and_their_outbox() -> None:
+    queries = DataFusionQueries()
+    queries.write_lp(f"cpu,host=b temp=1 {T0}")
+    engine = _engine(queries)
+    with receiver() as notifier:
+        _call(engine, _at(T0 + 10 * MIN_NS), _args(notifier.port))
+        changed = _args(notifier.port, notification_missing_text="$tags is silent")
+        _call(engine, _at(T0 + 11 * MIN_NS), changed)  # the same gap: not sent again
+    assert len(notifier.requests) == 1
+    assert sum("configuration loaded" in text for text in engine.log_texts("INFO")) == 2
+
+
 def test_a_custom_template_and_series_beyond_the_look_back() -> None:
     queries = DataFusionQueries()
     queries.write_lp(f"cpu,host=old temp=1 {T0}\ncpu,host=b temp=1 {T0 + 60 * MIN_NS}")
