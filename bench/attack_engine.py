@@ -123,6 +123,7 @@ def attack_parse_under_lock(server: Server) -> str:
 
 
 def attack_endless_cte(server: Server) -> str:
+    request(server.port, "POST", "/api/v3/write_lp?db=db", "w v=1")
     thread, slow = in_background(
         lambda: request(server.port, "GET", query_path(ENDLESS_CTE), timeout=120)
     )
@@ -138,6 +139,7 @@ def attack_endless_cte(server: Server) -> str:
 
 
 def attack_big_result(server: Server) -> str:
+    request(server.port, "POST", "/api/v3/write_lp?db=db", "w v=1")
     before = server.peak_rss_mb()
     status, text, seconds = request(server.port, "GET", query_path(BIG_RESULT), timeout=300)
     return (
@@ -162,7 +164,7 @@ def attack_idle_sockets(server: Server, count: int, wait_s: float) -> str:
     for sock in sockets:
         sock.settimeout(0.01)
         try:
-            still_open += sock.recv(1) == b"" and 0 or 1
+            still_open += 0 if sock.recv(1) == b"" else 1
         except TimeoutError:
             still_open += 1
         except OSError:
@@ -179,8 +181,10 @@ def attack_cross_origin(server: Server) -> str:
         "db": "db", "trigger_name": "evil", "plugin_filename": "noop.py",
         "trigger_specification": "all_tables", "trigger_arguments": {},
     })  # fmt: skip
-    rebinding = request(server.port, "POST", "/api/v3/configure/processing_engine_trigger",
-                        trigger, {"Host": "evil.example", "Content-Type": "text/plain"})  # fmt: skip
+    rebinding = request(
+        server.port, "POST", "/api/v3/configure/processing_engine_trigger", trigger,
+        {"Host": "evil.example", "Content-Type": "text/plain"},
+    )  # fmt: skip
     csrf = request(server.port, "POST", "/api/v3/write_lp?db=db", "csrf v=1",
                    {"Origin": "http://evil.example", "Content-Type": "text/plain"})  # fmt: skip
     return f"Host: evil.example trigger -> {rebinding[0]}; foreign Origin write -> {csrf[0]}"
@@ -188,8 +192,10 @@ def attack_cross_origin(server: Server) -> str:
 
 def attack_bad_input(server: Server) -> str:
     def trigger(**fields: str) -> tuple[int | str, str, float]:
-        body = {"db": "db", "trigger_name": "t", "plugin_filename": "noop.py",
-                "trigger_specification": "all_tables", "trigger_arguments": {}} | fields  # fmt: skip
+        body = {
+            "db": "db", "trigger_name": "t", "plugin_filename": "noop.py",
+            "trigger_specification": "all_tables", "trigger_arguments": {},
+        } | fields  # fmt: skip
         return request(server.port, "POST", "/api/v3/configure/processing_engine_trigger",
                        json.dumps(body))  # fmt: skip
 

@@ -72,7 +72,7 @@ DEFAULT_MAX_LOG_ROWS = 100_000
 #: A query running longer is stopped (it holds a reading connection and a thread meanwhile).
 DEFAULT_QUERY_TIMEOUT_S = 10.0
 #: A query whose result would exceed this many bytes (estimated as JSON) is refused.
-DEFAULT_MAX_RESULT_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_RESULT_BYTES = 32 * 1024 * 1024
 #: Reading connections kept open per database between queries (more are opened when needed).
 _IDLE_READERS = 4
 
@@ -490,6 +490,8 @@ class _Database:
                 f"table '{missing_table.group(1)}' not found in database '{self.name}' "
                 f"(tables: {tables})"
             )
+        if message == "not authorized":
+            return "pragmas and ATTACH are not available in queries of the local engine"
         missing_column = re.match(r"no such column: (.+)", message)
         if missing_column:
             return (
@@ -659,6 +661,8 @@ class _SchemaPlan:
         return None
 
     def _table_problem(self, table: str) -> str | None:
+        if "\0" in table:
+            return "measurement name contains a NUL character, which SQLite names cannot hold"
         folded = _fold(table)
         if folded.startswith(_RESERVED_TABLE_PREFIXES):
             return (
@@ -685,6 +689,8 @@ class _SchemaPlan:
         return folded
 
     def _column_problem(self, table: str, columns: dict[str, Column], name: str) -> str | None:
+        if "\0" in name:
+            return f"column name {name!r} contains a NUL character, which SQLite names cannot hold"
         folded = _fold(name)
         if folded == _HIDDEN_SERIES:
             return f"column name '{name}' is reserved by the local engine"
