@@ -112,14 +112,20 @@ def attack_new_tables(server: Server, count: int) -> str:
 
 
 def attack_parse_under_lock(server: Server) -> str:
-    hostile = ('m s="' + "x" * 200 + "\n") * 1000  # unterminated quoted strings, ~200 KB
-    thread, _ = in_background(
+    # An unterminated quoted string, then 1000 lines the parser looks through for its end: ~200 KB.
+    # (each holds an escaped quote, so the parser tries again on every one).
+    hostile = 'm s="start\n' + ("x" * 200 + '\\"\n') * 1000
+    thread, result = in_background(
         lambda: request(server.port, "POST", "/api/v3/write_lp?db=db", hostile, timeout=300)
     )
-    time.sleep(0.2)
+    time.sleep(0.5)
     status, _, seconds = request(server.port, "POST", "/api/v3/write_lp?db=db", "ok v=1")
     thread.join(300)
-    return f"a one-line write during it: status {status} after {seconds:.2f} s"
+    hostile_status, _, hostile_seconds = result[0] if result else ("no answer", "", 300.0)
+    return (
+        f"the hostile write: {hostile_status} after {hostile_seconds:.1f} s; a one-line write "
+        f"sent 0.5 s after it: {status} after {seconds:.2f} s"
+    )
 
 
 def attack_endless_cte(server: Server) -> str:
@@ -180,6 +186,7 @@ def attack_cross_origin(server: Server) -> str:
     trigger = json.dumps({
         "db": "db", "trigger_name": "evil", "plugin_filename": "noop.py",
         "trigger_specification": "all_tables", "trigger_arguments": {},
+        "trigger_settings": {"run_async": False, "error_behavior": "log"},
     })  # fmt: skip
     rebinding = request(
         server.port, "POST", "/api/v3/configure/processing_engine_trigger", trigger,
@@ -195,6 +202,7 @@ def attack_bad_input(server: Server) -> str:
         body = {
             "db": "db", "trigger_name": "t", "plugin_filename": "noop.py",
             "trigger_specification": "all_tables", "trigger_arguments": {},
+        "trigger_settings": {"run_async": False, "error_behavior": "log"},
         } | fields  # fmt: skip
         return request(server.port, "POST", "/api/v3/configure/processing_engine_trigger",
                        json.dumps(body))  # fmt: skip

@@ -371,9 +371,11 @@ def test_triggers_are_listed_in_system_tables(storage):
     rows = storage.query("db", "SELECT * FROM system.processing_engine_triggers ORDER BY 1")
     assert rows == [
         {"trigger_name": "mad", "plugin_filename": "mad_check_plugin.py",
-         "trigger_specification": "all_tables", "disabled": False},
+         "trigger_specification": "all_tables", "disabled": False,
+         "error_behavior": "log", "run_async": False},
         {"trigger_name": "notify", "plugin_filename": "notifier_plugin.py",
-         "trigger_specification": "request:notify", "disabled": True},
+         "trigger_specification": "request:notify", "disabled": True,
+         "error_behavior": "log", "run_async": False},
     ]  # fmt: skip
     arguments = storage.query(
         "db", "SELECT argument_key, argument_value FROM system.processing_engine_trigger_arguments"

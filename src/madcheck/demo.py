@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import shutil
 import sys
@@ -180,6 +181,7 @@ def _run(server: EngineServer, receiver: _Receiver, options: argparse.Namespace)
             "plugin_filename": "notifier_plugin.py",
             "trigger_specification": "request:notify",
             "trigger_arguments": {"allowed_webhook_hosts": receiver.host_port},
+            "trigger_settings": {"run_async": False, "error_behavior": "log"},
         },
     )
     _say(
@@ -187,12 +189,17 @@ def _run(server: EngineServer, receiver: _Receiver, options: argparse.Namespace)
         "created trigger notifier        (notifier_plugin.py, request:notify, "
         f"allowed_webhook_hosts={receiver.host_port})",
     )
+    # Secrets stay out of the trigger arguments, which every token holder can read
+    # (system.processing_engine_trigger_arguments): the plugin reads them from the server's
+    # environment, here this process's, as env:NAME.
+    os.environ["MADCHECK_DEMO_WEBHOOK_URL"] = receiver.url
+    os.environ["MADCHECK_DEMO_TOKEN"] = token
     mad_arguments = {
         "measurement": TABLE,
         "mad_thresholds": f"{FIELD}:3:20:3",
         "senders": "http",
-        "http_webhook_url": receiver.url,
-        "influxdb3_auth_token": token,
+        "http_webhook_url": "env:MADCHECK_DEMO_WEBHOOK_URL",
+        "influxdb3_auth_token": "env:MADCHECK_DEMO_TOKEN",
         "port_override": port,
         "notification_path": "notify",
     }
@@ -205,6 +212,7 @@ def _run(server: EngineServer, receiver: _Receiver, options: argparse.Namespace)
             "plugin_filename": "mad_check_plugin.py",
             "trigger_specification": "all_tables",
             "trigger_arguments": mad_arguments,
+            "trigger_settings": {"run_async": False, "error_behavior": "log"},
         },
     )
     _say(

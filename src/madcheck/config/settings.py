@@ -1,14 +1,22 @@
 """One validated, typed config for the MAD trigger, built from everything a user can set.
 
 Sources, later ones winning key by key: trigger arguments, then the TOML file named by
-``config_file_path`` (relative to ``PLUGIN_DIR``). The environment fills in secrets that were not
-given (``INFLUXDB3_AUTH_TOKEN``, ``TWILIO_SID``, ``TWILIO_TOKEN``). Problems that leave the trigger
+``config_file_path`` (inside the plugin directory: ``PLUGIN_DIR``, or the directory plugin's own
+folder). The environment fills in secrets that were not given (``INFLUXDB3_AUTH_TOKEN``,
+``TWILIO_SID``, ``TWILIO_TOKEN``) and those given as ``env:NAME``. Problems that leave the trigger
 usable become warnings; problems that do not become one ``ConfigError`` naming the argument.
+
+The TOML file is a stranger's input too (anyone with a token can create a trigger): its path is
+resolved, symlinks included, and must stay inside the plugin directory; it must be a regular
+``.toml`` file of at most ``MAX_CONFIG_FILE_BYTES``, and no error or warning repeats its contents
+or its keys.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +28,7 @@ from madcheck.config.durations import (
     parse_backoff_range,
     parse_seconds,
 )
+from madcheck.config.envref import EnvReferenceError, resolve
 from madcheck.config.quoting import unquote
 from madcheck.config.senders import (
     SECRET_ARGUMENTS,
@@ -39,6 +48,7 @@ DEFAULT_RECOVERY_TEXT = (
     "MAD recovery: Field $field in $table back to normal after $duration. Tags: $tags"
 )
 MAX_RECOVERY_COUNT = 100_000
+MAX_CONFIG_FILE_BYTES = 1024 * 1024
 
 
 _MAX_LOOKBACK_S = 366 * 86_400.0
@@ -146,15 +156,35 @@ class LoadedConfig:
 def load_config(
     args: Mapping[str, str] | None,
     environ: Mapping[str, str] | None = None,
+    *,
+    plugin_dir: Path | None = None,
 ) -> LoadedConfig:
-    """Merge, validate and type every setting. Raises ``ConfigError`` if the trigger cannot run."""
+    """Merge, validate and type every setting. Raises ``ConfigError`` if the trigger cannot run.
+
+    ``plugin_dir`` is where ``config_file_path`` is looked up when ``PLUGIN_DIR`` is not set
+    (InfluxDB 3 never sets it; a directory plugin knows its own folder).
+    """
     env = os.environ if environ is None else environ
     merged: dict[str, Any] = {key.strip(): value for key, value in (args or {}).items()}
     warnings: list[str] = []
 
+    file_keys: set[str] = set()
     config_file = merged.get("config_file_path")
     if config_file not in (None, ""):
-        merged.update(_read_toml(str(config_file), env))
+        from_file = read_config_file(config_file_location(str(config_file), env, plugin_dir))
+        warnings.extend(_unknown_file_keys(from_file))
+        file_keys.update(from_file)
+        merged.update(from_file)
+    try:
+        return _validated(merged, env, warnings, file_keys)
+    except EnvReferenceError as problem:
+        raise ConfigError(str(problem)) from None
+
+
+def _validated(
+    merged: dict[str, Any], env: Mapping[str, str], warnings: list[str], file_keys: set[str]
+) -> LoadedConfig:
+    """Type and check the merged settings (``file_keys``: those the TOML file set)."""
 
     measurement = _text(merged.get("measurement"))
     if not measurement:
@@ -172,7 +202,10 @@ def load_config(
     names = parse_sender_names(merged.get("senders"))
     if not names:
         raise ConfigError("senders is required: dot-separated channels, e.g. senders=slack.http")
-    senders_config, sender_warnings = build_senders_config(names, merged, env)
+    try:
+        senders_config, sender_warnings = build_senders_config(names, merged, env)
+    except ValueError as problem:
+        raise ConfigError(str(problem)) from None
     warnings.extend(sender_warnings)
     if not senders_config:
         raise ConfigError("no usable sender: " + "; ".join(sender_warnings))
@@ -184,7 +217,8 @@ def load_config(
         )
         state_change_count = 0
 
-    token = _text(merged.get("influxdb3_auth_token")) or env.get("INFLUXDB3_AUTH_TOKEN") or None
+    token_argument = resolve("influxdb3_auth_token", merged.get("influxdb3_auth_token"), env)
+    token = _text(token_argument) or env.get("INFLUXDB3_AUTH_TOKEN") or None
     if token is not None and not _is_header_safe(token):
         raise ConfigError(
             "the InfluxDB token (influxdb3_auth_token or INFLUXDB3_AUTH_TOKEN) holds characters "
@@ -237,7 +271,7 @@ def load_config(
     if not config.notify_recovery:
         unused = [n for n in ("recovery_count", "notification_recovery_text") if merged.get(n)]
         warnings.extend(f"{name} has no effect without notify_recovery=true" for name in unused)
-    unknown = sorted(set(merged) - KNOWN_ARGUMENTS)
+    unknown = sorted(name for name in set(merged) - KNOWN_ARGUMENTS if name not in file_keys)
     if unknown:
         warnings.append(f"ignoring unknown argument(s), a typo? {', '.join(unknown)}")
     return LoadedConfig(config, tuple(warnings))
@@ -246,6 +280,17 @@ def load_config(
 def _alerts_table(merged: Mapping[str, Any], measurement: str) -> str:
     raw = merged.get("alerts_table")
     table = "mad_alerts" if raw is None else _text(raw)
+    # InfluxDB 3's LineBuilder refuses a space; line protocol cannot carry a control character,
+    # and a leading '#' or a backslash would turn the row into a comment or an escape
+    if table and (
+        table.startswith("#")
+        or "\\" in table
+        or any(c.isspace() or not c.isprintable() for c in table)
+    ):
+        raise ConfigError(
+            f"alerts_table {table!r} cannot be written by the engine: use a name without "
+            "spaces, control characters or backslashes, not starting with '#'"
+        )
     if table == measurement:
         raise ConfigError(
             f"alerts_table must differ from measurement ({measurement}): the plugin would "
@@ -273,37 +318,117 @@ def _repeat_interval(merged: Mapping[str, Any]) -> int:
     return round(_seconds(merged, "repeat_interval", 0.0) * NS_PER_UNIT["s"])
 
 
-def _read_toml(relative: str, env: Mapping[str, str]) -> dict[str, Any]:
-    relative = unquote(relative)
-    plugin_dir = env.get("PLUGIN_DIR")
-    if not plugin_dir:
+def config_file_location(
+    text: str, environ: Mapping[str, str], plugin_dir: Path | None = None
+) -> Path:
+    """The file ``config_file_path`` names, resolved (symlinks too) and inside the plugin dir.
+
+    Raises ``ConfigError`` naming the argument; ``text`` is shown only as given (``!r``).
+    """
+    relative = unquote(text)
+    base_text = environ.get("PLUGIN_DIR") or (str(plugin_dir) if plugin_dir else "")
+    if not base_text:
         raise ConfigError(
-            f"config_file_path={relative} needs the PLUGIN_DIR environment variable "
-            "(the file is looked up relative to it)"
+            f"config_file_path={relative!r} needs the plugin directory: set PLUGIN_DIR in the "
+            "server's environment to the server's --plugin-dir (InfluxDB 3 does not set it), "
+            "or deploy the plugin as a directory plugin"
         )
-    if Path(relative).is_absolute():
-        raise ConfigError(f"config_file_path must be relative to PLUGIN_DIR, got {relative}")
-    path = Path(plugin_dir) / relative
-    if not path.exists():
-        raise ConfigError(f"config file {relative} not found in PLUGIN_DIR")
-    return read_toml_file(path, f"config file {relative}")
+    if not relative or Path(relative).is_absolute():
+        raise ConfigError(
+            f"config_file_path must be relative to the plugin directory, got {relative!r}"
+        )
+    if not relative.lower().endswith(".toml"):
+        raise ConfigError(f"config_file_path must name a .toml file, got {relative!r}")
+    try:
+        base = Path(base_text).resolve(strict=True)
+        path = (base / relative).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):
+        raise ConfigError(
+            f"config_file_path {relative!r} not found in the plugin directory"
+        ) from None
+    if not path.is_relative_to(base):
+        raise ConfigError(
+            f"config_file_path {relative!r} leads outside the plugin directory (through '..' or "
+            "a symbolic link); keep the file inside it"
+        )
+    return path
+
+
+def config_file_identity(
+    text: str, environ: Mapping[str, str], plugin_dir: Path | None = None
+) -> tuple[Any, ...]:
+    """What changes when the ``config_file_path`` file does: its place, size and mtime, or
+    why it is refused. Never raises and never reads the file: it is asked on every call."""
+    try:
+        path = config_file_location(text, environ, plugin_dir)
+        info = path.stat()
+    except ConfigError as problem:
+        return ("refused", str(problem))
+    except OSError as error:
+        return ("unreadable", error.errno)
+    return (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse the regular file at ``path`` (at most ``MAX_CONFIG_FILE_BYTES``) as TOML."""
+    name = "the file config_file_path names"
+    try:
+        # O_NONBLOCK: opening a FIFO must not hang the trigger; O_NOFOLLOW: the file may not be
+        # swapped for a symbolic link after it was resolved.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as error:
+        raise ConfigError(f"{name} cannot be opened: {error.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ConfigError(f"config_file_path must name a regular file; {name} is not one")
+        with os.fdopen(descriptor, "rb", closefd=False) as handle:
+            data = handle.read(MAX_CONFIG_FILE_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"{name} cannot be read: {error.strerror}") from None
+    finally:
+        os.close(descriptor)
+    if len(data) > MAX_CONFIG_FILE_BYTES:
+        raise ConfigError(f"{name} is larger than {MAX_CONFIG_FILE_BYTES // 1024} KiB")
+    return parse_toml(data, name)
 
 
 def read_toml_file(path: Path, name: str) -> dict[str, Any]:
     """Parse a TOML file, turning every way it can fail into one ``ConfigError`` about ``name``."""
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            data = handle.read(MAX_CONFIG_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{name} not found") from None
     except OSError as error:
         raise ConfigError(f"{name} cannot be read: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{name} is not valid TOML: {error}") from None
+    if len(data) > MAX_CONFIG_FILE_BYTES:
+        raise ConfigError(f"{name} is larger than {MAX_CONFIG_FILE_BYTES // 1024} KiB")
+    return parse_toml(data, name)
+
+
+def parse_toml(data: bytes, name: str) -> dict[str, Any]:
+    """TOML from bytes; the error says where parsing stopped, never what the file holds."""
+    try:
+        return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as error:
         raise ConfigError(
             f"{name} is not UTF-8 text (byte {error.start}); TOML must be UTF-8"
         ) from None
+    except tomllib.TOMLDecodeError as error:
+        where = str(error).rsplit("(", 1)[-1].rstrip(")") if "(at " in str(error) else "somewhere"
+        raise ConfigError(f"{name} is not valid TOML ({where})") from None
+
+
+def _unknown_file_keys(document: Mapping[str, Any]) -> list[str]:
+    """A warning about keys of the file that are no argument, naming only known arguments."""
+    unknown = [key for key in document if key not in KNOWN_ARGUMENTS]
+    if not unknown:
+        return []
+    hints = sorted(
+        {match for key in unknown for match in difflib.get_close_matches(key, KNOWN_ARGUMENTS, 1)}
+    )
+    hint = f"; did you mean {', '.join(hints)}?" if hints else ""
+    return [f"the config_file_path file has {len(unknown)} key(s) that are no argument{hint}"]
 
 
 def _is_header_safe(token: str) -> bool:

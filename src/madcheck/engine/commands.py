@@ -272,6 +272,20 @@ def _register_create(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="k=v,k2=v2: split on every comma, then at the first '=' (as influxdb3 does)",
     )
     trigger.add_argument("--disabled", action="store_true", help="create it disabled")
+    trigger.add_argument(
+        "--run-asynchronous",
+        action="store_true",
+        help="let calls of this trigger overlap instead of running one at a time",
+    )
+    trigger.add_argument(
+        "--error-behavior",
+        choices=("log", "retry", "disable"),
+        default="log",
+        help=(
+            "what a failing call leads to: log it and go on (default), retry the same call "
+            "until it succeeds, or disable the trigger"
+        ),
+    )
     trigger.add_argument("name", metavar="TRIGGER_NAME", help="a name for the trigger")
     trigger.set_defaults(handler=lambda o: _guarded(_create_trigger, o))
 
@@ -300,6 +314,10 @@ def _create_trigger(options: argparse.Namespace) -> int:
             "trigger_specification": options.trigger_spec,
             "trigger_arguments": arguments,
             "disabled": options.disabled,
+            "trigger_settings": {
+                "run_async": options.run_asynchronous,
+                "error_behavior": options.error_behavior,
+            },
         },
     )
     print(f"Trigger {options.name} created successfully")

@@ -40,6 +40,7 @@ from madcheck.engine.processing import EngineError, ProcessingEngine, RequestCal
 from madcheck.engine.storage import (
     DEFAULT_MAX_RESULT_BYTES,
     DEFAULT_QUERY_TIMEOUT_S,
+    ERROR_BEHAVIORS,
     InvalidRequestError,
     QueryError,
     Storage,
@@ -418,6 +419,7 @@ class EngineServer:
         disabled = request.get("disabled", False)
         if not isinstance(disabled, bool):
             raise HTTPError(400, "disabled must be true or false")
+        run_async, error_behavior = _trigger_settings(request.get("trigger_settings"))
         definition = TriggerDefinition(
             database=str(values[0]),
             name=str(values[1]),
@@ -425,6 +427,8 @@ class EngineServer:
             trigger_specification=str(values[3]),
             trigger_arguments=dict(arguments),
             disabled=disabled,
+            run_async=run_async,
+            error_behavior=error_behavior,
         )
         self._engine_call(lambda: self.engine.create_trigger(definition))
         return Response(200)
@@ -524,6 +528,28 @@ def _host_allowed(host_header: str, config: ServerConfig) -> bool:
 def _same_origin(origin: str, host_header: str) -> bool:
     parts = urlsplit(origin.strip())
     return parts.scheme in ("http", "https") and parts.netloc.lower() == host_header.strip().lower()
+
+
+def _trigger_settings(settings: Any) -> tuple[bool, str]:
+    """``trigger_settings`` of a create-trigger request: ``(run_async, error_behavior)``.
+
+    Required, as InfluxDB 3 requires it (``{"run_async": false, "error_behavior": "log"}`` is
+    what its CLI sends by default); ``error_behavior`` is ``log``, ``retry`` or ``disable``.
+    """
+    if not isinstance(settings, dict):
+        raise HTTPError(
+            400,
+            "trigger_settings is required: an object with run_async (true|false) and "
+            "error_behavior (log|retry|disable)",
+        )
+    run_async, error_behavior = settings.get("run_async"), settings.get("error_behavior")
+    if not isinstance(run_async, bool):
+        raise HTTPError(400, "trigger_settings.run_async must be true or false")
+    if error_behavior not in ERROR_BEHAVIORS:
+        raise HTTPError(
+            400, f"trigger_settings.error_behavior must be one of {', '.join(ERROR_BEHAVIORS)}"
+        )
+    return run_async, str(error_behavior)
 
 
 def _json_object(body: bytes, what: str = "request body") -> dict[str, Any]:

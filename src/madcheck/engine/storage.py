@@ -111,6 +111,8 @@ _SYSTEM_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("plugin_filename", "Utf8"),
         ("trigger_specification", "Utf8"),
         ("disabled", "Boolean"),
+        ("error_behavior", "Utf8"),
+        ("run_async", "Boolean"),
     ),
     "processing_engine_trigger_arguments": (
         ("trigger_name", "Utf8"),
@@ -162,6 +164,7 @@ class TriggerDefinition:
     """A processing engine trigger as ``create trigger`` defined it.
 
     ``trigger_arguments`` is empty when the trigger has none (the engine then passes ``None``).
+    ``run_async`` and ``error_behavior`` are InfluxDB 3's ``trigger_settings``.
     """
 
     database: str
@@ -170,6 +173,12 @@ class TriggerDefinition:
     trigger_specification: str
     trigger_arguments: dict[str, str] = field(default_factory=dict)
     disabled: bool = False
+    run_async: bool = False
+    error_behavior: str = "log"
+
+
+#: InfluxDB 3's ``--error-behavior`` values (``log`` is its default).
+ERROR_BEHAVIORS = ("log", "retry", "disable")
 
 
 def validate_database_name(name: str) -> str:
@@ -250,9 +259,17 @@ CREATE TABLE IF NOT EXISTS _mc_triggers (
     trigger_specification TEXT NOT NULL,
     trigger_arguments TEXT NOT NULL,
     disabled MC_BOOL INTEGER NOT NULL,
-    created_ns INTEGER NOT NULL
+    created_ns INTEGER NOT NULL,
+    run_async MC_BOOL INTEGER NOT NULL DEFAULT 0,
+    error_behavior TEXT NOT NULL DEFAULT 'log'
 );
 """
+
+#: Columns added to ``_mc_triggers`` after its first version; files made before get them.
+_TRIGGER_SETTINGS_COLUMNS = {
+    "run_async": "run_async MC_BOOL INTEGER NOT NULL DEFAULT 0",
+    "error_behavior": "error_behavior TEXT NOT NULL DEFAULT 'log'",
+}
 
 
 def _catalog_views_sql() -> str:
@@ -271,8 +288,8 @@ def _catalog_views_sql() -> str:
             "SELECT event_time, trigger_name, log_level, log_text FROM _mc_logs"
         ),
         catalog_view("system", "processing_engine_triggers"): (
-            "SELECT trigger_name, plugin_filename, trigger_specification, disabled "
-            "FROM _mc_triggers"
+            "SELECT trigger_name, plugin_filename, trigger_specification, disabled, "
+            "error_behavior, run_async FROM _mc_triggers"
         ),
         catalog_view("system", "processing_engine_trigger_arguments"): (
             "SELECT t.trigger_name AS trigger_name, a.key AS argument_key, "
@@ -322,6 +339,7 @@ class _Database:
             _private_file(path)
             self.conn = self._connect(path)
             self.conn.execute("PRAGMA journal_mode=WAL")
+            self._add_trigger_settings_columns()
             self.conn.executescript(f"BEGIN; {_SCHEMA_SQL} {_catalog_views_sql()} COMMIT;")
             self._idle_readers.append(self._connect_reader())
         except (OSError, sqlite3.Error) as error:
@@ -331,6 +349,16 @@ class _Database:
             "SELECT table_name, column_name, kind, data_type FROM _mc_columns"
         ):
             self.schema.setdefault(table, {})[column] = Column(column, kind, data_type)
+
+    def _add_trigger_settings_columns(self) -> None:
+        """Give a trigger table of an older file the trigger-settings columns (before the views
+        that read them are made)."""
+        present = {row[1] for row in self.conn.execute("PRAGMA table_info(_mc_triggers)")}
+        if not present:  # a new file: the schema script creates the table whole
+            return
+        for column, definition in _TRIGGER_SETTINGS_COLUMNS.items():
+            if column not in present:
+                self.conn.execute(f"ALTER TABLE _mc_triggers ADD COLUMN {definition}")
 
     def _connect(self, path: Path) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -510,8 +538,8 @@ class _Database:
                 with self.transaction() as conn:
                     conn.execute(
                         "INSERT INTO _mc_triggers (trigger_name, plugin_filename, "
-                        "trigger_specification, trigger_arguments, disabled, created_ns) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        "trigger_specification, trigger_arguments, disabled, created_ns, "
+                        "run_async, error_behavior) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             trigger.name,
                             trigger.plugin_filename,
@@ -519,6 +547,8 @@ class _Database:
                             json.dumps(trigger.trigger_arguments, sort_keys=True),
                             int(trigger.disabled),
                             self.clock_ns(),
+                            int(trigger.run_async),
+                            trigger.error_behavior,
                         ),
                     )
             except sqlite3.IntegrityError:
@@ -544,11 +574,21 @@ class _Database:
         with self.lock:
             rows = self.conn.execute(
                 "SELECT trigger_name, plugin_filename, trigger_specification, trigger_arguments, "
-                "disabled FROM _mc_triggers ORDER BY created_ns, trigger_name"
+                "disabled, run_async, error_behavior FROM _mc_triggers "
+                "ORDER BY created_ns, trigger_name"
             ).fetchall()
         return [
-            TriggerDefinition(self.name, name, plugin, spec, json.loads(arguments), bool(disabled))
-            for name, plugin, spec, arguments, disabled in rows
+            TriggerDefinition(
+                self.name,
+                name,
+                plugin,
+                spec,
+                json.loads(arguments),
+                bool(disabled),
+                run_async=bool(run_async),
+                error_behavior=error_behavior,
+            )
+            for name, plugin, spec, arguments, disabled, run_async, error_behavior in rows
         ]
 
 

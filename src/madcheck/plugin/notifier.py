@@ -22,6 +22,7 @@ from madcheck.notify.dispatch import (
 from madcheck.notify.settings import NotifierSettings, unknown_arguments
 
 SERVER_ERROR_STATUS = 500
+WARNED_OPEN_KEY = "madcheck.notifier.warned_without_allow_list"
 
 
 def process_request(
@@ -47,6 +48,8 @@ def _handle(influxdb3_local: Any, body: bytes | str | None, args: dict[str, str]
     except ValueError as error:
         influxdb3_local.error(f"notifier: bad trigger argument: {error}")
         return failure_answer(f"bad trigger argument: {error}", SERVER_ERROR_STATUS)
+    if settings.allowed_hosts.rules is None:
+        _warn_once_without_allow_list(influxdb3_local)
     try:
         request = parse_request(body)
     except BadRequest as problem:
@@ -56,6 +59,20 @@ def _handle(influxdb3_local: Any, body: bytes | str | None, args: dict[str, str]
     outcome = dispatch(request, context)
     _log_outcome(influxdb3_local, outcome)
     return outcome.answer()
+
+
+def _warn_once_without_allow_list(influxdb3_local: Any) -> None:
+    """Say once per trigger (the cache outlives the call's fresh globals) that any caller may
+    make this server post to any host but the forbidden networks."""
+    cache = getattr(influxdb3_local, "cache", None)
+    if cache is None or cache.get(WARNED_OPEN_KEY):
+        return
+    cache.put(WARNED_OPEN_KEY, True)
+    influxdb3_local.warn(
+        "notifier: running without allowed_webhook_hosts: every caller may make this server "
+        "post to any host except link-local and cloud-metadata addresses; set "
+        "allowed_webhook_hosts to the hosts of your webhooks"
+    )
 
 
 def _log_outcome(influxdb3_local: Any, outcome: Outcome) -> None:

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from madcheck.config.durations import format_duration_ns
-from madcheck.config.quoting import unquote
+from madcheck.config.envref import variable_name
 from madcheck.config.senders import SECRET_ARGUMENTS
-from madcheck.config.settings import Config, ConfigError, load_config
+from madcheck.config.settings import Config, ConfigError, config_file_identity, load_config
 from madcheck.detect.alerts import Alert
 from madcheck.detect.detector import SKIP_MISSING, BatchResult, Detector
 from madcheck.detect.lifecycle import RepeatGate
@@ -45,7 +45,6 @@ STATE_KEY = "madcheck.mad_check.state"
 SKIP_BAD_TAGS = "tag value not text"
 _TEXT_OR_NONE = frozenset({str, type(None)})
 LOG_LABEL = "mad_check"
-_ENVIRONMENT = ("INFLUXDB3_AUTH_TOKEN", "TWILIO_SID", "TWILIO_TOKEN", "PLUGIN_DIR")
 
 
 @dataclass
@@ -95,38 +94,47 @@ def process_writes(
 # -- configuration ---------------------------------------------------------------------------
 
 
-def _fingerprint(args: Any) -> tuple[Any, ...]:
+def _fingerprint(args: Any, plugin_dir: Path | None = None) -> tuple[Any, ...]:
+    """What the config is built from: the arguments, the environment (``env:NAME`` may name
+    any variable) and the TOML file's identity, resolved as ``load_config`` resolves it."""
     arguments = tuple(sorted(args.items())) if isinstance(args, Mapping) else ()
-    environment = tuple(os.environ.get(name) for name in _ENVIRONMENT)
-    toml_mtime = None
+    environment = hash(frozenset(os.environ.items()))
+    toml_identity = None
     config_file = args.get("config_file_path") if isinstance(args, Mapping) else None
-    plugin_dir = os.environ.get("PLUGIN_DIR")
-    if config_file and plugin_dir:
-        try:
-            toml_mtime = (Path(plugin_dir) / unquote(str(config_file))).stat().st_mtime_ns
-        except OSError:
-            toml_mtime = -1
-    return arguments, environment, toml_mtime
+    if config_file:
+        toml_identity = config_file_identity(str(config_file), os.environ, plugin_dir)
+    return arguments, environment, toml_identity
 
 
-def _trigger_state(engine: Any, args: Any, log: CallLog) -> TriggerState | None:
-    fingerprint = _fingerprint(args)
+def _trigger_state(
+    engine: Any, args: Any, log: CallLog, plugin_dir: Path | None = None
+) -> TriggerState | None:
+    fingerprint = _fingerprint(args, plugin_dir)
     state: TriggerState | None = engine.cache.get(STATE_KEY)
     if state is not None and state.fingerprint == fingerprint:
         return state
+    if engine.cache.get(STATE_KEY + ".failed") == fingerprint:
+        return None  # refused before and nothing changed: not re-read, not re-logged
     previous = state
     if args is not None and not isinstance(args, Mapping):
         log.error(f"trigger arguments must be key=value pairs, got {type(args).__name__}")
         return None
     arguments = {str(k): v for k, v in (args or {}).items()}
-    log.hide(str(v) for k, v in arguments.items() if _is_secret(k) and isinstance(v, str))
+    # An env:NAME reference is not itself a secret: errors may name the variable.
+    log.hide(
+        v
+        for k, v in arguments.items()
+        if _is_secret(k) and isinstance(v, str) and variable_name(v) is None
+    )
     try:
-        loaded = load_config(arguments)
+        loaded = load_config(arguments, plugin_dir=plugin_dir)
     except ConfigError as error:
         # Remember the failure so a broken trigger logs once per change, not once per flush.
-        if engine.cache.get(STATE_KEY + ".failed") != fingerprint:
-            log.error(f"configuration error, no detection until the arguments change: {error}")
-            engine.cache.put(STATE_KEY + ".failed", fingerprint)
+        log.error(
+            "configuration error, no detection until the arguments, the config file or the "
+            f"environment change: {error}"
+        )
+        engine.cache.put(STATE_KEY + ".failed", fingerprint)
         return None
     config = loaded.config
     secrets = _secrets_of(config)
