@@ -106,8 +106,9 @@ def in_background(action: Callable[[], Any]) -> tuple[threading.Thread, list[Any
 
 def attack_new_tables(server: Server, count: int) -> str:
     body = "\n".join(f"t{count}_{i},host=a v=1 1" for i in range(count))
-    status, _, seconds = request(server.port, "POST", "/api/v3/write_lp?db=db&precision=s", body,
-                                 timeout=300)  # fmt: skip
+    status, _, seconds = request(
+        server.port, "POST", f"/api/v3/write_lp?db=tables{count}&precision=s", body, timeout=900
+    )
     return f"status {status} after {seconds:.1f} s ({seconds / count * 1000:.2f} ms/table)"
 
 
