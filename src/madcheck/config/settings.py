@@ -146,6 +146,8 @@ class LoadedConfig:
 def load_config(
     args: Mapping[str, str] | None,
     environ: Mapping[str, str] | None = None,
+    *,
+    plugin_dir: Path | None = None,
 ) -> LoadedConfig:
     """Merge, validate and type every setting. Raises ``ConfigError`` if the trigger cannot run."""
     env = os.environ if environ is None else environ
@@ -154,7 +156,7 @@ def load_config(
 
     config_file = merged.get("config_file_path")
     if config_file not in (None, ""):
-        merged.update(_read_toml(str(config_file), env))
+        merged.update(_read_toml(str(config_file), env, plugin_dir))
 
     measurement = _text(merged.get("measurement"))
     if not measurement:
@@ -273,13 +275,14 @@ def _repeat_interval(merged: Mapping[str, Any]) -> int:
     return round(_seconds(merged, "repeat_interval", 0.0) * NS_PER_UNIT["s"])
 
 
-def _read_toml(relative: str, env: Mapping[str, str]) -> dict[str, Any]:
+def _read_toml(relative: str, env: Mapping[str, str], loaded_from: Path | None) -> dict[str, Any]:
     relative = unquote(relative)
-    plugin_dir = env.get("PLUGIN_DIR")
+    plugin_dir = env.get("PLUGIN_DIR") or loaded_from
     if not plugin_dir:
         raise ConfigError(
-            f"config_file_path={relative} needs the PLUGIN_DIR environment variable "
-            "(the file is looked up relative to it)"
+            f"config_file_path={relative}: the plugin dir is unknown (InfluxDB 3 does not set "
+            "PLUGIN_DIR); deploy madcheck as a directory plugin or set the PLUGIN_DIR "
+            "environment variable of the server to its --plugin-dir"
         )
     if Path(relative).is_absolute():
         raise ConfigError(f"config_file_path must be relative to PLUGIN_DIR, got {relative}")

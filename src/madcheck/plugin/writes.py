@@ -64,13 +64,20 @@ class TriggerState:
 
 
 def process_writes(
-    influxdb3_local: Any, table_batches: Sequence[Mapping[str, Any]], args: Any = None
+    influxdb3_local: Any,
+    table_batches: Sequence[Mapping[str, Any]],
+    args: Any = None,
+    *,
+    plugin_dir: Path | None = None,
 ) -> None:
     """Entry point for a data-writes trigger. Never raises: a failure is logged and the trigger
-    keeps running for the next flush."""
+    keeps running for the next flush.
+
+    ``plugin_dir`` is where ``config_file_path`` is looked up when ``PLUGIN_DIR`` is unset (the
+    directory plugin passes the folder it was loaded from)."""
     log = CallLog(influxdb3_local, LOG_LABEL)
     try:
-        state = _trigger_state(influxdb3_local, args, log)
+        state = _trigger_state(influxdb3_local, args, log, plugin_dir)
         if state is None:
             return
         log.hide(state.secrets)
@@ -95,22 +102,24 @@ def process_writes(
 # -- configuration ---------------------------------------------------------------------------
 
 
-def _fingerprint(args: Any) -> tuple[Any, ...]:
+def _fingerprint(args: Any, loaded_from: Path | None) -> tuple[Any, ...]:
     arguments = tuple(sorted(args.items())) if isinstance(args, Mapping) else ()
     environment = tuple(os.environ.get(name) for name in _ENVIRONMENT)
     toml_mtime = None
     config_file = args.get("config_file_path") if isinstance(args, Mapping) else None
-    plugin_dir = os.environ.get("PLUGIN_DIR")
+    plugin_dir = os.environ.get("PLUGIN_DIR") or loaded_from
     if config_file and plugin_dir:
         try:
             toml_mtime = (Path(plugin_dir) / unquote(str(config_file))).stat().st_mtime_ns
         except OSError:
             toml_mtime = -1
-    return arguments, environment, toml_mtime
+    return arguments, environment, loaded_from, toml_mtime
 
 
-def _trigger_state(engine: Any, args: Any, log: CallLog) -> TriggerState | None:
-    fingerprint = _fingerprint(args)
+def _trigger_state(
+    engine: Any, args: Any, log: CallLog, plugin_dir: Path | None
+) -> TriggerState | None:
+    fingerprint = _fingerprint(args, plugin_dir)
     state: TriggerState | None = engine.cache.get(STATE_KEY)
     if state is not None and state.fingerprint == fingerprint:
         return state
@@ -121,7 +130,7 @@ def _trigger_state(engine: Any, args: Any, log: CallLog) -> TriggerState | None:
     arguments = {str(k): v for k, v in (args or {}).items()}
     log.hide(str(v) for k, v in arguments.items() if _is_secret(k) and isinstance(v, str))
     try:
-        loaded = load_config(arguments)
+        loaded = load_config(arguments, plugin_dir=plugin_dir)
     except ConfigError as error:
         # Remember the failure so a broken trigger logs once per change, not once per flush.
         if engine.cache.get(STATE_KEY + ".failed") != fingerprint:
