@@ -101,6 +101,13 @@ def main() -> None:
         "installed_before_loading": importlib.util.find_spec("madcheck") is not None,
         "light_import": None,
     }
+    # What `influxdb3 test wal_plugin madcheck` does with a directory: run __init__.py alone.
+    alone = Local()
+    namespace: dict[str, Any] = {}
+    exec((plugin_dir / "madcheck" / "__init__.py").read_text(), namespace)
+    namespace["process_writes"](alone, [], None)
+    report["run_alone_logs"] = alone.logs
+
     process_writes = load_function_from_module(plugin_dir / "madcheck", "process_writes")
     report["madcheck_file"] = sys.modules["madcheck"].__file__
     report["path_entry_left"] = str(plugin_dir) in sys.path
@@ -114,9 +121,11 @@ def main() -> None:
     answered = threading.Event()
 
     class Notify(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            headers = {k.lower(): v for k, v in self.headers.items() if k.lower() != "authorization"}
+            headers = {
+                k.lower(): v for k, v in self.headers.items() if k.lower() != "authorization"
+            }
             answer, status = process_request(notifier, {}, headers, body, None)
             data = json.dumps(answer).encode()
             self.send_response(status)

@@ -62,6 +62,9 @@ def test_the_copied_package_runs_the_mad_check_and_the_notifier_with_only_reques
         bodies = list(webhook.bodies)
 
     assert report["installed_before_loading"] is False
+    assert len(report["run_alone_logs"]) == 1
+    assert report["run_alone_logs"][0].startswith("ERROR: mad_check: the engine ran madcheck/")
+    assert "--path madcheck" in report["run_alone_logs"][0]
     assert Path(report["madcheck_file"]) == copy / "__init__.py"
     assert report["path_entry_left"] is False
     assert report["light_import"] == []  # loading the package imports none of its modules

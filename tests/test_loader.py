@@ -64,7 +64,7 @@ def test_a_directory_without_init_or_entry_point_is_refused_by_name(tmp_path):
 
     empty = tmp_path / "loader_probe_empty"
     empty.mkdir()
-    with pytest.raises(ImportError, match="must contain __init__.py"):
+    with pytest.raises(ImportError, match=r"must contain __init__\.py"):
         load_entry_point(empty, "process_writes")
     (empty / "__init__.py").write_text("")
     with pytest.raises(LookupError, match="does not define process_request"):

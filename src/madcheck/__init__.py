@@ -26,6 +26,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+NOT_IMPORTED = (
+    "the engine ran madcheck/__init__.py on its own instead of importing the madcheck package "
+    "(influxdb3 test wal_plugin does that with a directory plugin) and no madcheck package is "
+    "loaded: create the triggers with --path madcheck, or try the plugin with "
+    "`madcheck test wal_plugin`"
+)
+
 
 def process_writes(
     influxdb3_local: Any,
@@ -40,8 +47,13 @@ def process_writes(
     else against ``plugin_dir``, which defaults to the directory this package was loaded from:
     the engine's plugin dir when the package is deployed as a directory plugin.
     """
-    from madcheck.plugin.writes import process_writes as run
-
+    try:
+        from madcheck.plugin.writes import process_writes as run
+    except ModuleNotFoundError as error:
+        if error.name != "madcheck":
+            raise
+        influxdb3_local.error(f"mad_check: {NOT_IMPORTED}")
+        return
     run(influxdb3_local, table_batches, args, plugin_dir=plugin_dir or loaded_from())
 
 
@@ -53,11 +65,20 @@ def process_request(
     args: Any = None,
 ) -> Any:
     """The notification sender (request trigger, e.g. ``request:notify``)."""
-    from madcheck.plugin.notifier import process_request as handle
-
+    try:
+        from madcheck.plugin.notifier import process_request as handle
+    except ModuleNotFoundError as error:
+        if error.name != "madcheck":
+            raise
+        influxdb3_local.error(f"notifier: {NOT_IMPORTED}")
+        return {"status": "failed", "error": NOT_IMPORTED, "results": {}}, 500
     return handle(influxdb3_local, query_parameters, request_headers, request_body, args)
 
 
-def loaded_from() -> Path:
-    """The directory holding this package: the plugin dir when deployed as a directory plugin."""
-    return Path(__file__).absolute().parent.parent
+def loaded_from() -> Path | None:
+    """The directory holding this package: the plugin dir when deployed as a directory plugin.
+
+    ``None`` when this file was run on its own rather than imported (no ``__file__``).
+    """
+    origin = globals().get("__file__")
+    return Path(origin).absolute().parent.parent if origin else None

@@ -52,7 +52,7 @@ def load_entry_point(plugin_path: Path, function_name: str) -> PluginFunction:
             raise LookupError(f"plugin {plugin_path.name} does not define {function_name}()")
         return _bind_plugin_dir(module, plugin_path, function)
     source = plugin_path.read_text(encoding="utf-8")
-    namespace = {"__builtins__": builtins}
+    namespace: dict[str, Any] = {"__builtins__": builtins}
     exec(_compiled(source, plugin_path.name), namespace)
     found: PluginFunction | None = namespace.get(function_name)
     if not callable(found):
