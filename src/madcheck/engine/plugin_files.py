@@ -29,7 +29,7 @@ def plugin_file_target(plugin_dir: Path, name: str) -> Path:
     relative = PurePosixPath(name)
     if relative.is_absolute() or any(part in ("..", "") for part in relative.parts):
         raise refusal
-    if relative.parts[-1] == ".":
+    if not relative.parts:  # "." and the like
         raise refusal
     base = plugin_dir.resolve()
     target = base.joinpath(*relative.parts)
