@@ -115,7 +115,14 @@ def test_upload_refuses_names_that_leave_the_plugin_dir(tmp_path: Path) -> None:
             ).status_code
             for name in ESCAPING_NAMES
         }
+        bad_text = requests.post(
+            f"{server.url}/api/v3/plugins/files?db=mydb",
+            data=b'{"plugin_name": "ok.py", "content": "\\ud800"}',
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            timeout=10,
+        )
     assert statuses == dict.fromkeys(ESCAPING_NAMES, 400)
+    assert bad_text.status_code == 400
     assert list(outside.iterdir()) == []
     assert not (tmp_path / "escaped.py").exists()
     assert sorted(p.name for p in plugin_dir.iterdir()) == ["link"]

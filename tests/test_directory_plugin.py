@@ -13,9 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 import madcheck
+from madcheck.config.settings import ConfigError, load_config
 from tests.engine_harness import WAIT_CEILING_S, Webhook
 
 HOST_SCRIPT = Path(__file__).with_name("directory_plugin_host.py")
@@ -86,3 +88,36 @@ def test_importing_madcheck_imports_neither_its_modules_nor_heavy_libraries() ->
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert completed.stdout.strip() == "[]"
+
+
+SEED_ARGUMENTS = {
+    "measurement": "cpu",
+    "mad_thresholds": "temp:2.5:20:5",
+    "senders": "http",
+    "http_webhook_url": "http://127.0.0.1:9/hook",
+    "config_file_path": "mad.toml",
+}
+
+
+def test_config_file_is_found_in_the_plugin_dir_unless_plugin_dir_env_says_otherwise(
+    tmp_path: Path,
+) -> None:
+    loaded_from, configured = tmp_path / "loaded", tmp_path / "configured"
+    for folder, window in ((loaded_from, 30), (configured, 40)):
+        folder.mkdir()
+        (folder / "mad.toml").write_text(f'mad_thresholds = "temp:2.5:{window}:5"\n')
+
+    from_package = load_config(SEED_ARGUMENTS, environ={}, plugin_dir=loaded_from)
+    from_env = load_config(
+        SEED_ARGUMENTS, environ={"PLUGIN_DIR": str(configured)}, plugin_dir=loaded_from
+    )
+
+    assert [t.window_count for t in from_package.config.thresholds] == [30]
+    assert [t.window_count for t in from_env.config.thresholds] == [40]
+
+
+def test_without_a_plugin_dir_the_error_says_what_to_set() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(SEED_ARGUMENTS, environ={})
+    assert "PLUGIN_DIR" in str(raised.value)
+    assert "directory plugin" in str(raised.value)

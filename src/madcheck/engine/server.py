@@ -387,6 +387,8 @@ class EngineServer:
             save_plugin_file(self.config.plugin_dir, name, content)
         except PluginPathError as exc:
             raise HTTPError(400, str(exc)) from None
+        except UnicodeEncodeError:
+            raise HTTPError(400, f"content of {name!r} is not valid text") from None
         except OSError as exc:
             raise HTTPError(500, f"cannot write plugin file {name!r}: {exc.strerror}") from None
         logger.info("plugin file %r written to the plugin dir", name)
