@@ -1,7 +1,16 @@
-"""Plugin loading as the engine does it: fresh globals on every call, edits seen at once."""
+"""Plugin loading as the engine does it: a file in fresh globals on every call, edits seen at once;
+a directory imported once under its own name, as InfluxDB 3 imports a ``--path`` plugin."""
 
 from __future__ import annotations
 
+import functools
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+import madcheck
 from madcheck.engine.loader import load_entry_point
 
 
@@ -35,8 +44,6 @@ def test_an_edit_takes_effect_at_the_next_call_even_with_the_same_size(tmp_path)
 def test_a_directory_is_imported_under_its_own_name_with_its_parent_on_sys_path_only_meanwhile(
     tmp_path, monkeypatch
 ):
-    import sys
-
     package = tmp_path / "plugin_dir" / "loader_probe_pkg"
     package.mkdir(parents=True)
     (package / "helper.py").write_text("VALUE = 'from a sibling module'\n")
@@ -60,8 +67,6 @@ def test_a_directory_is_imported_under_its_own_name_with_its_parent_on_sys_path_
 
 
 def test_a_directory_without_init_or_entry_point_is_refused_by_name(tmp_path):
-    import pytest
-
     empty = tmp_path / "loader_probe_empty"
     empty.mkdir()
     with pytest.raises(ImportError, match=r"must contain __init__\.py"):
@@ -74,12 +79,6 @@ def test_a_directory_without_init_or_entry_point_is_refused_by_name(tmp_path):
 def test_a_madcheck_folder_in_the_local_engine_is_told_its_plugin_dir(tmp_path):
     # One interpreter holds one `madcheck`: the folder resolves to the package this process runs
     # from, so the loader passes the folder's parent as the plugin dir config files live in.
-    import functools
-    import shutil
-    from pathlib import Path
-
-    import madcheck
-
     copy = tmp_path / "madcheck"
     shutil.copytree(Path(madcheck.__file__).parent, copy)
     function = load_entry_point(copy, "process_writes")

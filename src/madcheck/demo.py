@@ -37,10 +37,11 @@ FIELD = "usage"
 
 
 def plugin_source_dir() -> Path:
-    """Where the two plugin files are: the source checkout's ``plugins/``, else the installed copy.
+    """Where the two single-file plugins are: the checkout's ``plugins/``, else the installed copy.
 
-    A wheel installs them under ``<prefix>/share/madcheck/plugins`` (pyproject ``data-files``), so
-    the demo works from ``pip install madcheck`` as well as from a checkout.
+    ``madcheck replay`` runs ``mad_check_plugin.py`` from here. A wheel installs them under
+    ``<prefix>/share/madcheck/plugins`` (pyproject ``data-files``), so that works from
+    ``pip install madcheck`` as well as from a checkout. (The demo deploys the package directory.)
     """
     checkout = Path(__file__).resolve().parents[2] / "plugins"
     installed = Path(sysconfig.get_path("data")) / "share" / "madcheck" / "plugins"
