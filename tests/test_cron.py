@@ -1,4 +1,4 @@
-"""`test schedule_plugin --schedule`: cron read as the Rust `cron` crate InfluxDB 3 uses reads it."""
+"""`test schedule_plugin --schedule`: cron read as the `cron` crate InfluxDB 3 uses reads it."""
 
 from __future__ import annotations
 
