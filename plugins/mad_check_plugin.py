@@ -1,9 +1,11 @@
 """MAD anomaly detection for the InfluxDB 3 Processing Engine (data-writes trigger).
 
-Deploy with ``--trigger-spec all_tables`` (or ``table:NAME``). The logic lives in the ``madcheck``
-package, installed into the engine's Python with ``influxdb3 install package <wheel>``: the engine
-runs
-this file in fresh globals on every call and cannot import files beside it.
+A single file for servers older than InfluxDB 3.6.0, which run only single-file plugins; from
+3.6.0 on, deploy the ``madcheck`` package directory itself with ``--path madcheck`` instead (see
+README). Deploy with ``--trigger-spec all_tables`` (or ``table:NAME``). The logic lives in the
+``madcheck`` package, installed into the engine's Python with ``influxdb3 install package
+<wheel>``: the engine runs this file in fresh globals on every call and cannot import files
+beside it.
 """
 
 

@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from madcheck.engine.auth import TokenStore, bearer_token
 from madcheck.engine.formats import FORMATS, render
+from madcheck.engine.plugin_files import PluginPathError, save_plugin_file
 from madcheck.engine.processing import EngineError, ProcessingEngine, RequestCall
 from madcheck.engine.storage import (
     DEFAULT_MAX_RESULT_BYTES,
@@ -80,6 +81,7 @@ _V1_PRECISIONS = {
 }
 _TRIGGER_PATH = "/api/v3/configure/processing_engine_trigger"
 _ENGINE_PREFIX = "/api/v3/engine/"
+_PLUGIN_FILES_PATH = "/api/v3/plugins/files"
 #: A request trigger's path: URL-safe segments, none of them ``.`` or ``..``.
 _ENGINE_PATH = re.compile(r"[A-Za-z0-9_.~-]+(?:/[A-Za-z0-9_.~-]+)*")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
@@ -244,6 +246,9 @@ class EngineServer:
             if method == "POST":
                 return self._create_trigger(read_body())
             return self._delete_trigger(query, read_body())
+        if path == _PLUGIN_FILES_PATH:
+            self._require(method, "POST")
+            return self._upload_plugin_file(read_body())
         if path in (_TRIGGER_PATH + "/enable", _TRIGGER_PATH + "/disable"):
             self._require(method, "POST")
             return self._set_disabled(query, read_body(), disabled=path.endswith("/disable"))
@@ -431,6 +436,23 @@ class EngineServer:
             error_behavior=error_behavior,
         )
         self._engine_call(lambda: self.engine.create_trigger(definition))
+        return Response(200)
+
+    def _upload_plugin_file(self, body: bytes) -> Response:
+        """``create trigger --upload``: one file into the plugin dir (every token here is admin)."""
+        request = _json_object(body)
+        name, content = request.get("plugin_name"), request.get("content")
+        if not isinstance(name, str) or not isinstance(content, str):
+            raise HTTPError(400, "plugin_name and content must be strings")
+        try:
+            save_plugin_file(self.config.plugin_dir, name, content)
+        except PluginPathError as exc:
+            raise HTTPError(400, str(exc)) from None
+        except UnicodeEncodeError:
+            raise HTTPError(400, f"content of {name!r} is not valid text") from None
+        except OSError as exc:
+            raise HTTPError(500, f"cannot write plugin file {name!r}: {exc.strerror}") from None
+        logger.info("plugin file %r written to the plugin dir", name)
         return Response(200)
 
     def _trigger_identity(self, query: dict[str, str], body: bytes) -> tuple[str, str]:

@@ -63,13 +63,20 @@ class TriggerState:
 
 
 def process_writes(
-    influxdb3_local: Any, table_batches: Sequence[Mapping[str, Any]], args: Any = None
+    influxdb3_local: Any,
+    table_batches: Sequence[Mapping[str, Any]],
+    args: Any = None,
+    *,
+    plugin_dir: Path | None = None,
 ) -> None:
     """Entry point for a data-writes trigger. Never raises: a failure is logged and the trigger
-    keeps running for the next flush."""
+    keeps running for the next flush.
+
+    ``plugin_dir`` is where ``config_file_path`` is looked up when ``PLUGIN_DIR`` is unset (the
+    directory plugin passes the folder it was loaded from)."""
     log = CallLog(influxdb3_local, LOG_LABEL)
     try:
-        state = _trigger_state(influxdb3_local, args, log)
+        state = _trigger_state(influxdb3_local, args, log, plugin_dir)
         if state is None:
             return
         log.hide(state.secrets)
