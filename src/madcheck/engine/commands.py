@@ -126,6 +126,36 @@ def _register_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         help="largest accepted request body in bytes (default 10485760); larger ones get 413",
     )
     parser.add_argument(
+        "--query-timeout",
+        default="10s",
+        help="stop a query running longer than this (default 10s; e.g. 500ms, 1m)",
+    )
+    parser.add_argument(
+        "--max-query-result-size",
+        type=int,
+        default=32 * 1024 * 1024,
+        help="refuse (400) a query whose result exceeds this many bytes as JSON (default 33554432)",
+    )
+    parser.add_argument(
+        "--http-idle-timeout",
+        default="10s",
+        help="close a connection that has not sent its whole request within this time of opening "
+        "(default 10s)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=100,
+        help="connections served at once (default 100); when full, the oldest one still sending "
+        "its request is closed to make room",
+    )
+    parser.add_argument(
+        "--allowed-hosts",
+        default="",
+        help="comma-separated host names requests may be addressed to besides localhost, "
+        "loopback and the bind address (e.g. a container name); other Host headers get 403",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -150,6 +180,10 @@ def _run_serve(options: argparse.Namespace) -> int:
     try:
         host, port = _parse_bind(options.http_bind)
         interval = parse_duration_s(options.wal_flush_interval)
+        query_timeout = parse_duration_s(options.query_timeout)
+        idle_timeout = parse_duration_s(options.http_idle_timeout)
+        if options.max_connections < 1 or options.max_query_result_size < 1:
+            raise ValueError("--max-connections and --max-query-result-size must be positive")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -170,6 +204,11 @@ def _run_serve(options: argparse.Namespace) -> int:
         wal_flush_interval_s=interval,
         max_request_bytes=options.max_http_request_size,
         node_id=options.node_id,
+        query_timeout_s=query_timeout,
+        max_query_result_bytes=options.max_query_result_size,
+        idle_timeout_s=idle_timeout,
+        max_connections=options.max_connections,
+        allowed_hosts=tuple(h.strip() for h in options.allowed_hosts.split(",") if h.strip()),
     )
     try:
         server = EngineServer(config)
