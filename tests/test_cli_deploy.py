@@ -92,6 +92,8 @@ ESCAPING_NAMES = (
     "/tmp/escaped.py",
     "..\\escaped.py",
     "evil\x00.py",
+    "x\x01.py",  # a control character would reach file names and log lines
+    "new\nline.py",
     "",
     ".",
     "link/escaped.py",  # link -> a folder outside the plugin dir

@@ -4,7 +4,7 @@
 CLI sends a single file under its own name and a directory as one request per ``.py`` file, named
 ``<folder>/<path inside it>``. The server creates missing folders and overwrites an existing file
 (InfluxDB 3 does too). The name comes from whoever holds a token, so it is held to the plugin
-dir: no ``..``, no absolute path, no way out through a symbolic link.
+dir: no ``..``, no absolute path, no control character, no way out through a symbolic link.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def plugin_file_target(plugin_dir: Path, name: str) -> Path:
         f"path traversal refused: plugin file name {name!r} must be a relative path inside "
         "the plugin dir"
     )
-    if not name or "\x00" in name or "\\" in name:
+    if not name or "\\" in name or any(not char.isprintable() for char in name):
         raise refusal
     relative = PurePosixPath(name)
     if relative.is_absolute() or any(part in ("..", "") for part in relative.parts):
