@@ -137,3 +137,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+#: generous bound for waiting on the background sender; a correct run needs milliseconds
+DELIVERY_WAIT_S = 20.0
+
+
+def delivered_and_logged(engine: EngineAPI, args: dict[str, str] | None) -> bool:
+    """Wait until the MAD trigger's outbox is empty, then run one call with no rows so the
+    trigger logs what its background sender did (outcomes are logged by the next call)."""
+    from madcheck.plugin.delivery import wait_for_delivery
+
+    drained = wait_for_delivery(engine, DELIVERY_WAIT_S)
+    run_mad_plugin(engine, [], args)
+    return drained
+
+
+def tried_and_logged(engine: EngineAPI, args: dict[str, str] | None) -> bool:
+    """Like ``delivered_and_logged`` for a notifier expected to fail: wait until every due
+    alert has been tried once (what is left waits for a backoff), then log."""
+    from madcheck.plugin.delivery import wait_for_sender
+
+    tried = wait_for_sender(engine, DELIVERY_WAIT_S)
+    run_mad_plugin(engine, [], args)
+    return tried

@@ -64,6 +64,8 @@ class Delivery:
     answer: Any = None
     #: False when the last attempt failed in a way no later attempt can mend
     retryable: bool = True
+    #: seconds the service asked to wait (``Retry-After``) at the last attempt, if it did
+    retry_after: float | None = None
 
 
 Sleep = Callable[[float], None]
@@ -95,7 +97,15 @@ def send_with_retries(
             break
         sleep(pause)
     reason = attempt.reason if tries <= 1 else f"{attempt.reason} after {tries} attempts"
-    return Delivery(attempt.ok, tries, reason, attempt.status, attempt.answer, attempt.retryable)
+    return Delivery(
+        attempt.ok,
+        tries,
+        reason,
+        attempt.status,
+        attempt.answer,
+        attempt.retryable,
+        None if attempt.ok else attempt.retry_after,
+    )
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
