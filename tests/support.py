@@ -161,3 +161,21 @@ def tried_and_logged(engine: EngineAPI, args: dict[str, str] | None) -> bool:
     tried = wait_for_sender(engine, DELIVERY_WAIT_S)
     run_mad_plugin(engine, [], args)
     return tried
+
+
+def run_and_settle(engine: EngineAPI, batches: list[dict], args: dict[str, str] | None) -> None:
+    """``run_mad_plugin``, then let the background sender try what the call queued and log the
+    outcome (``tried_and_logged``): for tests that read what reached the notifier after a call."""
+    run_mad_plugin(engine, batches, args)
+    assert tried_and_logged(engine, args), "the sender did not settle"
+
+
+def wait_until(condition: Any, timeout: float = DELIVERY_WAIT_S) -> bool:
+    """Poll ``condition()`` until it holds or ``timeout`` passes (for effects seen from outside,
+    such as requests reaching a stand-in); True if it held."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

@@ -202,6 +202,7 @@ def test_a_trickling_notifier_holds_the_background_sender_only_until_its_deadlin
             "notification_attempts": "1",
             "notification_timeout": "200ms",
             "outbox_backoff": "1h",
+            "outbox_backoff_max": "1h",
             "warm_start": "false",
         }
         run_mad_plugin(engine, [rows("cpu", [*base, 100, 100], host="a")], args)
