@@ -156,9 +156,7 @@ def dispatch(
     for run in runs.values():
         run.wait(None if ends_at is None else max(0.0, ends_at - time.monotonic()))
     unknown = SenderResult(False, f"unknown sender; known senders: {', '.join(sorted(senders))}")
-    results = {
-        name: runs[name].result() if name in runs else unknown for name in request.senders
-    }
+    results = {name: runs[name].result() if name in runs else unknown for name in request.senders}
     return Outcome(results)
 
 
