@@ -16,6 +16,10 @@ from madcheck.engine.api import EngineAPI
 from madcheck.engine.loader import load_entry_point
 from madcheck.engine.processing import group_table_batches
 from madcheck.engine.storage import Storage
+from madcheck.plugin.delivery import finish_delivery
+
+#: longest wait for the plugin's first delivery attempt (the notifier's timeouts bound it)
+DELIVERY_WAIT_S = 60.0
 
 
 def run_wal_plugin(
@@ -43,6 +47,9 @@ def run_wal_plugin(
             try:
                 function = load_entry_point(plugin_path, "process_writes")
                 function(api, group_table_batches(written.rows), arguments or None)
+                # the MAD plugin posts alerts from a background sender; this one-shot run has
+                # no next call to log the outcome, so wait for its first try and log it here
+                finish_delivery(api, DELIVERY_WAIT_S)
             except (Exception, SystemExit) as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
             for write in api.take_writes():
