@@ -35,6 +35,7 @@ FAILED_STATUS = 502
 BAD_REQUEST_STATUS = 400
 MAX_EVENT_ID = 128
 STILL_SENDING = "still sending at send_deadline"
+ALREADY_DELIVERED = "already delivered"
 
 
 class BadRequest(ValueError):
@@ -202,7 +203,7 @@ class _Run:
         for _ in range(2):  # a second look after waiting for an earlier send of the same pair
             claim, running = self._log.claim(self._key)
             if claim is Claim.DELIVERED:
-                return SenderResult(True, "already delivered")
+                return SenderResult(True, ALREADY_DELIVERED)
             if claim is Claim.BUSY:
                 return SenderResult(False, "too many deliveries still in progress")
             if claim is Claim.MINE:

@@ -37,7 +37,10 @@ class RetryPolicy:
     ``backoff`` is the range a randomized pause is drawn from between attempts; a server's
     ``Retry-After`` replaces it, capped at ``retry_after_cap`` so one channel cannot park a
     sender for minutes. ``deadline`` (seconds, optional) bounds the whole exchange: no attempt
-    starts, and no pause is taken, past it.
+    starts, and no pause is taken, past it; with ``deadline_cuts_timeout`` the last attempt's
+    timeout is also cut to what is left. The notifier's channels keep their full timeout
+    instead: a call abandons a channel still sending at its deadline, and a request allowed to
+    finish late is better than one cut off and sent again.
     """
 
     attempts: int = 3
@@ -45,6 +48,7 @@ class RetryPolicy:
     retry_after_cap: float = 30.0
     timeout: float = 10.0
     deadline: float | None = None
+    deadline_cuts_timeout: bool = True
 
     def pause_before_retry(self, attempt: Attempt) -> float:
         if attempt.retry_after is not None:
@@ -88,7 +92,8 @@ def send_with_retries(
             if remaining <= 0:
                 tries -= 1
                 break
-            timeout = min(timeout, remaining)
+            if policy.deadline_cuts_timeout:
+                timeout = min(timeout, remaining)
         attempt = send(timeout)
         if attempt.ok or not attempt.retryable or tries == policy.attempts:
             break

@@ -44,6 +44,7 @@ class NotifierSettings:
             retry_after_cap=_duration(args, "retry_after_cap", default.retry_after_cap),
             timeout=_duration(args, "request_timeout", default.timeout),
             deadline=_duration(args, "send_deadline", DEFAULT_SEND_DEADLINE_S),
+            deadline_cuts_timeout=False,  # a channel still sending is left to finish (dispatch)
         )
         return cls(policy, HostAllowList.parse(args.get("allowed_webhook_hosts")))
 

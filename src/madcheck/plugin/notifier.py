@@ -17,6 +17,7 @@ from typing import Any
 from madcheck.notify.channels.base import SendContext
 from madcheck.notify.deliveries import DeliveryLog
 from madcheck.notify.dispatch import (
+    ALREADY_DELIVERED,
     Answer,
     BadRequest,
     Outcome,
@@ -69,7 +70,9 @@ def _handle(influxdb3_local: Any, body: bytes | str | None, args: dict[str, str]
 def _log_outcome(influxdb3_local: Any, outcome: Outcome) -> None:
     for name, result in outcome.results.items():
         label = name if name.isidentifier() and len(name) <= 32 else "(unnamed sender)"
-        if result.ok:
+        if result.ok and result.reason == ALREADY_DELIVERED:
+            influxdb3_local.info(f"notifier: {label} already has this event; not sent again")
+        elif result.ok:
             influxdb3_local.info(f"notifier: {label} delivered ({result.reason})")
         else:
             influxdb3_local.warn(f"notifier: {label} failed: {result.reason}")
