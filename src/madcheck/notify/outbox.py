@@ -97,7 +97,6 @@ class Outbox:
         #: held for a whole pass, so two senders (an old one stopping, its replacement) never
         #: send the same alert at once
         self.pass_lock = threading.Lock()
-        self._in_flight: PendingAlert | None = None
         self._failed_passes = 0
         self._next_pass_at = 0.0
         #: alerts added, and dropped because the outbox was full, since it was created
@@ -112,11 +111,6 @@ class Outbox:
         """The alert at the head, the next to be tried."""
         with self._lock:
             return self._items[0] if self._items else None
-
-    @property
-    def busy(self) -> bool:
-        """True while a request for one of its alerts is on its way."""
-        return self._in_flight is not None
 
     def configure(self, capacity: int, backoff: float, backoff_max: float) -> int:
         """Apply new settings (the trigger's arguments changed); returns how many were dropped."""
@@ -197,11 +191,7 @@ class Outbox:
                 return report
             if item.not_before > self.clock() or not self._holds(item):
                 continue
-            self._in_flight = item
-            try:
-                delivery = send(item)
-            finally:
-                self._in_flight = None
+            delivery = send(item)
             with self._lock:
                 if not self._settle(item, delivery, report):
                     return report
