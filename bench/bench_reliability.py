@@ -138,7 +138,7 @@ def first_verdict(window: int, warm: bool) -> int:
         run_mad_plugin(
             engine, [{"table_name": "cpu", "rows": [_point("a", second, rng.gauss(20, 1))]}], args
         )
-        if any("outliers temp" in line for line in engine.log_texts("INFO")):
+        if any("outlier verdicts temp" in line for line in engine.log_texts("INFO")):
             return n
     return -1
 

@@ -308,3 +308,16 @@ def test_the_sender_never_calls_the_engine_api_from_its_own_thread():
     assert len(notifier.requests) == 3
     assert {name for name, _ in seen} >= {"info", "error", "write"}
     assert {thread for _, thread in seen} == {threading.main_thread()}
+
+
+def test_a_burst_of_deliveries_is_listed_up_to_a_bound_and_counted_beyond():
+    with receiver() as notifier:
+        notifier.script = [OK_ANSWER]
+        engine = make_engine()
+        args = args_for(notifier.port)
+        run_mad_plugin(engine, [alert_batch(f"h{n}")[0] for n in range(60)], args)
+        assert delivered_and_logged(engine, args)
+    assert len(notifier.requests) == 60
+    sent = [line for line in engine.log_texts("INFO") if "alert sent to slack" in line]
+    assert len(sent) == 50
+    assert any(line.endswith("and 10 more alert(s) sent") for line in engine.log_texts("INFO"))
