@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import madcheck
 from madcheck.engine.client import ClientError, EngineClient, upload_plugin
+from madcheck.plugin.delivery import wait_for_all_deliveries
 
 if TYPE_CHECKING:
     from madcheck.engine.server import EngineServer
@@ -234,6 +235,12 @@ def _run(server: EngineServer, receiver: _Receiver, options: argparse.Namespace)
         _say("x", f"no alert reached the webhook within {options.timeout:g}s")
         _print_tables(client, alerted=False)
         return 1
+    # The MAD trigger posts alerts from a background sender and logs the outcome in its next
+    # call: wait until everything is delivered, then write one more point for that call.
+    wait_for_all_deliveries(options.timeout)
+    last = generate_stream(options.points + 21, options.seed, start_ns)[-1][0]
+    client.request("POST", "/api/v3/write_lp", params={"db": DATABASE}, data=last.encode())
+    _say(">", f"wrote {last}   <- the trigger's next call logs the delivery")
     server.engine.wait_idle(timeout=options.timeout)
     _say("*", f"alerts received by the webhook: {len(receiver.bodies)}")
     _print_tables(client, alerted=True)

@@ -22,6 +22,10 @@ from madcheck.engine.api import EngineAPI
 from madcheck.engine.loader import load_entry_point
 from madcheck.engine.processing import group_table_batches
 from madcheck.engine.storage import Storage
+from madcheck.plugin.delivery import finish_delivery
+
+#: longest wait for the plugin's first delivery attempt (the notifier's timeouts bound it)
+DELIVERY_WAIT_S = 60.0
 
 TEST_TRIGGER_NAME = "test_trigger"
 
@@ -79,6 +83,9 @@ def _dry_run(
             started = time.perf_counter()
             try:
                 call(storage, api, errors)
+                # the MAD plugin posts alerts from a background sender; this one-shot run has
+                # no next call to log the outcome, so wait for its first try and log it here
+                finish_delivery(api, DELIVERY_WAIT_S)
                 api.info(f"finished execution in {_duration(time.perf_counter() - started)}")
             except (Exception, SystemExit) as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")

@@ -1,17 +1,25 @@
 """``process_writes`` for the MAD check: the glue between the engine and the detector.
 
 The engine runs a single-file plugin in fresh globals on every call, so everything that must
-survive between calls (the parsed config, every series' window, the schema) lives in one
-``TriggerState`` object kept in the trigger's ``influxdb3_local.cache``. It is rebuilt only when
-the trigger's arguments (or the TOML file, or the relevant environment) change.
+survive between calls (the parsed config, every series' window, the schema, the outbox and its
+sender thread) lives in one ``TriggerState`` object kept in the trigger's ``influxdb3_local.cache``.
+It is rebuilt only when the trigger's arguments (or the TOML file, or the relevant environment)
+change.
+
+A call never waits on the network: fired alerts go to the outbox and the trigger's background
+sender posts them (``madcheck.plugin.delivery``). With ``--run-asynchronous`` the engine may run
+calls of one trigger at once, so the state is built under a lock and each call detects under the
+state's own lock: every row enters its window once and each qualifying run alerts once.
 """
 
 from __future__ import annotations
 
 import os
+import secrets as random_ids
 import string
+import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
@@ -27,8 +35,17 @@ from madcheck.detect.lifecycle import RepeatGate
 from madcheck.notify.client import NotifierClient
 from madcheck.notify.outbox import Outbox, PendingAlert
 from madcheck.notify.retry import RetryPolicy
+from madcheck.notify.sender import OutboxSender
 from madcheck.plugin.calllog import CallLog
-from madcheck.plugin.delivery import carried_outbox, deliver, log_dropped
+from madcheck.plugin.delivery import (
+    LOG_LABEL,
+    STATE_KEY,
+    Outcomes,
+    carried_outbox,
+    log_dropped,
+    log_outcomes,
+    new_sender,
+)
 from madcheck.plugin.history import history_line
 from madcheck.plugin.schema import (
     FALLBACK_TTL_S,
@@ -41,10 +58,11 @@ from madcheck.plugin.schema import (
 )
 from madcheck.plugin.warmstart import warm_start
 
-STATE_KEY = "madcheck.mad_check.state"
 SKIP_BAD_TAGS = "tag value not text"
 _TEXT_OR_NONE = frozenset({str, type(None)})
-LOG_LABEL = "mad_check"
+#: held while a call finds or builds its trigger's state, so overlapping first calls build one
+#: (the package is imported once per process: this lock outlives the calls)
+_STATE_LOCK = threading.Lock()
 
 
 @dataclass
@@ -58,8 +76,17 @@ class TriggerState:
     secrets: tuple[str, ...]
     #: alerts not yet confirmed by the notifier; carried over when the config is rebuilt
     outbox: Outbox
+    #: what the sender did since the last call logged it; carried over like the outbox
+    outcomes: Outcomes
     #: repeat control (``repeat_interval``); None when every alert is sent
     repeats: RepeatGate | None = None
+    #: held by a call while it detects: calls of one trigger may overlap (``run_async``)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: the background thread posting the outbox; it holds this state only weakly
+    sender: OutboxSender = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.sender = new_sender(self, self.outbox, self.outcomes)
 
 
 def process_writes(
@@ -81,19 +108,21 @@ def process_writes(
             return
         log.hide(state.secrets)
         measurement = state.config.measurement
-        added_before = state.outbox.added_total
-        dropped_before = state.outbox.dropped_total
+        queued = _Queued()
         if not isinstance(table_batches, list | tuple):
             log.warn(f"table_batches is not a list ({type(table_batches).__name__}); ignored")
             table_batches = ()
-        for batch in table_batches:
-            if isinstance(batch, Mapping) and batch.get("table_name") == measurement:
-                rows = batch.get("rows")
-                if isinstance(rows, Sequence) and not isinstance(rows, str | bytes) and rows:
-                    _process_table(influxdb3_local, state, rows, log)
+        with state.lock:
+            for batch in table_batches:
+                if isinstance(batch, Mapping) and batch.get("table_name") == measurement:
+                    rows = batch.get("rows")
+                    if isinstance(rows, Sequence) and not isinstance(rows, str | bytes) and rows:
+                        _process_table(influxdb3_local, state, rows, log, queued)
         outbox = state.outbox
-        log_dropped(outbox, outbox.dropped_total - dropped_before, log)
-        deliver(outbox, state.client, state.config, outbox.added_total - added_before, log)
+        log_dropped(outbox, queued.dropped, log)
+        log_outcomes(state.outcomes.take(), outbox, queued.added, log)
+        if len(outbox):
+            state.sender.ensure_running(wake=queued.added > 0)
     except Exception as error:  # the trigger must survive anything
         log.error(f"call failed with {type(error).__name__}: {error}")
 
@@ -122,7 +151,24 @@ def _trigger_state(
         return state
     if engine.cache.get(STATE_KEY + ".failed") == fingerprint:
         return None  # refused before and nothing changed: not re-read, not re-logged
-    previous = state
+    with _STATE_LOCK:
+        state = engine.cache.get(STATE_KEY)  # an overlapping call may have built it meanwhile
+        if state is not None and state.fingerprint == fingerprint:
+            return state
+        built = _build_state(engine, args, fingerprint, state, log, plugin_dir)
+    if built is not None:
+        _check_table_exists(engine, built.config.measurement, log)
+    return built
+
+
+def _build_state(
+    engine: Any,
+    args: Any,
+    fingerprint: tuple[Any, ...],
+    previous: TriggerState | None,
+    log: CallLog,
+    plugin_dir: Path | None,
+) -> TriggerState | None:
     if args is not None and not isinstance(args, Mapping):
         log.error(f"trigger arguments must be key=value pairs, got {type(args).__name__}")
         return None
@@ -168,8 +214,11 @@ def _trigger_state(
         client=client,
         secrets=secrets,
         outbox=carried_outbox(previous.outbox if previous else None, config, log),
+        outcomes=previous.outcomes if previous else Outcomes(),
         repeats=RepeatGate(config.repeat_interval_ns) if config.repeat_interval_ns else None,
     )
+    if previous is not None:
+        previous.sender.stop()  # its replacement takes the outbox over at its next pass
     engine.cache.put(STATE_KEY, state)
     engine.cache.delete(STATE_KEY + ".failed")
     log.info(
@@ -180,7 +229,6 @@ def _trigger_state(
         f"state_change_count={config.state_change_count}, notifier={delivery.url}"
         f"{_lifecycle_text(config)}"
     )
-    _check_table_exists(engine, config.measurement, log)
     return state
 
 
@@ -244,7 +292,17 @@ def _schema(engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog)
     return schema
 
 
-def _process_table(engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog) -> None:
+@dataclass
+class _Queued:
+    """Alerts one call put in the outbox, and old ones the full outbox dropped for them."""
+
+    added: int = 0
+    dropped: int = 0
+
+
+def _process_table(
+    engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog, queued: _Queued
+) -> None:
     schema = _schema(engine, state, rows, log)
     config = state.config
     rows, bad_tags = _with_text_tags(rows, schema.tags)
@@ -274,7 +332,7 @@ def _process_table(engine: Any, state: TriggerState, rows: Sequence[Any], log: C
         problem = _record(engine, config, alert)
         if problem:
             unrecorded.append(problem)
-        _queue_alert(state, alert, log)
+        _queue_alert(state, alert, log, queued)
     if unrecorded:
         log.warn(
             f"could not write {len(unrecorded)} alert(s) to {config.alerts_table}: {unrecorded[0]}"
@@ -362,8 +420,13 @@ def _summary(alert: Alert) -> str:
     return f"{where}: value {variables['value']} outside {band} (alert {alert.alert_id})"
 
 
-def _queue_alert(state: TriggerState, alert: Alert, log: CallLog) -> None:
-    """Put a fired alert in the outbox, or log its suppression."""
+def _queue_alert(state: TriggerState, alert: Alert, log: CallLog, queued: _Queued) -> None:
+    """Put a fired alert in the outbox, with a new ``event_id``, or log its suppression.
+
+    The id is random rather than derived from the alert: two triggers watching the same series
+    with the same rule but different channels must not look like retries of one event to a
+    shared notifier. It is drawn once, so every retry of this event carries the same id.
+    """
     config = state.config
     if alert.suppressed:
         log.info(
@@ -374,9 +437,10 @@ def _queue_alert(state: TriggerState, alert: Alert, log: CallLog) -> None:
         return
     pending = PendingAlert(
         text=render(_template(config, alert), alert),
-        context=alert.as_dict(),
+        context={**alert.as_dict(), "event_id": random_ids.token_hex(16)},
         senders=tuple(config.sender_names),
         summary=_summary(alert),
         kind="recovery" if alert.resolved else "alert",
     )
-    state.outbox.add(pending)
+    queued.dropped += state.outbox.add(pending)
+    queued.added += 1
