@@ -1,11 +1,13 @@
 """MAD anomaly detection for the InfluxDB 3 Processing Engine.
 
-Deploy with ``--trigger-spec all_tables`` (or ``table:NAME``) for outlier alerts
+A single file for servers older than InfluxDB 3.6.0, which run only single-file plugins; from
+3.6.0 on, deploy the ``madcheck`` package directory itself with ``--path madcheck`` instead (see
+README). Deploy with ``--trigger-spec all_tables`` (or ``table:NAME``) for outlier alerts
 (``process_writes``), and with ``--trigger-spec every:1m`` (or ``cron:...``) and ``missing_after``
 for missing-data alerts (``process_scheduled_call``); one set of arguments serves both. The logic
-lives in the ``madcheck`` package, installed into the engine's Python with
-``influxdb3 install package <wheel>``: the engine runs this file in fresh globals on every call
-and cannot import files beside it.
+lives in the ``madcheck`` package, installed into the engine's Python with ``influxdb3 install
+package <wheel>``: the engine runs this file in fresh globals on every call and cannot import
+files beside it.
 """
 
 from typing import Any

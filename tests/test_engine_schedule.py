@@ -118,7 +118,7 @@ def test_cron_days_of_week_count_sunday_as_one_and_both_day_fields_must_match() 
         "* * * * *",
         "61 * * * * *",
         "* * * * * 0",
-        "* * * ? * *",
+        "? * * * * *",
         "* * * L * *",
         "5-1 * * * * *",
         "*/0 * * * * *",

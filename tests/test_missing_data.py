@@ -7,6 +7,7 @@ loopback receiver.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -16,9 +17,10 @@ from madcheck.detect.gaps import GapTracker
 from madcheck.engine.api import EngineAPI
 from madcheck.engine.cache import TriggerCache
 from madcheck.engine.loader import load_entry_point
+from madcheck.plugin.delivery import wait_for_sender
 from madcheck.plugin.missing import MAX_SERIES, call_time_ns, last_seen_query
 from tests.datafusion_engine import DataFusionQueries
-from tests.support import MAD_PLUGIN, free_port, receiver
+from tests.support import DELIVERY_WAIT_S, MAD_PLUGIN, free_port, receiver
 
 MIN_NS = 60 * 10**9
 T0 = 1_700_000_000 * 10**9  # 2023-11-14T22:13:20Z
@@ -118,8 +120,10 @@ def _engine(queries: DataFusionQueries, cache: TriggerCache | None = None) -> En
 
 
 def _call(engine: EngineAPI, call_time: datetime, args: dict[str, str]) -> None:
-    """Run plugins/mad_check_plugin.py as the engine does: fresh globals each call."""
+    """Run plugins/mad_check_plugin.py as the engine does (fresh globals each call), then let
+    the trigger's background sender try what the call queued."""
     load_entry_point(MAD_PLUGIN, "process_scheduled_call")(engine, call_time, args)
+    assert wait_for_sender(engine, DELIVERY_WAIT_S), "the sender did not settle"
 
 
 def _at(ns: int) -> datetime:
@@ -163,9 +167,13 @@ def test_one_query_per_call_finds_the_silent_series_and_alerts_once_per_gap() ->
     alert = request.body["alert"]
     assert (alert["rule"], alert["state"], alert["tags"]) == ("missing", "firing", {"host": "b"})
     assert alert["last_seen"] == "2023-11-14T22:13:20Z" and alert["duration_s"] == 600.0
+    assert re.fullmatch("[0-9a-f]{32}", alert["event_id"])  # the notifier sends each once
     (row,) = _history(engine)
     assert row.startswith("mad_alerts,host=b,rule=missing,state=firing,alert_id=")
     assert "duration_s=600.0" in row and row.endswith(f" {T0 + 10 * MIN_NS}")
+    # the call after the sender's post logs it, as a data-writes call does
+    sent = [t for t in engine.log_texts("INFO") if "alert sent to http" in t]
+    assert len(sent) == 1 and "missing rule 5m on cpu [host=b]" in sent[0]
 
 
 def test_data_returning_sends_a_recovery_with_notify_recovery() -> None:

@@ -360,7 +360,7 @@ def test_any_request_gets_a_json_answer_and_never_reaches_beyond_loopback(monkey
 
 
 def test_an_unexpected_error_answers_500_naming_only_its_kind(monkeypatch):
-    def explode(*_args):
+    def explode(*_args, **_kwargs):
         raise RuntimeError("http://127.0.0.1/secret-path")
 
     monkeypatch.setattr("madcheck.plugin.notifier.dispatch", explode)

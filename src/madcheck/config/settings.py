@@ -56,6 +56,11 @@ MAX_CONFIG_FILE_BYTES = 1024 * 1024
 
 
 _MAX_LOOKBACK_S = 366 * 86_400.0
+#: ``delivery_budget`` bounded the time a call spent posting alerts; calls no longer post any
+RETIRED_DELIVERY_BUDGET = (
+    "delivery_budget has no effect any more: alerts are posted by a background sender and a "
+    "call never waits on the notifier (see notification_timeout, outbox_backoff)"
+)
 
 
 #: Every argument the MAD trigger reads; anything else is reported as a likely typo.
@@ -79,7 +84,7 @@ KNOWN_ARGUMENTS = frozenset(
         "notification_attempts",
         "retry_backoff",
         "notification_timeout",
-        "delivery_budget",
+        "delivery_budget",  # retired: accepted with a warning
         "outbox_size",
         "outbox_backoff",
         "outbox_backoff_max",
@@ -110,8 +115,6 @@ class DeliverySettings:
     attempts: int = 3
     backoff_s: tuple[float, float] = (1.0, 4.0)
     timeout_s: float = 10.0
-    #: Longest time one ``process_writes`` call spends delivering; the rest waits in the outbox.
-    budget_s: float = 2.0
     #: Undelivered alerts kept for later calls; past it the oldest are dropped (logged).
     outbox_size: int = 10_000
     #: First pause before the outbox is retried; it doubles per failed pass up to the cap.
@@ -263,13 +266,14 @@ def _validated(
         attempts=_integer(merged, "notification_attempts", 3, minimum=1, maximum=10),
         backoff_s=_backoff(merged, "retry_backoff", (1.0, 4.0)),
         timeout_s=_seconds(merged, "notification_timeout", 10.0),
-        budget_s=_seconds(merged, "delivery_budget", 2.0),
         outbox_size=_integer(merged, "outbox_size", 10_000, minimum=1, maximum=1_000_000),
         outbox_backoff_s=_seconds(merged, "outbox_backoff", 1.0),
         outbox_backoff_max_s=_seconds(merged, "outbox_backoff_max", 30.0),
     )
-    if delivery.budget_s <= 0:
-        raise ConfigError("delivery_budget must be greater than zero, e.g. delivery_budget=2s")
+    if delivery.timeout_s <= 0:
+        raise ConfigError("notification_timeout must be greater than zero, e.g. 10s")
+    if merged.get("delivery_budget") not in (None, ""):
+        warnings.append(RETIRED_DELIVERY_BUDGET)
     if delivery.outbox_backoff_s > delivery.outbox_backoff_max_s:
         raise ConfigError("outbox_backoff must not be greater than outbox_backoff_max")
 

@@ -7,14 +7,19 @@ parsing:
   ``500ms``; integers with units, spaces allowed between the parts), at most one year. The first
   call is at the next multiple of the duration since the epoch (in milliseconds) after the trigger
   starts, each later one exactly one duration after the previous *scheduled* time.
-- ``cron:EXPR`` is an expression of the Rust ``cron`` crate: six fields, or seven with a year,
-  **seconds first**: ``sec min hour day-of-month month day-of-week [year]``, in UTC. Each field is
-  ``*``, a number, ``a-b``, a step ``*/n``, ``a/n`` or ``a-b/n``, or a comma-separated list of
-  those; months may be ``JAN``..``DEC``, days of the week ``SUN``..``SAT`` (numbers 1..7,
-  Sunday = 1, as that crate counts), names in any case; a day must match both day fields.
-  ``@yearly``, ``@annually``, ``@monthly``, ``@weekly``, ``@daily``, ``@midnight`` and ``@hourly``
-  are accepted. The first call is at the first time strictly after the trigger starts. ``?``,
-  ``L``, ``W`` and ``#`` are refused here rather than guessed at.
+- ``cron:EXPR`` is an expression of the Rust ``cron`` crate (0.15): six fields, or seven with a
+  year, **seconds first**: ``sec min hour day-of-month month day-of-week [year]``, in UTC. Each
+  field is ``*``, a number, ``a-b``, a step ``*/n``, ``a/n`` or ``a-b/n`` (``n`` at most the
+  field's largest value), or a comma-separated list of those; the two day fields also take ``?``
+  (as ``*``). Months may be ``JAN``..``DEC`` or ``January``..``December``, days of the week
+  ``SUN``..``SAT`` or ``Sunday``..``Saturday`` (also ``Tues``, ``Thurs``; numbers 1..7, Sunday =
+  1, as that crate counts), names in any case, ranges of names (``MON-FRI``) but no step on a
+  single name; a day must match both day fields; years run from 1970 to 2100. ``@yearly``,
+  ``@monthly``, ``@weekly`` (Sundays), ``@daily`` and ``@hourly`` stand for whole expressions.
+  The first call is at the first time strictly after the trigger starts. ``L``, ``W`` and ``#``
+  (later versions of the crate) are refused, as InfluxDB 3 refuses them.
+  ``madcheck test schedule_plugin --schedule`` reads its expression the same way
+  (``next_cron_time``).
 - A call that runs late does not skip times: the engine sleeps until the next scheduled time,
   which has already passed, so the missed calls follow at once, in order, each with its own
   scheduled time.
@@ -109,15 +114,17 @@ _MONTH_NAMES = (
 )
 _DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 _DAY_NAMES = ("SUNDAY", "MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY")
+_DAY_ALIASES = {"TUES": 3, "THURS": 5}
+#: the crate's shorthands (exactly these spellings, lower case)
 _SHORTCUTS = {
     "@yearly": "0 0 0 1 1 *",
-    "@annually": "0 0 0 1 1 *",
     "@monthly": "0 0 0 1 * *",
     "@weekly": "0 0 0 * * 1",
     "@daily": "0 0 0 * * *",
-    "@midnight": "0 0 0 * * *",
     "@hourly": "0 0 * * * *",
 }
+#: ``test schedule_plugin``'s schedule when none is given: the next whole second
+DEFAULT_TEST_SCHEDULE = "* * * * * *"
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,8 @@ class _Field:
     low: int
     high: int
     names: dict[str, int]
+    #: takes ``?`` for ``*`` (the two day fields)
+    any_allowed: bool = False
 
 
 def _named(*spellings: tuple[str, ...], start: int) -> dict[str, int]:
@@ -136,9 +145,15 @@ _FIELDS = (
     _Field("seconds", 0, 59, {}),
     _Field("minutes", 0, 59, {}),
     _Field("hours", 0, 23, {}),
-    _Field("day of month", 1, 31, {}),
+    _Field("day of month", 1, 31, {}, any_allowed=True),
     _Field("month", 1, 12, _named(_MONTHS, _MONTH_NAMES, start=1)),
-    _Field("day of week", 1, 7, _named(_DAYS, _DAY_NAMES, start=1)),
+    _Field(
+        "day of week",
+        1,
+        7,
+        {**_named(_DAYS, _DAY_NAMES, start=1), **_DAY_ALIASES},
+        any_allowed=True,
+    ),
     _Field("year", 1970, _MAX_YEAR, {}),
 )
 
@@ -159,23 +174,29 @@ def _parse_field(text: str, spec: _Field) -> tuple[int, ...]:
     allowed: set[int] = set()
     for item in text.split(","):
         base, slash, step_text = item.partition("/")
-        if base == "*":
+        if base == "*" or (base == "?" and spec.any_allowed):
             low, high = spec.low, spec.high
         elif "-" in base:
             first, _, last = base.partition("-")
+            if first.isdigit() != last.isdigit():
+                raise ScheduleError(f"{spec.name}: range {base!r} mixes a number and a name")
             low, high = _value(first, spec), _value(last, spec)
             if low > high:
                 raise ScheduleError(f"{spec.name}: range {base!r} runs backwards")
         elif base:
+            if slash and not base.isdigit():
+                raise ScheduleError(f"{spec.name}: a step needs a number or a range, not {base!r}")
             low = _value(base, spec)
             high = spec.high if slash else low
         else:
             raise ScheduleError(f"{spec.name}: empty item in {text!r}")
         step = 1
         if slash:
-            if not step_text.isascii() or not step_text.isdigit() or int(step_text) < 1:
-                raise ScheduleError(f"{spec.name}: step {step_text!r} must be a whole number >= 1")
+            if not step_text.isascii() or not step_text.isdigit():
+                raise ScheduleError(f"{spec.name}: step {step_text!r} is not a whole number")
             step = int(step_text)
+            if not 1 <= step <= spec.high:
+                raise ScheduleError(f"{spec.name}: step {step} is outside 1..{spec.high}")
         allowed.update(range(low, high + 1, step))
     return tuple(sorted(allowed))
 
@@ -194,7 +215,7 @@ class Cron:
 
     @classmethod
     def parse(cls, expression: str) -> Cron:
-        text = _SHORTCUTS.get(expression.strip().lower(), expression)
+        text = _SHORTCUTS.get(expression.strip(), expression)
         parts = text.split()
         if len(parts) not in (6, 7):
             raise ScheduleError(
@@ -208,6 +229,11 @@ class Cron:
         except ScheduleError as error:
             raise ScheduleError(f"cron:{expression}: {error}") from None
         return cls(*values)
+
+    def next_time(self, after: datetime) -> datetime | None:
+        """``next_after`` for a ``datetime`` (naive is read as local time): a UTC datetime."""
+        found = self.next_after(int(after.timestamp()) * _NS_PER_S)
+        return None if found is None else datetime.fromtimestamp(found // _NS_PER_S, tz=UTC)
 
     def first_after(self, now_ns: int) -> int | None:
         return self.next_after(now_ns)
@@ -270,6 +296,15 @@ def parse_schedule(spec: str) -> Schedule:
             raise ScheduleError("cron: needs an expression, e.g. cron:0 */5 * * * *")
         return Cron.parse(rest.strip())
     raise ScheduleError(f"not a schedule: {spec!r}")
+
+
+def next_cron_time(expression: str, after: datetime) -> datetime:
+    """The first time strictly after ``after`` that the cron ``expression`` (no ``cron:``
+    prefix) matches, as a UTC datetime: ``test schedule_plugin --schedule``'s call time."""
+    found = Cron.parse(expression).next_time(after)
+    if found is None:
+        raise ScheduleError(f"cron schedule never triggers: {expression}")
+    return found
 
 
 def call_time(scheduled_ns: int) -> datetime:

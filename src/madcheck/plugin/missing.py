@@ -9,8 +9,10 @@ schema query as ``process_writes``, once an hour):
 GROUP BY <tags> LIMIT <n>``
 
 which DataFusion (InfluxDB 3) and the local engine both answer. The answer goes to a
-``GapTracker`` (``madcheck.detect.gaps``) kept in the trigger's cache; its events become
-history rows and notifications through the same outbox and delivery as the MAD alerts.
+``GapTracker`` (``madcheck.detect.gaps``) kept in the trigger's state; its events become
+history rows and notifications exactly as the MAD alerts do: the state is found or built by
+``madcheck.plugin.trigger_state``, alerts are queued in the trigger's outbox and posted by its
+background sender (``madcheck.plugin.delivery``), and a call never waits on the network.
 """
 
 from __future__ import annotations
@@ -22,21 +24,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from madcheck.config.envref import variable_name
-from madcheck.config.settings import DEFAULT_RECOVERY_TEXT, Config, ConfigError, load_config
+from madcheck.config.settings import DEFAULT_RECOVERY_TEXT, Config
 from madcheck.detect.alerts import Tags, rfc3339
 from madcheck.detect.gaps import GapTracker, MissingEvent
-from madcheck.notify.client import NotifierClient
-from madcheck.notify.outbox import Outbox, PendingAlert
-from madcheck.notify.retry import RetryPolicy
 from madcheck.plugin.calllog import CallLog
-from madcheck.plugin.delivery import carried_outbox, deliver, log_dropped
+from madcheck.plugin.delivery import LOG_LABEL, SCHEDULED_STATE_KEY, Queued, end_call, queue_alert
 from madcheck.plugin.history import gap_history_line
 from madcheck.plugin.schema import SCHEMA_TTL_S, fetch_schema
+from madcheck.plugin.trigger_state import AlertingState, cached_state
 from madcheck.plugin.warmstart import parse_time_ns
-from madcheck.plugin.writes import LOG_LABEL, _fingerprint, _is_secret, _secrets_of
 
-STATE_KEY = "madcheck.missing.state"
 #: Recovery text of a gap when ``notification_recovery_text`` is not set (the MAD rules'
 #: default speaks of a field, which a gap has not).
 DEFAULT_GAP_RECOVERY_TEXT = (
@@ -47,41 +44,47 @@ MAX_SERIES = 100_000
 _NS_PER_S = 1_000_000_000
 
 
-@dataclass
-class ScheduledState:
+@dataclass(kw_only=True)
+class ScheduledState(AlertingState):
     """What a scheduled trigger keeps between calls."""
 
-    fingerprint: tuple[Any, ...]
-    config: Config
-    client: NotifierClient
-    secrets: tuple[str, ...]
-    outbox: Outbox
     gaps: GapTracker
 
 
 def process_scheduled_call(
-    influxdb3_local: Any, call_time: Any, args: Any = None, plugin_dir: Path | None = None
+    influxdb3_local: Any, call_time: Any, args: Any = None, *, plugin_dir: Path | None = None
 ) -> None:
     """Entry point for a scheduled trigger. Never raises: a failure is logged and the trigger
-    runs again at its next time."""
+    runs again at its next time.
+
+    ``plugin_dir`` is where ``config_file_path`` is looked up when ``PLUGIN_DIR`` is unset (the
+    directory plugin passes the folder it was loaded from)."""
     log = CallLog(influxdb3_local, LOG_LABEL)
     try:
         now_ns = call_time_ns(call_time)
         if now_ns is None:
             log.error(f"call_time is not a datetime ({type(call_time).__name__}); call skipped")
             return
-        state = _scheduled_state(influxdb3_local, args, log, plugin_dir)
+        state = cached_state(
+            influxdb3_local,
+            SCHEDULED_STATE_KEY,
+            args,
+            log,
+            plugin_dir,
+            _build_state,
+            scheduled=True,
+            refused="no missing-data check",
+        )
         if state is None:
             return
         log.hide(state.secrets)
-        outbox = state.outbox
-        added_before, dropped_before = outbox.added_total, outbox.dropped_total
+        queued = Queued()
         last_seen = _last_seen(influxdb3_local, state, now_ns, log)
         if last_seen is not None:
-            events = state.gaps.update(last_seen, now_ns)
-            _handle(influxdb3_local, state, events, log)
-        log_dropped(outbox, outbox.dropped_total - dropped_before, log)
-        deliver(outbox, state.client, state.config, outbox.added_total - added_before, log)
+            with state.lock:  # overlapping calls (run_async) must not report one gap twice
+                events = state.gaps.update(last_seen, now_ns)
+                _handle(influxdb3_local, state, events, log, queued)
+        end_call(state, queued, log)
     except Exception as error:  # the trigger must survive anything
         log.error(f"call failed with {type(error).__name__}: {error}")
 
@@ -102,69 +105,22 @@ def call_time_ns(call_time: Any) -> int | None:
 # -- configuration ---------------------------------------------------------------------------
 
 
-def _scheduled_state(
-    engine: Any, args: Any, log: CallLog, plugin_dir: Path | None
-) -> ScheduledState | None:
-    fingerprint = _fingerprint(args, plugin_dir)
-    state: ScheduledState | None = engine.cache.get(STATE_KEY)
-    if state is not None and state.fingerprint == fingerprint:
-        return state
-    if engine.cache.get(STATE_KEY + ".failed") == fingerprint:
-        return None  # refused before and nothing changed: not re-read, not re-logged
-    if args is not None and not isinstance(args, Mapping):
-        log.error(f"trigger arguments must be key=value pairs, got {type(args).__name__}")
-        return None
-    arguments = {str(k): v for k, v in (args or {}).items()}
-    # An env:NAME reference is not itself a secret: errors may name the variable.
-    log.hide(
-        v
-        for k, v in arguments.items()
-        if _is_secret(k) and isinstance(v, str) and variable_name(v) is None
-    )
-    try:
-        loaded = load_config(arguments, plugin_dir=plugin_dir, scheduled=True)
-    except ConfigError as error:
-        log.error(
-            "configuration error, no missing-data check until the arguments, the config file "
-            f"or the environment change: {error}"
-        )
-        engine.cache.put(STATE_KEY + ".failed", fingerprint)
-        return None
-    config = loaded.config
+def _build_state(
+    config: Config, common: dict[str, Any], previous: ScheduledState | None, log: CallLog
+) -> ScheduledState:
+    """The state of a new config; the open gaps of ``previous`` carry over (same table)."""
     missing = config.missing
     assert missing is not None  # load_config(scheduled=True) requires it
-    secrets = _secrets_of(config)
-    log.hide(secrets)
-    for warning in loaded.warnings:
-        log.warn(warning)
-    delivery = config.delivery
-    previous = state
     gaps = GapTracker(config.measurement, missing.after_ns)
     if previous is not None:
         gaps.carry_over(previous.gaps)
-    state = ScheduledState(
-        fingerprint=fingerprint,
-        config=config,
-        client=NotifierClient(
-            delivery.url,
-            delivery.token,
-            RetryPolicy(
-                attempts=delivery.attempts, backoff=delivery.backoff_s, timeout=delivery.timeout_s
-            ),
-        ),
-        secrets=secrets,
-        outbox=carried_outbox(previous.outbox if previous else None, config, log),
-        gaps=gaps,
-    )
-    engine.cache.put(STATE_KEY, state)
-    engine.cache.delete(STATE_KEY + ".failed")
     recovery = ", notify_recovery=true" if config.notify_recovery else ""
     log.info(
         f"configuration loaded: measurement={config.measurement}, missing_after="
         f"{gaps.threshold_text}, missing_lookback={missing.lookback_ns // _NS_PER_S}s, "
-        f"senders={'.'.join(config.sender_names)}, notifier={delivery.url}{recovery}"
+        f"senders={'.'.join(config.sender_names)}, notifier={config.delivery.url}{recovery}"
     )
-    return state
+    return ScheduledState(**common, gaps=gaps)
 
 
 # -- the query -------------------------------------------------------------------------------
@@ -237,9 +193,15 @@ def _quote(identifier: str) -> str:
 # -- events ----------------------------------------------------------------------------------
 
 
-def _handle(engine: Any, state: ScheduledState, events: list[MissingEvent], log: CallLog) -> None:
-    """History rows for every event; the firing ones, and recoveries with
-    ``notify_recovery=true``, go to the outbox."""
+def _handle(
+    engine: Any,
+    state: ScheduledState,
+    events: list[MissingEvent],
+    log: CallLog,
+    queued: Queued,
+) -> None:
+    """Firing events, and recoveries with ``notify_recovery=true``, get a history row and go
+    to the outbox; a recovery without it is only logged."""
     config = state.config
     unrecorded: list[str] = []
     for event in events:
@@ -251,14 +213,13 @@ def _handle(engine: Any, state: ScheduledState, events: list[MissingEvent], log:
                 engine.write(gap_history_line(config.alerts_table, event))
             except Exception as error:  # the history must never cost the alert itself
                 unrecorded.append(f"{type(error).__name__}: {error}")
-        state.outbox.add(
-            PendingAlert(
-                text=render(_template(config, event), event),
-                context=event.as_dict(),
-                senders=tuple(config.sender_names),
-                summary=summary(event),
-                kind="recovery" if event.resolved else "alert",
-            )
+        queue_alert(
+            state,
+            queued,
+            text=render(_template(config, event), event),
+            context=event.as_dict(),
+            summary=summary(event),
+            kind="recovery" if event.resolved else "alert",
         )
     if unrecorded:
         log.warn(
