@@ -17,6 +17,7 @@ import requests
 
 import madcheck
 from tests.engine_harness import ServeProcess, admin_auth, run_cli
+from tests.support import receiver
 
 PACKAGE = Path(madcheck.__file__).parent
 
@@ -204,3 +205,51 @@ def test_schedule_plugin_test_refuses_bad_schedules(
     result = run_cli("test", "schedule_plugin", "-d", "db", "--schedule", schedule, str(plugin))
     assert result.returncode == 2
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("plugin_dir", "filename"),
+    [(PACKAGE.parent, "madcheck"), (Path(__file__).parents[1] / "plugins", "mad_check_plugin.py")],
+    ids=["directory", "single-file"],
+)
+def test_schedule_plugin_test_runs_the_mad_missing_data_check(
+    plugin_dir: Path, filename: str
+) -> None:
+    now_s = int(datetime.now(UTC).timestamp())
+    lines = f"cpu,host=quiet temp=1 {now_s - 600}\ncpu,host=busy temp=1 {now_s}"
+    with receiver() as notifier:
+        arguments = (
+            "measurement=cpu,missing_after=5m,senders=http,http_webhook_url=http://127.0.0.1:9/h,"
+            f"port_override={notifier.port},notification_attempts=1"
+        )
+        result = run_cli(
+            "test", "schedule_plugin", "-d", "mydb", "--lp", lines, "--input-arguments",
+            arguments, "--plugin-dir", str(plugin_dir), filename,
+        )  # fmt: skip
+        # the command waited for the background sender before printing: the post is done
+        texts = notifier.texts()
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = json.loads(result.stdout)
+    assert output["errors"] == []
+    assert len(texts) == 1 and texts[0].startswith("MAD missing data: no data in cpu for 10m")
+    assert texts[0].endswith("Tags: host=quiet")
+    (history,) = output["database_writes"]["mydb"]
+    assert history.startswith("mad_alerts,host=quiet,rule=missing,state=firing,")
+    logs = output["log_lines"]
+    assert any("configuration loaded" in line and "missing_after=5m" in line for line in logs)
+    assert any(line.startswith("INFO: ") and "alert sent to http" in line for line in logs)
+    assert not [line for line in logs if line.startswith("ERROR")]
+
+
+def test_schedule_plugin_test_of_the_mad_check_on_an_empty_database_says_so() -> None:
+    arguments = (
+        "measurement=cpu,missing_after=5m,senders=http,http_webhook_url=http://127.0.0.1:9/h"
+    )
+    result = run_cli(
+        "test", "schedule_plugin", "-d", "mydb", "--input-arguments", arguments,
+        "--plugin-dir", str(PACKAGE.parent), "madcheck",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output["database_writes"] == {}
+    assert any("could not read the last points of 'cpu'" in line for line in output["log_lines"])
