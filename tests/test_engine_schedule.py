@@ -144,11 +144,15 @@ def process_scheduled_call(influxdb3_local, call_time, args=None):
     calls = influxdb3_local.cache.get("calls", 0) + 1
     influxdb3_local.cache.put("calls", calls)
     if args and args.get("fail_first") and calls == 1:
+        influxdb3_local.cache.put("failed_at", f"{call_time.timestamp():.0f}")
         raise RuntimeError("first call fails")
     if args and args.get("sleep"):
         import time
         time.sleep(float(args["sleep"]))
-    influxdb3_local.info(f"call {calls} at {call_time.timestamp():.0f} {type(call_time).__name__}")
+    failed_at = influxdb3_local.cache.get("failed_at")
+    influxdb3_local.info(
+        f"call {calls} at {call_time.timestamp():.0f} {type(call_time).__name__} {failed_at}"
+    )
 """
 
 
@@ -159,10 +163,23 @@ def storage(tmp_path: Path) -> Iterator[Storage]:
     store.close()
 
 
+#: a scheduled call whose writes to db include one the table refuses (text into a float column)
+BAD_WRITES = """
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    if influxdb3_local.cache.get("done"):
+        return
+    influxdb3_local.cache.put("done", True)
+    influxdb3_local.write(LineBuilder("cpu").string_field("v", "text now"))
+    influxdb3_local.write(LineBuilder("ok").int64_field("v", 1))
+    influxdb3_local.info("wrote")
+"""
+
+
 def _engine(storage: Storage, tmp_path: Path) -> ProcessingEngine:
     plugins = tmp_path / "plugins"
     plugins.mkdir(exist_ok=True)
     (plugins / "recorder.py").write_text(RECORDER)
+    (plugins / "bad_writes.py").write_text(BAD_WRITES)
     shutil.copy(MAD_PLUGIN, plugins / "mad_check_plugin.py")
     return ProcessingEngine(storage, plugins, retry_pause_s=0.0)
 
@@ -283,6 +300,40 @@ def test_a_failing_scheduled_call_follows_error_behavior(storage: Storage, tmp_p
     )
     assert _calls(storage, "off") == []
     assert [t.disabled for t in storage.triggers() if t.name == "off"] == [True]
+
+
+def test_error_behavior_retry_runs_the_same_scheduled_time_again(
+    storage: Storage, tmp_path: Path
+) -> None:
+    engine = _engine(storage, tmp_path)
+    storage.write_lp("db", "cpu v=1 1", precision="ns")
+    engine.create_trigger(
+        _trigger("again", "every:1s", args={"fail_first": "1"}, error_behavior="retry")
+    )
+    try:
+        wait_for(lambda: _calls(storage, "again"), "the retried call")
+    finally:
+        engine.close()
+    assert not any("first call fails" in t for t in _logs(storage, "again"))  # server output only
+    _, number, _, at, _, failed_at = _calls(storage, "again")[0].split()
+    assert number == "2" and at == failed_at  # the failed call's own time, run again
+
+
+def test_a_scheduled_calls_writes_to_a_database_are_all_or_nothing(
+    storage: Storage, tmp_path: Path
+) -> None:
+    engine = _engine(storage, tmp_path)
+    storage.write_lp("db", "cpu v=1 1", precision="ns")
+    engine.create_trigger(_trigger("writer", "every:1s", "bad_writes.py"))
+    try:
+        wait_for(lambda: any("rejected" in t for t in _logs(storage, "writer")), "the rejection")
+    finally:
+        engine.close()
+    rejected = [t for t in _logs(storage, "writer") if "rejected" in t]
+    assert rejected[0].startswith(
+        "plugin write to 'db' rejected: all 2 line(s) lost (accept_partial=false); line 1:"
+    )
+    assert "ok" not in _tables(storage)
 
 
 def test_bad_schedules_are_refused_when_the_trigger_is_created(
