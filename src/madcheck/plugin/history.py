@@ -25,6 +25,7 @@ from __future__ import annotations
 import builtins
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 from madcheck.detect.alerts import Alert
@@ -135,6 +136,18 @@ def gap_history_line(table: str, event: MissingEvent) -> Any:
     line.time_ns(event.time_ns)
     _check_writable(line.build())
     return line
+
+
+def record(engine: Any, build_line: Callable[[], Any]) -> str | None:
+    """Write the history row ``build_line`` makes (``history_line``, ``gap_history_line``) with
+    the call's ``influxdb3_local``; the problem, if the row could not be made or written: that
+    row alone is skipped (the history must never cost the alert itself, nor the call's other
+    rows). Callers log the problems once per call."""
+    try:
+        engine.write(build_line())
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def _check_writable(text: str) -> None:

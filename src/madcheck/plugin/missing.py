@@ -21,6 +21,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from madcheck.detect.alerts import Tags, rfc3339
 from madcheck.detect.gaps import GapTracker, MissingEvent
 from madcheck.plugin.calllog import CallLog
 from madcheck.plugin.delivery import LOG_LABEL, SCHEDULED_STATE_KEY, Queued, end_call, queue_alert
-from madcheck.plugin.history import gap_history_line
+from madcheck.plugin.history import gap_history_line, record
 from madcheck.plugin.schema import SCHEMA_TTL_S, fetch_schema
 from madcheck.plugin.trigger_state import AlertingState, cached_state
 from madcheck.plugin.warmstart import parse_time_ns
@@ -209,10 +210,9 @@ def _handle(
             log.info(f"data is back: {summary(event)}")
             continue
         if config.alerts_table:
-            try:
-                engine.write(gap_history_line(config.alerts_table, event))
-            except Exception as error:  # the history must never cost the alert itself
-                unrecorded.append(f"{type(error).__name__}: {error}")
+            problem = record(engine, partial(gap_history_line, config.alerts_table, event))
+            if problem:
+                unrecorded.append(problem)
         queue_alert(
             state,
             queued,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
@@ -28,7 +29,7 @@ from madcheck.detect.detector import SKIP_MISSING, BatchResult, Detector
 from madcheck.detect.lifecycle import RepeatGate
 from madcheck.plugin.calllog import CallLog
 from madcheck.plugin.delivery import LOG_LABEL, STATE_KEY, Queued, end_call, queue_alert
-from madcheck.plugin.history import history_line
+from madcheck.plugin.history import history_line, record
 from madcheck.plugin.schema import (
     FALLBACK_TTL_S,
     SCHEMA_TTL_S,
@@ -267,11 +268,7 @@ def _record(engine: Any, config: Config, alert: Alert) -> str | None:
     """Write ``alert`` to the alerts table; the problem, if that failed (logged per call)."""
     if not config.alerts_table:
         return None
-    try:
-        engine.write(history_line(config.alerts_table, alert, alert.state))
-    except Exception as error:  # the history must never cost the alert itself
-        return f"{type(error).__name__}: {error}"
-    return None
+    return record(engine, partial(history_line, config.alerts_table, alert, alert.state))
 
 
 def _template(config: Config, alert: Alert) -> str:
