@@ -8,6 +8,7 @@ loopback receiver.
 from __future__ import annotations
 
 import re
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -281,3 +282,42 @@ def test_call_time_as_influxdb_passes_it_naive_local_whole_seconds() -> None:
     assert call_time_ns(naive) == T0
     assert call_time_ns(_at(T0)) == T0
     assert call_time_ns(1_700_000_000) is None
+
+
+def test_overlapping_scheduled_calls_build_one_state_and_report_each_gap_once() -> None:
+    """With ``--run-asynchronous`` calls overlap, e.g. a slow call and the next time's; the
+    state is built once and a gap found by both is reported by one of them only."""
+    queries = DataFusionQueries()
+    queries.write_lp("\n".join(f"cpu,host=h{i} temp=1 {T0}" for i in range(5)))
+    guard = threading.Lock()
+
+    def one_query_at_a_time(sql: str, params: dict[str, str] | None, db: str) -> list[dict]:
+        with guard:  # the DataFusion context of the oracle, not the plugin, needs this
+            return queries(sql, params, db)
+
+    engine = EngineAPI(database="mydb", query_handler=one_query_at_a_time, cache=TriggerCache())
+    entry = load_entry_point(MAD_PLUGIN, "process_scheduled_call")
+    start = threading.Barrier(6)
+    failures: list[BaseException] = []
+    with receiver() as notifier:
+        args = _args(notifier.port)
+
+        def caller() -> None:
+            try:
+                start.wait()
+                entry(engine, _at(T0 + 10 * MIN_NS), args)
+            except BaseException as error:  # reported below, not lost in the thread
+                failures.append(error)
+
+        threads = [threading.Thread(target=caller) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(DELIVERY_WAIT_S)
+        assert wait_for_sender(engine, DELIVERY_WAIT_S)
+    assert failures == []
+    assert sorted(r.body["alert"]["tags"]["host"] for r in notifier.requests) == [
+        f"h{i}" for i in range(5)
+    ]
+    assert len(_history(engine)) == 5
+    assert sum("configuration loaded" in t for t in engine.log_texts("INFO")) == 1
