@@ -63,6 +63,15 @@ def test_a_series_gone_from_the_answer_keeps_its_gap_and_its_return_is_reported(
     assert back.resolved and back.silent_ns == 3_001 * MIN_NS
 
 
+def test_the_stale_answer_of_an_older_overlapping_call_reopens_no_gap() -> None:
+    gaps = GapTracker("cpu", 5 * MIN_NS)
+    gaps.update({A: T0}, T0 + 10 * MIN_NS)  # a gap opens
+    (back,) = gaps.update({A: T0 + 11 * MIN_NS}, T0 + 12 * MIN_NS)  # the newer call: data again
+    assert back.resolved
+    # a slow call at T0+11m, which read the table before the new point, finishes last
+    assert gaps.update({A: T0}, T0 + 11 * MIN_NS) == [] and gaps.open_gaps == 0
+
+
 def test_the_template_variables_of_a_gap() -> None:
     gaps = GapTracker("cpu", 5 * MIN_NS)
     (event,) = gaps.update({A: T0}, T0 + 46 * MIN_NS + 30 * 10**9)

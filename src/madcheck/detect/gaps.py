@@ -118,6 +118,8 @@ class GapTracker:
         self.after_ns = after_ns
         #: series -> time of its last point before the gap
         self._open: dict[Tags, int] = {}
+        #: the time of the newest call whose answer was applied
+        self._latest_call_ns: int | None = None
 
     @property
     def open_gaps(self) -> int:
@@ -133,6 +135,7 @@ class GapTracker:
         afresh."""
         if previous.table == self.table:
             self._open.update(previous._open)
+            self._latest_call_ns = previous._latest_call_ns
 
     def update(self, last_seen: Mapping[Tags, int], now_ns: int) -> list[MissingEvent]:
         """Compare each series' last point time with ``now_ns``; the events of this call.
@@ -140,7 +143,14 @@ class GapTracker:
         A series whose last point is newer than the one its open gap started from has sent
         data again: the gap is resolved (and, if that point is itself old enough, a new gap
         opens at once). Events come series by series, in the answer's order.
+
+        An answer for a call older than one already applied is stale (overlapping calls,
+        ``run_async``: a slow call finishing after the next one) and is ignored: it could only
+        reopen a gap the newer answer has closed.
         """
+        if self._latest_call_ns is not None and now_ns < self._latest_call_ns:
+            return []
+        self._latest_call_ns = now_ns
         events: list[MissingEvent] = []
         for tags, seen_ns in last_seen.items():
             started = self._open.get(tags)
