@@ -253,6 +253,8 @@ class Detector:
             row = rows[last]
             for bit, state in enumerate(cell.states):
                 outlier = bool(mask >> bit & 1)
+                if outlier and state.threshold.has_floor:  # MAD floor: outside its band too
+                    outlier = state.threshold.beyond_floor(values[last], window.median())
                 if outlier:
                     result.outliers[name] += 1
                 if state.flips is not None:

@@ -1,52 +1,35 @@
 """``process_writes`` for the MAD check: the glue between the engine and the detector.
 
-The engine runs a single-file plugin in fresh globals on every call, so everything that must
-survive between calls (the parsed config, every series' window, the schema, the outbox and its
-sender thread) lives in one ``TriggerState`` object kept in the trigger's ``influxdb3_local.cache``.
-It is rebuilt only when the trigger's arguments (or the TOML file, or the relevant environment)
-change.
+Everything that must survive between calls (the parsed config, every series' window, the
+outbox and its sender thread) lives in one ``TriggerState`` kept in the trigger's cache and
+rebuilt only when the config changes (``madcheck.plugin.trigger_state``); the schema is cached
+beside it for an hour.
 
 A call never waits on the network: fired alerts go to the outbox and the trigger's background
 sender posts them (``madcheck.plugin.delivery``). With ``--run-asynchronous`` the engine may run
-calls of one trigger at once, so the state is built under a lock and each call detects under the
-state's own lock: every row enters its window once and each qualifying run alerts once.
+calls of one trigger at once, so each call detects under the state's own lock: every row enters
+its window once and each qualifying run alerts once.
 """
 
 from __future__ import annotations
 
-import os
-import secrets as random_ids
 import string
-import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from madcheck.config.durations import format_duration_ns
-from madcheck.config.envref import variable_name
-from madcheck.config.senders import SECRET_ARGUMENTS
-from madcheck.config.settings import Config, ConfigError, config_file_identity, load_config
+from madcheck.config.settings import Config
 from madcheck.detect.alerts import Alert
 from madcheck.detect.detector import SKIP_MISSING, BatchResult, Detector
 from madcheck.detect.lifecycle import RepeatGate
-from madcheck.notify.client import NotifierClient
-from madcheck.notify.outbox import Outbox, PendingAlert
-from madcheck.notify.retry import RetryPolicy
-from madcheck.notify.sender import OutboxSender
 from madcheck.plugin.calllog import CallLog
-from madcheck.plugin.delivery import (
-    LOG_LABEL,
-    STATE_KEY,
-    Outcomes,
-    carried_outbox,
-    log_dropped,
-    log_outcomes,
-    new_sender,
-)
-from madcheck.plugin.history import history_line
+from madcheck.plugin.delivery import LOG_LABEL, STATE_KEY, Queued, end_call, queue_alert
+from madcheck.plugin.history import history_line, record
 from madcheck.plugin.schema import (
     FALLBACK_TTL_S,
     SCHEMA_TTL_S,
@@ -56,37 +39,22 @@ from madcheck.plugin.schema import (
     has_unknown_columns,
     infer_schema,
 )
+from madcheck.plugin.trigger_state import AlertingState, cached_state
 from madcheck.plugin.warmstart import warm_start
+
+__all__ = ["STATE_KEY", "TriggerState", "process_writes", "render"]
 
 SKIP_BAD_TAGS = "tag value not text"
 _TEXT_OR_NONE = frozenset({str, type(None)})
-#: held while a call finds or builds its trigger's state, so overlapping first calls build one
-#: (the package is imported once per process: this lock outlives the calls)
-_STATE_LOCK = threading.Lock()
 
 
-@dataclass
-class TriggerState:
-    """Everything the trigger keeps between calls."""
+@dataclass(kw_only=True)
+class TriggerState(AlertingState):
+    """Everything a data-writes trigger keeps between calls."""
 
-    fingerprint: tuple[Any, ...]
-    config: Config
     detector: Detector
-    client: NotifierClient
-    secrets: tuple[str, ...]
-    #: alerts not yet confirmed by the notifier; carried over when the config is rebuilt
-    outbox: Outbox
-    #: what the sender did since the last call logged it; carried over like the outbox
-    outcomes: Outcomes
     #: repeat control (``repeat_interval``); None when every alert is sent
     repeats: RepeatGate | None = None
-    #: held by a call while it detects: calls of one trigger may overlap (``run_async``)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    #: the background thread posting the outbox; it holds this state only weakly
-    sender: OutboxSender = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.sender = new_sender(self, self.outbox, self.outcomes)
 
 
 def process_writes(
@@ -108,7 +76,7 @@ def process_writes(
             return
         log.hide(state.secrets)
         measurement = state.config.measurement
-        queued = _Queued()
+        queued = Queued()
         if not isinstance(table_batches, list | tuple):
             log.warn(f"table_batches is not a list ({type(table_batches).__name__}); ignored")
             table_batches = ()
@@ -118,11 +86,7 @@ def process_writes(
                     rows = batch.get("rows")
                     if isinstance(rows, Sequence) and not isinstance(rows, str | bytes) and rows:
                         _process_table(influxdb3_local, state, rows, log, queued)
-        outbox = state.outbox
-        log_dropped(outbox, queued.dropped, log)
-        log_outcomes(state.outcomes.take(), outbox, queued.added, log)
-        if len(outbox):
-            state.sender.ensure_running(wake=queued.added > 0)
+        end_call(state, queued, log)
     except Exception as error:  # the trigger must survive anything
         log.error(f"call failed with {type(error).__name__}: {error}")
 
@@ -130,106 +94,38 @@ def process_writes(
 # -- configuration ---------------------------------------------------------------------------
 
 
-def _fingerprint(args: Any, plugin_dir: Path | None = None) -> tuple[Any, ...]:
-    """What the config is built from: the arguments, the environment (``env:NAME`` may name
-    any variable) and the TOML file's identity, resolved as ``load_config`` resolves it."""
-    arguments = tuple(sorted(args.items())) if isinstance(args, Mapping) else ()
-    environment = hash(frozenset(os.environ.items()))
-    toml_identity = None
-    config_file = args.get("config_file_path") if isinstance(args, Mapping) else None
-    if config_file:
-        toml_identity = config_file_identity(str(config_file), os.environ, plugin_dir)
-    return arguments, environment, toml_identity
-
-
 def _trigger_state(
     engine: Any, args: Any, log: CallLog, plugin_dir: Path | None = None
 ) -> TriggerState | None:
-    fingerprint = _fingerprint(args, plugin_dir)
-    state: TriggerState | None = engine.cache.get(STATE_KEY)
-    if state is not None and state.fingerprint == fingerprint:
-        return state
-    if engine.cache.get(STATE_KEY + ".failed") == fingerprint:
-        return None  # refused before and nothing changed: not re-read, not re-logged
-    with _STATE_LOCK:
-        state = engine.cache.get(STATE_KEY)  # an overlapping call may have built it meanwhile
-        if state is not None and state.fingerprint == fingerprint:
-            return state
-        built = _build_state(engine, args, fingerprint, state, log, plugin_dir)
-    if built is not None:
-        _check_table_exists(engine, built.config.measurement, log)
-    return built
+    before = engine.cache.get(STATE_KEY)
+    state = cached_state(engine, STATE_KEY, args, log, plugin_dir, _build_state)
+    if state is not None and state is not before:  # a new config: say whether its table exists
+        _check_table_exists(engine, state.config.measurement, log)
+    return state
 
 
 def _build_state(
-    engine: Any,
-    args: Any,
-    fingerprint: tuple[Any, ...],
-    previous: TriggerState | None,
-    log: CallLog,
-    plugin_dir: Path | None,
-) -> TriggerState | None:
-    if args is not None and not isinstance(args, Mapping):
-        log.error(f"trigger arguments must be key=value pairs, got {type(args).__name__}")
-        return None
-    arguments = {str(k): v for k, v in (args or {}).items()}
-    # An env:NAME reference is not itself a secret: errors may name the variable.
-    log.hide(
-        v
-        for k, v in arguments.items()
-        if _is_secret(k) and isinstance(v, str) and variable_name(v) is None
+    config: Config, common: dict[str, Any], previous: TriggerState | None, log: CallLog
+) -> TriggerState:
+    """The state of a new config (``previous``'s outbox and outcomes are in ``common``)."""
+    log.info(
+        "configuration loaded: "
+        f"measurement={config.measurement}, "
+        f"thresholds={' @ '.join(t.describe() for t in config.thresholds)}, "
+        f"senders={'.'.join(config.sender_names)}, "
+        f"state_change_count={config.state_change_count}, notifier={config.delivery.url}"
+        f"{_lifecycle_text(config)}"
     )
-    try:
-        loaded = load_config(arguments, plugin_dir=plugin_dir)
-    except ConfigError as error:
-        # Remember the failure so a broken trigger logs once per change, not once per flush.
-        log.error(
-            "configuration error, no detection until the arguments, the config file or the "
-            f"environment change: {error}"
-        )
-        engine.cache.put(STATE_KEY + ".failed", fingerprint)
-        return None
-    config = loaded.config
-    secrets = _secrets_of(config)
-    log.hide(secrets)
-    for warning in loaded.warnings:
-        log.warn(warning)
-    delivery = config.delivery
-    client = NotifierClient(
-        delivery.url,
-        delivery.token,
-        RetryPolicy(
-            attempts=delivery.attempts, backoff=delivery.backoff_s, timeout=delivery.timeout_s
-        ),
-    )
-    state = TriggerState(
-        fingerprint=fingerprint,
-        config=config,
+    return TriggerState(
+        **common,
         detector=Detector(
             config.measurement,
             config.thresholds,
             config.state_change_count,
             config.recovery_count if config.notify_recovery else 0,
         ),
-        client=client,
-        secrets=secrets,
-        outbox=carried_outbox(previous.outbox if previous else None, config, log),
-        outcomes=previous.outcomes if previous else Outcomes(),
         repeats=RepeatGate(config.repeat_interval_ns) if config.repeat_interval_ns else None,
     )
-    if previous is not None:
-        previous.sender.stop()  # its replacement takes the outbox over at its next pass
-    engine.cache.put(STATE_KEY, state)
-    engine.cache.delete(STATE_KEY + ".failed")
-    log.info(
-        "configuration loaded: "
-        f"measurement={config.measurement}, "
-        f"thresholds={' @ '.join(t.describe() for t in config.thresholds)}, "
-        f"senders={'.'.join(config.sender_names)}, "
-        f"state_change_count={config.state_change_count}, notifier={delivery.url}"
-        f"{_lifecycle_text(config)}"
-    )
-    return state
 
 
 def _lifecycle_text(config: Config) -> str:
@@ -239,17 +135,6 @@ def _lifecycle_text(config: Config) -> str:
     if config.repeat_interval_ns:
         parts.append(f"repeat_interval={format_duration_ns(config.repeat_interval_ns)}")
     return "".join(", " + part for part in parts)
-
-
-def _is_secret(name: str) -> bool:
-    return name in SECRET_ARGUMENTS or name == "influxdb3_auth_token"
-
-
-def _secrets_of(config: Config) -> tuple[str, ...]:
-    values = [v for sender in config.senders_config.values() for v in sender.values()]
-    if config.delivery.token:
-        values.append(config.delivery.token)
-    return tuple(values)
 
 
 def _check_table_exists(engine: Any, measurement: str, log: CallLog) -> None:
@@ -292,16 +177,8 @@ def _schema(engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog)
     return schema
 
 
-@dataclass
-class _Queued:
-    """Alerts one call put in the outbox, and old ones the full outbox dropped for them."""
-
-    added: int = 0
-    dropped: int = 0
-
-
 def _process_table(
-    engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog, queued: _Queued
+    engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog, queued: Queued
 ) -> None:
     schema = _schema(engine, state, rows, log)
     config = state.config
@@ -391,11 +268,7 @@ def _record(engine: Any, config: Config, alert: Alert) -> str | None:
     """Write ``alert`` to the alerts table; the problem, if that failed (logged per call)."""
     if not config.alerts_table:
         return None
-    try:
-        engine.write(history_line(config.alerts_table, alert, alert.state))
-    except Exception as error:  # the history must never cost the alert itself
-        return f"{type(error).__name__}: {error}"
-    return None
+    return record(engine, partial(history_line, config.alerts_table, alert, alert.state))
 
 
 def _template(config: Config, alert: Alert) -> str:
@@ -420,13 +293,8 @@ def _summary(alert: Alert) -> str:
     return f"{where}: value {variables['value']} outside {band} (alert {alert.alert_id})"
 
 
-def _queue_alert(state: TriggerState, alert: Alert, log: CallLog, queued: _Queued) -> None:
-    """Put a fired alert in the outbox, with a new ``event_id``, or log its suppression.
-
-    The id is random rather than derived from the alert: two triggers watching the same series
-    with the same rule but different channels must not look like retries of one event to a
-    shared notifier. It is drawn once, so every retry of this event carries the same id.
-    """
+def _queue_alert(state: TriggerState, alert: Alert, log: CallLog, queued: Queued) -> None:
+    """Put a fired alert in the outbox, or log its suppression."""
     config = state.config
     if alert.suppressed:
         log.info(
@@ -435,12 +303,11 @@ def _queue_alert(state: TriggerState, alert: Alert, log: CallLog, queued: _Queue
             f"{config.state_change_count}): {_summary(alert)}"
         )
         return
-    pending = PendingAlert(
+    queue_alert(
+        state,
+        queued,
         text=render(_template(config, alert), alert),
-        context={**alert.as_dict(), "event_id": random_ids.token_hex(16)},
-        senders=tuple(config.sender_names),
+        context=alert.as_dict(),
         summary=_summary(alert),
         kind="recovery" if alert.resolved else "alert",
     )
-    queued.dropped += state.outbox.add(pending)
-    queued.added += 1
