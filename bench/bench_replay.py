@@ -109,7 +109,9 @@ def cli() -> None:
             runs: list[tuple[str, list[str]]] = [("summary", [])]
             if not options.skip_outputs:
                 outputs = ["--alerts", f"{folder}/alerts.csv", "--plot", f"{folder}/charts"]
-                runs.append(("--alerts --plot --report", [*outputs, "--report", f"{folder}/r.html"]))
+                runs.append(
+                    ("--alerts --plot --report", [*outputs, "--report", f"{folder}/r.html"])
+                )
             for label, extra in runs:
                 seconds = replay_seconds(path, extra)
                 rate = points / seconds

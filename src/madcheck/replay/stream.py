@@ -1,10 +1,11 @@
 """Parsed points -> the flush batches the plugin is called with.
 
 The engine calls a data-writes trigger once per WAL flush with the rows written since the last
-one. A replay stands the flush interval on the data's own clock: a batch closes when a row is
-``interval`` of data time past the batch's first row (or the batch holds ``max_rows``, which
-bounds memory when a second of data holds millions of rows). Late rows join the batch being built,
-as late writes do in the engine.
+one. The plugin's results do not depend on how rows are batched (its rules run on data time and
+it orders each series' rows by time; a property test checks it), so a replay hands it large
+batches: a batch closes when it holds ``max_rows`` (which bounds memory), or, with an
+``interval``, also when a row is that much data time past the batch's first row, as engine
+flushes would. Late rows join the batch being built, as late writes do in the engine.
 
 This is also where a line the engine would refuse is refused: no timestamp, or a column used as a
 tag in one line and as a field in another (InfluxDB rejects the later line).
@@ -97,12 +98,14 @@ class Admission:
         return None
 
 
-def batches(points: Iterable[Point], interval_ns: int, max_rows: int) -> Iterator[Batch]:
-    """Group points into flush batches by data time; see the module docstring."""
+def batches(points: Iterable[Point], interval_ns: int | None, max_rows: int) -> Iterator[Batch]:
+    """Group points into plugin calls; see the module docstring."""
     known: set[str] = set()
     last_columns: tuple[set[str], set[str]] = (set(), set())
     batch = Batch()
     end_ns = 0
+    if interval_ns is None:
+        interval_ns = 2**64  # never closes by time
     for point in points:
         if batch.rows and (point.time_ns >= end_ns or len(batch.rows) >= max_rows):
             yield batch
