@@ -24,7 +24,7 @@ from madcheck.replay.arguments import ArgumentError, parse_trigger_options, trig
 from madcheck.replay.console import ReplayConsole
 from madcheck.replay.inputs import InputOptions
 from madcheck.replay.runner import PassSettings, replay_pass
-from madcheck.replay.stream import batches
+from madcheck.replay.stream import Admission, batches
 from madcheck.replay.sweep import SweepError, parse_sweep
 from tests import replay_data as data
 
@@ -223,23 +223,30 @@ def test_trigger_options_become_trigger_arguments():
         parse_trigger_options(["--state-change-count"])
 
 
-def _points(times_s):
-    for number, t in enumerate(times_s, start=1):
-        yield Point("cpu", {"host": "a"}, {"temp": 1.0}, int(t * 1e9), number)
+def _points(times_s, admission):
+    points = (
+        Point("cpu", {"host": "a"}, {"temp": 1.0}, int(t * 1e9), number)
+        for number, t in enumerate(times_s, start=1)
+    )
+    return admission.points("test", points)
 
 
 def test_batches_follow_the_data_clock():
+    admission = Admission("cpu", lambda *_: None)
     got = [
         [row["time"] // 10**8 for row in batch.rows]
-        for batch in batches(_points([0, 0.5, 1.0, 1.2, 0.9, 3.5]), 10**9, 1000)
+        for batch in batches(
+            _points([0, 0.5, 1.0, 1.2, 0.9, 3.5], admission), admission, 10**9, 1000
+        )
     ]
     # a batch closes 1 s of data time after its first row; a late row joins the open batch
     assert got == [[0, 5], [10, 12, 9], [35]]
 
 
 def test_batches_are_bounded_and_lazy():
-    endless = _points(i / 1000 for i in itertools.count())
-    first = next(batches(endless, 10**9, max_rows=100))
+    admission = Admission("cpu", lambda *_: None)
+    endless = _points((i / 1000 for i in itertools.count()), admission)
+    first = next(batches(endless, admission, None, max_rows=100))
     assert len(first.rows) == 100
     assert first.new_tags == ["host"] and first.new_fields == ["temp"]
 

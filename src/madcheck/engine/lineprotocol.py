@@ -211,6 +211,10 @@ def _iter_parsed(source: Iterator[str], unit: str, now: int) -> Iterator[Point |
                 yield _continue_string(text, number, unit, now, next_line, pushed_back)
 
 
+#: Line heads (measurement and tags) ``_fast_parser`` remembers; past it, it starts afresh.
+_HEADS_CACHED = 4096
+
+
 def _fast_parser(unit: str) -> Callable[[str, int], Point | None]:
     """A parser of the common line for ``unit``; it returns ``None`` for any other line (a blank
     line, a comment, an error...), which the general path then reads, so it decides nothing the
@@ -218,6 +222,21 @@ def _fast_parser(unit: str) -> Callable[[str, int], Point | None]:
     replay go through it, one call per line."""
     scale = 1 if unit == "auto" else _NS_PER_UNIT[unit]
     auto = unit == "auto"
+    # measurement and tags of the heads seen (a file has few series): parsed once each
+    heads: dict[str, tuple[str, dict[str, str]]] = {}
+
+    def parse_head(head: str) -> tuple[str, dict[str, str]] | None:
+        names = head.split(",")
+        tags: dict[str, str] = {}
+        for pair in names[1:]:
+            key, sep, tag_value = pair.partition("=")
+            if not key or not sep or not tag_value or key in tags or key == "time":
+                return None
+            tags[key] = tag_value
+        if len(heads) >= _HEADS_CACHED:
+            heads.clear()
+        parsed = heads[head] = (names[0], tags)
+        return parsed
 
     def fast(text: str, number: int) -> Point | None:
         if text[:1] <= " " or text[0] in "#," or "\\" in text or '"' in text:
@@ -228,14 +247,11 @@ def _fast_parser(unit: str) -> Callable[[str, int], Point | None]:
         head, body, stamp = parts
         if not (stamp.isdigit() and stamp.isascii()):
             return None
-        names = head.split(",")
-        measurement = names[0]
-        tags: dict[str, str] = {}
-        for pair in names[1:]:
-            key, sep, tag_value = pair.partition("=")
-            if not key or not sep or not tag_value or key in tags:
-                return None
-            tags[key] = tag_value
+        known = heads.get(head) or parse_head(head)
+        if known is None:
+            return None
+        measurement, tags = known
+        tags = tags.copy()  # each point owns its tags
         fields: dict[str, FieldValue] = {}
         for pair in body.split(","):
             key, sep, raw = pair.partition("=")
@@ -249,7 +265,7 @@ def _fast_parser(unit: str) -> Callable[[str, int], Point | None]:
             if value is None:
                 return None
             fields[key] = value
-        if "time" in tags or "time" in fields or not tags.keys().isdisjoint(fields):
+        if "time" in fields or not tags.keys().isdisjoint(fields):
             return None
         written = int(stamp)
         if auto:
@@ -334,10 +350,10 @@ _UNTERMINATED = 'unterminated string field value: a string must end with an unes
 
 def to_engine_row(point: Point) -> dict[str, FieldValue]:
     """The Processing Engine's row shape: tags and fields as keys plus ``time`` in ns."""
-    row: dict[str, FieldValue] = dict(point.tags)
+    row: dict[str, FieldValue] = {**point.tags, **point.fields, "time": point.time_ns}
     for key, value in point.fields.items():
-        row[key] = int(value) if type(value) is UInt64 else value
-    row["time"] = point.time_ns
+        if type(value) is UInt64:
+            row[key] = int(value)
     return row
 
 

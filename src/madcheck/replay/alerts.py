@@ -108,13 +108,17 @@ def escaped_tags(tags: Tags) -> str:
 
 def clean(number: float) -> float:
     """``number`` without the noise of floating-point arithmetic: ``0.346`` for the
-    ``0.3460000000000001`` a band's ``median + k * mad`` gives. 15 significant digits are
-    exact for every decimal a person or a sensor writes (a double holds 15.9), so only the
-    last bit or two of arithmetic change; written out, Python's ``repr`` (JSON, CSV) is then
-    the shortest text that reads back to it."""
-    if not math.isfinite(number):
+    ``0.3460000000000001`` that ``median + k * mad`` gives, ``0.2`` for the
+    ``0.1999999999999993`` of ``10.2 - 10.0``. A value whose shortest exact text has at most
+    15 significant digits (every number a person or a sensor writes) is kept as it is; one that
+    needs 16 or 17 came from arithmetic and is rounded to 12, far below any real resolution.
+    Written out, Python's ``repr`` (JSON, CSV) is then the shortest text that reads back."""
+    if not math.isfinite(number) or number == 0:
         return number
-    return float(f"{number:.15g}")
+    mantissa = repr(number).lstrip("-").split("e")[0].replace(".", "").strip("0")
+    if len(mantissa) <= 15:
+        return number
+    return float(f"{number:.12g}")
 
 
 def parse_history_line(line: str, table: str) -> AlertRecord | None:

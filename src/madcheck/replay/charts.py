@@ -20,7 +20,7 @@ from madcheck.detect.alerts import Tags
 from madcheck.replay.console import shown
 from madcheck.replay.stats import SeriesStats, stats_of_cell
 
-MAX_LINE_POINTS = 20_000
+MAX_LINE_POINTS = 5_000
 MAX_OUTLIERS = 20_000
 #: Incidents of a series drawn again, zoomed, below its chart.
 MAX_ZOOMS = 3
@@ -246,7 +246,8 @@ def _draw_series(axes: Any, x: Any, values: Any, medians: Any, lowers: Any, uppe
     axes.plot(x, uppers, color=MEDIAN_COLOR, linewidth=0.4, alpha=0.6, zorder=1.5)
     axes.plot(x, medians, color=MEDIAN_COLOR, linewidth=0.8, linestyle="--", zorder=2,
               label="median")  # fmt: skip
-    axes.plot(x, values, color=LINE_COLOR, linewidth=width, zorder=3, label=_plain(name))
+    axes.plot(x, values, color=LINE_COLOR, linewidth=width, alpha=0.8, zorder=3,
+              label=_plain(name))  # fmt: skip
     limits = _y_range(values, lowers, uppers)
     if limits is not None:
         axes.set_ylim(*limits)
@@ -260,14 +261,18 @@ def render_chart(stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> b
 
     k = stats.threshold.k
     zooms = trace.zooms
-    figure = Figure(figsize=(11, 6.6 if zooms else 4.4), dpi=100, layout="constrained")
+    # Fixed positions (fractions of the figure): matplotlib's automatic layout would cost
+    # more than drawing the chart itself.
+    height = 6.4 if zooms else 4.4
+    figure = Figure(figsize=(11, height), dpi=100)
     FigureCanvasAgg(figure)
-    grid = figure.add_gridspec(2 if zooms else 1, max(1, len(zooms)), height_ratios=(
-        (1.6, 1) if zooms else None))  # fmt: skip
-    axes: Any = figure.add_subplot(grid[0, :])
+    inch = 1 / height
+    top = 1 - 0.35 * inch
+    main_bottom = (2.75 if zooms else 1.0) * inch
+    axes: Any = figure.add_axes((0.065, main_bottom, 0.92, top - main_bottom))
     x = _datetimes(trace.times)
     _draw_series(axes, x, trace.values, trace.medians, trace.lowers, trace.uppers, k,
-                 stats.field, 0.7)  # fmt: skip
+                 stats.field, 0.45)  # fmt: skip
     outliers = len(trace.outlier_times) + trace.outliers_dropped
     axes.scatter(
         _datetimes(trace.outlier_times), trace.outlier_values, s=9, color=OUTLIER_COLOR,
@@ -275,12 +280,21 @@ def render_chart(stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> b
     )  # fmt: skip
     for state in _MARK_STYLES:
         _draw_marks(axes, marks, state)
-    _date_axis(axes, AutoDateLocator, ConciseDateFormatter)
+    _date_axis(axes, AutoDateLocator, ConciseDateFormatter, 8)
     axes.set_ylabel(_plain(stats.field))
-    axes.set_title(_plain(chart_title(stats)), fontsize=10, loc="left")
+    # an explicit y spares matplotlib a layout pass to place the title
+    axes.set_title(_plain(chart_title(stats)), fontsize=10, loc="left", y=1.0)
     axes.grid(alpha=0.3)
+    # Below the axes: inside, the legend hides exactly the spikes a reader looks for.
+    figure.legend(
+        *axes.get_legend_handles_labels(), loc="lower center", fontsize=8, ncols=7,
+        frameon=False, bbox_to_anchor=(0.5, main_bottom - 0.72 * inch),
+    )  # fmt: skip
+    width = (0.92 - 0.04 * (len(zooms) - 1)) / max(1, len(zooms))
     for column, zoom in enumerate(zooms):
-        panel: Any = figure.add_subplot(grid[1, column])
+        panel: Any = figure.add_axes(
+            (0.065 + column * (width + 0.04), 0.4 * inch, width, 1.45 * inch)
+        )
         zx = _datetimes(zoom.times)
         _draw_series(panel, zx, zoom.values, zoom.medians, zoom.lowers, zoom.uppers, k,
                      stats.field, 1.0)  # fmt: skip
@@ -291,15 +305,10 @@ def render_chart(stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> b
         for state in _MARK_STYLES:
             _draw_marks(panel, marks, state, between=(zoom.times[0], zoom.times[-1]),
                         legend=False)  # fmt: skip
-        _date_axis(panel, AutoDateLocator, ConciseDateFormatter)
-        panel.set_title(f"incident {column + 1}", fontsize=9, loc="left")
+        _date_axis(panel, AutoDateLocator, ConciseDateFormatter, 4)
+        panel.set_title(f"incident {column + 1} (zoomed)", fontsize=9, loc="left", y=1.0)
         panel.grid(alpha=0.3)
         panel.tick_params(labelsize=7)
-    # Outside the axes: inside, the legend hides exactly the spikes a reader looks for.
-    figure.legend(
-        *axes.get_legend_handles_labels(), loc="outside lower center", fontsize=8, ncols=7,
-        frameon=False,
-    )  # fmt: skip
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
@@ -311,8 +320,8 @@ def _plain(text: str) -> str:
     return shown(text).replace("$", r"\$")
 
 
-def _date_axis(axes: Any, locator_class: Any, formatter_class: Any) -> None:
-    locator: Any = locator_class()
+def _date_axis(axes: Any, locator_class: Any, formatter_class: Any, ticks: int) -> None:
+    locator: Any = locator_class(minticks=3, maxticks=ticks)
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(formatter_class(locator))
 

@@ -56,7 +56,7 @@ def tables_in(paths: list[Path], requested_format: str) -> set[str] | None:
         if source.format_for(requested_format) == "csv":
             return None
         for text in source.lines():
-            head = text.lstrip(" \t")
+            head = text.strip(" \t\r\n")
             if not head or head.startswith("#"):
                 continue
             if "\\" in head.split(" ", 1)[0]:

@@ -122,7 +122,9 @@ class BatchSource:
         catalog.add_columns(measurement)
         total = sum(f.size for f in self.files)
         with self.console.progress(total, label) as update:
-            flushes = batches(self._points(), settings.flush_interval_ns, settings.max_batch_rows)
+            flushes = batches(
+                self._points(), self.admission, settings.flush_interval_ns, settings.max_batch_rows
+            )
             for number, batch in enumerate(flushes):
                 catalog.add_columns(measurement, batch.new_tags, batch.new_fields)
                 yield batch, sorted(catalog.tables[measurement]["tags"])
@@ -157,7 +159,7 @@ def replay_pass(
             catalog,
             console.plugin_log,
             observer if position == 0 else None,
-        )  # fmt: skip
+        )
         for position, args in enumerate(arguments)
     ]
     totals = [TriggerTotals() for _ in triggers]

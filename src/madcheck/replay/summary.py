@@ -34,9 +34,8 @@ class ReplayTotals:
     def describe(self) -> str:
         counts = self.counts
         rate = counts.points / self.seconds if self.seconds > 0 else 0.0
-        parts = [
-            f"{plural(counts.points, 'point')} of {plural(self.series, 'series', 'series')} replayed"
-        ]
+        series = plural(self.series, "series", "series")
+        parts = [f"{plural(counts.points, 'point')} of {series} replayed"]
         if counts.bad_lines:
             parts.append(f"{plural(counts.bad_lines, 'bad line')} skipped")
         if counts.other_tables:
@@ -64,7 +63,8 @@ def summary_text(rows: list[SeriesStats], limit: int) -> str:
     cells = [series.cells()[:width] for series in rows[:limit]]
     text = table_text("madcheck replay", HEADINGS[:width], cells, numeric_from=3)
     if len(rows) > limit:
-        text += f"\n{plural(len(rows) - limit, 'more series', 'more series')} not shown (--top to show more)"
+        more = plural(len(rows) - limit, "more series", "more series")
+        text += f"\n{more} not shown (--top to show more)"
     return text
 
 
