@@ -94,7 +94,6 @@ tricky_text = st.lists(st.sampled_from(TRICKY), min_size=1, max_size=4).map("".j
 field_text = tricky_text.map(
     lambda t: "f" + re.sub("[ :@]", "_", t).replace("'", "").replace('"', "") + "f"
 )
-)
 
 
 def _lp_escape(text: str) -> str:
