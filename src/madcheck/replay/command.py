@@ -69,7 +69,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--plot", type=Path, metavar="DIR", help="one PNG per alerting series")
     parser.add_argument(
-        "--plot-limit", type=int, default=20, metavar="N", help="charts at most (default 20)"
+        "--plot-limit", type=int, default=10, metavar="N", help="charts at most (default 10)"
     )
     parser.add_argument("--report", type=Path, metavar="FILE", help="a self-contained HTML page")
     parser.add_argument(

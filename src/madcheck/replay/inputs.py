@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,26 +50,31 @@ TABLES_LISTED = 10
 
 def tables_in(paths: list[Path], requested_format: str) -> set[str] | None:
     """The table names of line protocol files (up to ``TABLES_LISTED``); ``None`` when one of
-    the files is CSV, which names no table. Only the start of each line is read."""
+    the files is CSV, which names no table. Read in large chunks with one C-level search each:
+    only a line whose table name holds a backslash escape is parsed."""
     names: set[str] = set()
     for path in paths:
         source = InputFile(path)
         if source.format_for(requested_format) == "csv":
             return None
-        for text in source.lines():
-            head = text.strip(" \t\r\n")
-            if not head or head.startswith("#"):
-                continue
-            if "\\" in head.split(" ", 1)[0]:
+        for chunk in source.chunks():
+            names.update(_PLAIN_NAME.findall(chunk))
+            for line in _ESCAPED_NAME.findall(chunk):
                 try:
-                    names.add(parse_line(head, "ns", default_time_ns=0).measurement)
+                    names.add(parse_line(line.strip(" \t\r"), "ns", default_time_ns=0).measurement)
                 except LineProtocolError:
                     continue  # reported when the replay reads it
-            else:
-                names.add(head.split(",", 1)[0].split(" ", 1)[0])
             if len(names) >= TABLES_LISTED:
                 return names
     return names
+
+
+#: The table name at the start of a line (not a comment), when it has no escape.
+_PLAIN_NAME = re.compile(r"^[ \t]*([^,\s\\#][^,\s\\]*)(?=[, ])", re.MULTILINE)
+#: A whole line whose table name holds a backslash.
+_ESCAPED_NAME = re.compile(r"^[ \t]*[^,\s#][^,\s]*\\.*$", re.MULTILINE)
+#: Characters ``InputFile.chunks`` reads at a time (then up to the end of the line).
+CHUNK_CHARS = 1 << 20
 
 
 class InputFile:
@@ -92,11 +98,12 @@ class InputFile:
         name = self.path.name.lower().removesuffix(".gz")
         return "csv" if name.endswith(".csv") else "lp"
 
-    def lines(self) -> Iterator[str]:
-        """The file's text lines, decompressed, read as far as they can be."""
+    def chunks(self) -> Iterator[str]:
+        """The file's text in pieces of whole lines, decompressed, read as far as it can be."""
         try:
             with self._text() as text:
-                yield from text
+                while chunk := text.read(CHUNK_CHARS):
+                    yield chunk + text.readline()
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError):
             return
 
