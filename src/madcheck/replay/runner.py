@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -176,6 +176,10 @@ def replay_pass(
                 series = stats.get(record.alert_id)
                 if series is not None:
                     series.count(record.state)
+                    if record.tags != series.tags:
+                        # the history may have to write a tag name differently (one holding a
+                        # space, say); the series' own tags are those the detector saw
+                        record = replace(record, tags=series.tags)
                 if on_alert is not None:
                     on_alert(record)
     return PassResult(source.counts, flushes, time.perf_counter() - started, stats, totals)
