@@ -180,10 +180,11 @@ def replay_pass(
                 series = stats.get(record.alert_id)
                 if series is not None:
                     series.count(record.state)
-                    if record.tags != series.tags:
-                        # the history may have to write a tag name differently (one holding a
-                        # space, say); the series' own tags are those the detector saw
-                        record = replace(record, tags=series.tags)
+                    if record.tags != series.tags or record.field != series.field:
+                        # the history may have to write a tag or field name differently (one
+                        # holding a space or a control character, say); the series' own names
+                        # are those the detector saw
+                        record = replace(record, tags=series.tags, field=series.field)
                 if on_alert is not None:
                     on_alert(record)
     for trigger in triggers:  # alerts are posted by each trigger's background sender
