@@ -14,13 +14,20 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from madcheck.config.thresholds import Threshold
+from madcheck.detect import vectorized
 from madcheck.detect.alerts import Alert, Tags
 from madcheck.detect.lifecycle import RecoveryWatch
 from madcheck.detect.rules import CountRule, DurationRule, FlipHistory
+from madcheck.detect.vectorized import BLOCK_MAX_WINDOW, SeriesBlock, sorted_median_and_mad
 from madcheck.detect.window import RollingMAD
+
+try:
+    import numpy
+except ImportError:  # pragma: no cover - the pure-Python path needs no numpy
+    numpy = None  # type: ignore[assignment]
 
 Row = Mapping[str, Any]
 
@@ -56,12 +63,19 @@ class _ThresholdState:
 
 
 class _FieldWindow:
+    """One series' window of one group (None when the group's ``SeriesBlock`` holds the values)
+    and the state of each of the group's thresholds."""
+
     __slots__ = ("states", "window")
 
     def __init__(
-        self, window_count: int, thresholds: Sequence[Threshold], flips: bool, recovery_count: int
+        self,
+        window: RollingMAD | None,
+        thresholds: Sequence[Threshold],
+        flips: bool,
+        recovery_count: int,
     ) -> None:
-        self.window = RollingMAD(window_count)
+        self.window = window
         self.states = tuple(_ThresholdState(t, flips, recovery_count) for t in thresholds)
 
     def reset_rules(self) -> None:
@@ -81,7 +95,8 @@ class _FieldWindow:
 
 
 class _Series(NamedTuple):
-    """One series' state: its key, the tag names the key was read with, a window per group.
+    """One series' state: its key, the tag names the key was read with, a window per group, and
+    its row in the groups' ``SeriesBlock`` matrices (its number, in order of first sight).
 
     The (name, value) tag pairs are only made when an alert needs them: kept here they would
     cost more memory than ten values of a window.
@@ -90,6 +105,7 @@ class _Series(NamedTuple):
     key: Any
     tag_names: tuple[str, ...]
     windows: tuple[_FieldWindow, ...]
+    number: int
 
     def tags(self) -> Tags:
         values = (self.key,) if len(self.tag_names) == 1 else self.key
@@ -98,6 +114,74 @@ class _Series(NamedTuple):
             for name, value in zip(self.tag_names, values, strict=True)
             if value is not None
         )
+
+
+class _Stats(Protocol):
+    """A window as an alert reads it."""
+
+    def median_and_mad(self) -> tuple[float, float]: ...
+
+
+class _BlockGroup(NamedTuple):
+    """A window group judged by a ``SeriesBlock``: its place in ``_fields``, field, and ks."""
+
+    position: int
+    name: str
+    ks: tuple[float, ...]
+
+
+class _SortedWindow:
+    """The sorted window ``SeriesBlock.judge`` gave one value, read only for an alert."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Any) -> None:
+        self._values = values
+
+    def median_and_mad(self) -> tuple[float, float]:
+        values = self._values
+        return sorted_median_and_mad(values if isinstance(values, list) else values.tolist())
+
+
+class _BlockBatch:
+    """One window group's batch, series by series (positions into ``order``): the verdict codes
+    of ``SeriesBlock.judge`` (-2 where the value could not enter the window) and what an alert
+    at a position reads."""
+
+    __slots__ = (
+        "_ranks",
+        "codes",
+        "events",
+        "first_event",
+        "normals_before",
+        "order",
+        "rows",
+        "values",
+        "windows",
+    )
+
+    def __init__(
+        self, rows: Sequence[Row], order: list[int], values: Any, codes: list[int], windows: Any
+    ) -> None:
+        self.rows = rows
+        self.order = order
+        self.values = values
+        self.codes = codes
+        self.windows = windows  # one per code >= 0, in order
+        self._ranks: list[int] | None = None
+        # for _walk_events: positions of the events, how many normal verdicts come before each
+        # position, and each series' first event (an index into events)
+        self.events: list[int] = []
+        self.normals_before: list[int] = []
+        self.first_event: list[int] = []
+
+    def point(self, at: int) -> tuple[Row, float, _SortedWindow]:
+        index = self.order[at]
+        if self._ranks is None:
+            judged = numpy.array(self.codes, dtype=numpy.int64) >= 0
+            self._ranks = (numpy.cumsum(judged) - 1).tolist()
+        window = _SortedWindow(self.windows[self._ranks[at]])
+        return self.rows[index], float(self.values[index]), window
 
 
 @dataclass(frozen=True)
@@ -113,7 +197,12 @@ class _FieldGroup:
 
 class Detector:
     """Detection state of every series of one table. ``recovery_count`` > 0 turns recovery
-    tracking on: that many consecutive normal verdicts after a sent alert report it resolved."""
+    tracking on: that many consecutive normal verdicts after a sent alert report it resolved.
+
+    ``vectorize``: judge windows of up to ``BLOCK_MAX_WINDOW`` values a batch at a time with
+    numpy (``vectorized.SeriesBlock``); by default when numpy is there (see
+    ``vectorized.available``). Both ways give the same verdicts and alerts.
+    """
 
     def __init__(
         self,
@@ -121,6 +210,7 @@ class Detector:
         thresholds: Sequence[Threshold],
         state_change_count: int = 0,
         recovery_count: int = 0,
+        vectorize: bool | None = None,
     ) -> None:
         self.table = table
         self.state_change_count = state_change_count
@@ -138,6 +228,15 @@ class Detector:
         )
         # key: the row's tag values, as _key_reader reads them (one tag: the value alone)
         self._series: dict[Any, _Series] = {}
+        self._entries: list[_Series] = []  # by index
+        if vectorize is None:
+            vectorize = vectorized.available()
+        self._blocks = tuple(
+            SeriesBlock(group.window_count)
+            if vectorize and group.window_count <= BLOCK_MAX_WINDOW
+            else None
+            for group in self._groups
+        )
 
     @property
     def series_count(self) -> int:
@@ -167,33 +266,48 @@ class Detector:
             entry = self._series.get(key)
             if entry is None:
                 entry = self._new_series(key, tag_names)
-            for group, cell in zip(self._groups, entry.windows, strict=True):
+            for group, cell, block in zip(self._groups, entry.windows, self._blocks, strict=True):
                 value = _numeric(row.get(group.field), ignored)
                 if value is not None:
-                    cell.window.add(value)
+                    if block is not None:
+                        block.add(entry.number, value)
+                    elif cell.window is not None:
+                        cell.window.add(value)
                     added += 1
         return added
 
     def process(self, rows: Sequence[Row], tag_names: Sequence[str]) -> BatchResult:
         """Feed a batch of rows (any order) and return what fired.
 
-        Rows are taken series by series (each series' rows in time order), so one series' state
-        is fetched once per batch and stays in the CPU cache while its rows go through; alerts
-        are then put back in row order. When all of a series' values are finite floats (the
-        usual case) they go to the window in one call; otherwise value by value, resetting the
-        rules at each value that cannot enter the window.
+        Each window group in turn. A ``SeriesBlock`` group judges the whole batch at once
+        (``_process_block``). Otherwise rows are taken series by series (each series' rows in
+        time order), so one series' state is fetched once per batch and stays in the CPU cache
+        while its rows go through; when all of a series' values are finite floats (the usual
+        case) they go to the window in one call, else value by value, resetting the rules at
+        each value that cannot enter the window. Alerts are then put back in row order.
         """
         result = BatchResult()
         ordered = self._in_time_order(rows, result)
         result.points = len(ordered)
         fired: list[tuple[Row, Alert]] = []
-        series = self._series
-        fields = self._fields
-        for key, series_rows in _by_series(ordered, tag_names).items():
-            entry = series.get(key)
-            if entry is None:
-                entry = self._new_series(key, tag_names)
-            for (name, read, ks), cell in zip(fields, entry.windows, strict=True):
+        by_series: list[tuple[_Series, list[Row]]] | None = None
+        numbers = None
+        for position, ((name, read, ks), block) in enumerate(
+            zip(self._fields, self._blocks, strict=True)
+        ):
+            if block is not None:
+                if numbers is None:
+                    numbers = self._numbers(ordered, tag_names)
+                group = _BlockGroup(position, name, ks)
+                self._process_block(block, group, numbers, ordered, read, fired, result)
+                continue
+            if by_series is None:
+                by_series = [
+                    (self._series.get(key) or self._new_series(key, tag_names), series_rows)
+                    for key, series_rows in _by_series(ordered, tag_names).items()
+                ]
+            for entry, series_rows in by_series:
+                cell = entry.windows[position]
                 try:
                     values: list[Any] = list(map(read, series_rows))
                 except KeyError:  # some row lacks the field: None, as row.get gives
@@ -227,6 +341,7 @@ class Detector:
         that completes it: at those points the window is as the alert must report it.
         """
         window = cell.window
+        assert window is not None  # a group without a SeriesBlock
         done = 0
         while done < len(values):
             limit = cell.normals_to_recovery() if self.recovery_count else 0
@@ -235,44 +350,67 @@ class Detector:
             if normals:
                 # every state saw `normals` normal verdicts, the last of them at values[last]
                 # if the run stopped on one (no mask)
-                for state in cell.states:
-                    state.rule.reset()
-                    if state.flips is not None:
-                        state.flips.update(False, normals)
-                    if state.recovery is not None and state.recovery.since_ns is not None:
-                        for _ in range(normals):
-                            started = state.recovery.update(False, False, rows[last]["time"])
-                        if started is not None:
-                            event = self._alert(
-                                entry, name, window, state, values[last], rows[last], started
-                            )
-                            fired.append((rows[last], event))
-            if not mask:
-                continue
-            # values[last] is an outlier for some k, and the window is as it was then
-            row = rows[last]
-            for bit, state in enumerate(cell.states):
-                outlier = bool(mask >> bit & 1)
-                if outlier:
-                    result.outliers[name] += 1
-                if state.flips is not None:
-                    state.flips.update(outlier)
-                opens = False
-                if state.rule.update(outlier, row["time"]):
-                    alert = self._alert(entry, name, window, state, values[last], row)
-                    fired.append((row, alert))
-                    opens = not alert.suppressed
-                if state.recovery is not None:
-                    started = state.recovery.update(outlier, opens, row["time"])
-                    if started is not None:  # a larger k found this value normal
-                        event = self._alert(entry, name, window, state, values[last], row, started)
-                        fired.append((row, event))
+                self._normals(entry, name, cell, normals, values[last], rows[last], window, fired)
+            if mask:  # values[last] is an outlier for some k, and the window is as it was then
+                self._outlier(entry, name, cell, mask, values[last], rows[last], window, fired)
+                result.outliers[name] += mask.bit_count()
+
+    def _normals(
+        self,
+        entry: _Series,
+        name: str,
+        cell: _FieldWindow,
+        normals: int,
+        value: float,
+        row: Row,
+        window: _Stats,
+        fired: list[tuple[Row, Alert]],
+    ) -> None:
+        """``normals`` normal verdicts in a row, the last for ``value`` of ``row``, with
+        ``window`` as it was then."""
+        for state in cell.states:
+            state.rule.reset()
+            if state.flips is not None:
+                state.flips.update(False, normals)
+            if state.recovery is not None and state.recovery.since_ns is not None:
+                for _ in range(normals):
+                    started = state.recovery.update(False, False, row["time"])
+                if started is not None:
+                    event = self._alert(entry, name, window, state, value, row, started)
+                    fired.append((row, event))
+
+    def _outlier(
+        self,
+        entry: _Series,
+        name: str,
+        cell: _FieldWindow,
+        mask: int,
+        value: float,
+        row: Row,
+        window: _Stats,
+        fired: list[tuple[Row, Alert]],
+    ) -> None:
+        """An outlier for the thresholds whose bit is set in ``mask`` (normal for the rest)."""
+        for bit, state in enumerate(cell.states):
+            outlier = bool(mask >> bit & 1)
+            if state.flips is not None:
+                state.flips.update(outlier)
+            opens = False
+            if state.rule.update(outlier, row["time"]):
+                alert = self._alert(entry, name, window, state, value, row)
+                fired.append((row, alert))
+                opens = not alert.suppressed
+            if state.recovery is not None:
+                started = state.recovery.update(outlier, opens, row["time"])
+                if started is not None:  # a larger k found this value normal
+                    event = self._alert(entry, name, window, state, value, row, started)
+                    fired.append((row, event))
 
     def _alert(
         self,
         entry: _Series,
         field: str,
-        window: RollingMAD,
+        window: _Stats,
         state: _ThresholdState,
         value: float,
         row: Row,
@@ -300,6 +438,190 @@ class Detector:
             started_ns=started_ns,
         )
 
+    # -- the numpy path: every series of a window group at once ------------------------------
+
+    def _numbers(self, ordered: Sequence[Row], tag_names: Sequence[str]) -> Any:
+        """Each row's series number (``_Series.number``), as an array; new series are made in
+        order of first sight. C-level passes: key reads, a set difference, two look-ups a row."""
+        try:
+            keys = list(map(_key_reader(tag_names), ordered))
+        except KeyError:  # some row lacks a tag: its absence is part of its series' identity
+            keys = [_lenient_key(row, tag_names) for row in ordered]
+        series = self._series
+        new = set(keys).difference(series)
+        if new:
+            for key in keys:
+                if key in new and key not in series:
+                    self._new_series(key, tag_names)
+        return numpy.fromiter(
+            map(_NUMBER, map(series.__getitem__, keys)), dtype=numpy.intp, count=len(keys)
+        )
+
+    def _process_block(
+        self,
+        block: SeriesBlock,
+        group: _BlockGroup,
+        numbers: Any,
+        ordered: Sequence[Row],
+        read: Callable[[Row], Any],
+        fired: list[tuple[Row, Alert]],
+        result: BatchResult,
+    ) -> None:
+        """One window group, the whole batch through ``block``; then the rules, series by
+        series, with one step per series that saw only normal verdicts."""
+        name = group.name
+        if not ordered:
+            return
+        try:
+            raw: list[Any] = list(map(read, ordered))
+        except KeyError:  # some row lacks the field: None, as row.get gives
+            raw = [row.get(name) for row in ordered]
+        if set(map(type, raw)) == _FLOATS:
+            values = numpy.array(raw, dtype=numpy.float64)
+            usable = numpy.isfinite(values)
+            unusable = len(raw) - int(usable.sum())
+            result.skipped[SKIP_NOT_FINITE] += unusable
+        else:
+            converted = [_numeric(value, result) for value in raw]
+            usable = numpy.array([value is not None for value in converted], dtype=bool)
+            values = numpy.array([_NAN if value is None else value for value in converted])
+            unusable = len(raw) - int(usable.sum())
+        order = numpy.argsort(numbers, kind="stable")  # series by series, each in time order
+        grouped = numbers[order]
+        taken = order if not unusable else order[usable[order]]
+        taken_numbers = grouped if not unusable else numbers[taken]
+        code_array = numpy.full(len(order), -2, dtype=numpy.int64)  # -2: not usable
+        windows: Any = []
+        if len(taken):
+            rows, counts = _runs(taken_numbers)
+            taken_values = values[taken]
+            if len(taken) <= _FEW:
+                few, windows = block.judge_few(
+                    rows.tolist(), counts.tolist(), taken_values.tolist(), group.ks
+                )
+                judged = numpy.array(few, dtype=numpy.int64)
+            else:
+                judged, windows = block.judge(rows, counts, taken_values, group.ks)
+            if unusable:
+                code_array[usable[order]] = judged
+            else:
+                code_array = judged
+        starts = numpy.flatnonzero(numpy.diff(grouped)) + 1
+        starts = numpy.concatenate(([0], starts))
+        starts_list = starts.tolist()
+        ends = [*starts_list[1:], len(order)]
+        normal = code_array == 0
+        normal_counts = numpy.add.reduceat(normal, starts).tolist()
+        eventful = (code_array > 0) | (code_array == -2)
+        special = numpy.logical_or.reduceat(eventful, starts).tolist()
+        entries = self._entries
+        position = group.position
+        codes = code_array.tolist()
+        batch = _BlockBatch(ordered, order.tolist(), values, codes, windows)
+        simple = self.state_change_count < 2 and not self.recovery_count
+        if simple and any(special):
+            # the rules only need the events (outliers, unusable values) and whether normal
+            # verdicts came between them
+            events = numpy.flatnonzero(eventful)
+            normals_before = numpy.concatenate(([0], numpy.cumsum(normal)))
+            batch.events = events.tolist()
+            batch.normals_before = normals_before.tolist()
+            batch.first_event = numpy.searchsorted(events, starts).tolist()
+        for series_index, (number, start, end, walk, normals) in enumerate(
+            zip(grouped[starts].tolist(), starts_list, ends, special, normal_counts, strict=True)
+        ):
+            cell = entries[number].windows[position]
+            if simple:
+                if walk:
+                    self._walk_events(
+                        entries[number], group, cell, batch, series_index, start, end, fired, result
+                    )
+                elif normals:
+                    for state in cell.states:
+                        state.rule.reset()
+            elif walk or (self.recovery_count and cell.normals_to_recovery()):
+                self._walk(entries[number], group, cell, batch, start, end, fired, result)
+            elif normals:
+                for state in cell.states:
+                    state.rule.reset()
+                    if state.flips is not None:
+                        state.flips.update(False, normals)
+
+    def _walk_events(
+        self,
+        entry: _Series,
+        group: _BlockGroup,
+        cell: _FieldWindow,
+        batch: _BlockBatch,
+        series_index: int,
+        start: int,
+        end: int,
+        fired: list[tuple[Row, Alert]],
+        result: BatchResult,
+    ) -> None:
+        """``_walk`` without flap history or recovery: only a series' events (outliers and
+        unusable values) are visited; normal verdicts between them just reset the rules."""
+        events = batch.events
+        normals_before = batch.normals_before
+        codes = batch.codes
+        name = group.name
+        at = batch.first_event[series_index]
+        after = start  # just after the previous event
+        while at < len(events) and (event := events[at]) < end:
+            if normals_before[event] != normals_before[after]:
+                for state in cell.states:
+                    state.rule.reset()
+            code = codes[event]
+            if code == -2:
+                cell.reset_rules()
+            else:
+                row, value, window = batch.point(event)
+                self._outlier(entry, name, cell, code, value, row, window, fired)
+                result.outliers[name] += code.bit_count()
+            after = event + 1
+            at += 1
+        if normals_before[end] != normals_before[after]:
+            for state in cell.states:
+                state.rule.reset()
+
+    def _walk(
+        self,
+        entry: _Series,
+        group: _BlockGroup,
+        cell: _FieldWindow,
+        batch: _BlockBatch,
+        start: int,
+        end: int,
+        fired: list[tuple[Row, Alert]],
+        result: BatchResult,
+    ) -> None:
+        """Apply one series' verdicts of ``batch[start:end]`` to its rules, in time order: what
+        ``_feed`` does with ``advance``'s runs."""
+        codes = batch.codes
+        at = start
+        while at < end:
+            code = codes[at]
+            if code == -2:
+                cell.reset_rules()
+                at += 1
+            elif code == -1:
+                at += 1
+            elif code:
+                row, value, window = batch.point(at)
+                self._outlier(entry, group.name, cell, code, value, row, window, fired)
+                result.outliers[group.name] += code.bit_count()
+                at += 1
+            else:
+                run_end = at
+                while run_end < end and codes[run_end] == 0:
+                    run_end += 1
+                limit = cell.normals_to_recovery() if self.recovery_count else 0
+                if limit:
+                    run_end = min(run_end, at + limit)
+                row, value, window = batch.point(run_end - 1)
+                self._normals(entry, group.name, cell, run_end - at, value, row, window, fired)
+                at = run_end
+
     def _in_time_order(self, rows: Sequence[Row], result: BatchResult) -> Sequence[Row]:
         if set(map(type, rows)) == {dict}:  # the engine's rows: checked without a Python loop
             try:
@@ -319,23 +641,39 @@ class Detector:
         return usable
 
     def _new_series(self, key: Any, tag_names: Sequence[str]) -> _Series:
+        index = len(self._entries)
         windows = tuple(
             _FieldWindow(
-                group.window_count,
+                RollingMAD(group.window_count) if block is None else None,
                 group.thresholds,
                 self.state_change_count >= 2,
                 self.recovery_count,
             )
-            for group in self._groups
+            for group, block in zip(self._groups, self._blocks, strict=True)
         )
-        entry = _Series(key, tuple(tag_names), windows)
+        for block in self._blocks:
+            if block is not None:
+                block.reserve(index + 1)
+        entry = _Series(key, tuple(tag_names), windows, index)
         self._series[key] = entry
+        self._entries.append(entry)
         return entry
 
 
 _TIME = itemgetter("time")
+_NUMBER = itemgetter(3)  # _Series.number
 _FLOATS = {float}
 _INF = math.inf
+_NAN = math.nan
+#: Batches of up to this many values of a group go through ``SeriesBlock.judge_few``.
+_FEW = 16
+
+
+def _runs(numbers: Any) -> tuple[Any, Any]:
+    """The distinct values of a sorted array and how many times each occurs."""
+    starts = numpy.flatnonzero(numpy.diff(numbers)) + 1
+    bounds = numpy.concatenate(([0], starts, [len(numbers)]))
+    return numbers[bounds[:-1]], numpy.diff(bounds)
 
 
 def _no_tags(row: Row) -> tuple[()]:
