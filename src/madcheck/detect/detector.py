@@ -21,7 +21,12 @@ from madcheck.detect import vectorized
 from madcheck.detect.alerts import Alert, Tags
 from madcheck.detect.lifecycle import RecoveryWatch
 from madcheck.detect.rules import CountRule, DurationRule, FlipHistory
-from madcheck.detect.vectorized import BLOCK_MAX_WINDOW, SeriesBlock, sorted_median_and_mad
+from madcheck.detect.vectorized import (
+    BLOCK_MAX_WINDOW,
+    COMPACT_MAX_WINDOW,
+    SeriesBlock,
+    sorted_median_and_mad,
+)
 from madcheck.detect.window import RollingMAD
 
 try:
@@ -131,15 +136,17 @@ class _BlockGroup(NamedTuple):
 
 
 class _SortedWindow:
-    """The sorted window ``SeriesBlock.judge`` gave one value, read only for an alert."""
+    """The sorted window ``SeriesBlock.judge`` gave the value at one position of a batch, read
+    only for an alert."""
 
-    __slots__ = ("_values",)
+    __slots__ = ("_at", "_batch")
 
-    def __init__(self, values: Any) -> None:
-        self._values = values
+    def __init__(self, batch: _BlockBatch, at: int) -> None:
+        self._batch = batch
+        self._at = at
 
     def median_and_mad(self) -> tuple[float, float]:
-        values = self._values
+        values = self._batch.window(self._at)
         return sorted_median_and_mad(values if isinstance(values, list) else values.tolist())
 
 
@@ -176,12 +183,18 @@ class _BlockBatch:
         self.first_event: list[int] = []
 
     def point(self, at: int) -> tuple[Row, float, _SortedWindow]:
+        """The row, value and window of the verdict at ``at``."""
         index = self.order[at]
+        return self.rows[index], float(self.values[index]), _SortedWindow(self, at)
+
+    def window(self, at: int) -> Any:
         if self._ranks is None:
-            judged = numpy.array(self.codes, dtype=numpy.int64) >= 0
-            self._ranks = (numpy.cumsum(judged) - 1).tolist()
-        window = _SortedWindow(self.windows[self._ranks[at]])
-        return self.rows[index], float(self.values[index]), window
+            ranks, rank = [], -1
+            for code in self.codes:
+                rank += code >= 0
+                ranks.append(rank)
+            self._ranks = ranks
+        return self.windows[self._ranks[at]]
 
 
 @dataclass(frozen=True)
@@ -235,6 +248,11 @@ class Detector:
             SeriesBlock(group.window_count)
             if vectorize and group.window_count <= BLOCK_MAX_WINDOW
             else None
+            for group in self._groups
+        )
+        # with numpy, windows up to COMPACT_MAX_WINDOW keep only their ring between batches
+        self._compact = tuple(
+            vectorize and BLOCK_MAX_WINDOW < group.window_count <= COMPACT_MAX_WINDOW
             for group in self._groups
         )
 
@@ -299,13 +317,17 @@ class Detector:
                 if numbers is None:
                     numbers = self._numbers(ordered, tag_names)
                 group = _BlockGroup(position, name, ks)
-                self._process_block(block, group, numbers, ordered, read, fired, result)
+                if len(ordered) <= _FEW:
+                    self._process_few(block, group, numbers, ordered, fired, result)
+                else:
+                    self._process_block(block, group, numbers, ordered, read, fired, result)
                 continue
             if by_series is None:
                 by_series = [
                     (self._series.get(key) or self._new_series(key, tag_names), series_rows)
                     for key, series_rows in _by_series(ordered, tag_names).items()
                 ]
+            compact = self._compact[position]
             for entry, series_rows in by_series:
                 cell = entry.windows[position]
                 try:
@@ -314,13 +336,16 @@ class Detector:
                     values = [row.get(name) for row in series_rows]
                 if set(map(type, values)) == _FLOATS and -_INF < sum(values) < _INF:
                     self._feed(entry, name, ks, cell, values, series_rows, fired, result)
-                    continue
-                for row, raw in zip(series_rows, values, strict=True):
-                    value = _numeric(raw, result)
-                    if value is None:
-                        cell.reset_rules()
-                    else:
-                        self._feed(entry, name, ks, cell, (value,), (row,), fired, result)
+                else:
+                    for row, raw in zip(series_rows, values, strict=True):
+                        value = _numeric(raw, result)
+                        if value is None:
+                            cell.reset_rules()
+                        else:
+                            self._feed(entry, name, ks, cell, (value,), (row,), fired, result)
+                if compact:
+                    assert cell.window is not None
+                    cell.window.compact()
         result.alerts = _in_row_order(fired, ordered)
         return result
 
@@ -440,9 +465,9 @@ class Detector:
 
     # -- the numpy path: every series of a window group at once ------------------------------
 
-    def _numbers(self, ordered: Sequence[Row], tag_names: Sequence[str]) -> Any:
-        """Each row's series number (``_Series.number``), as an array; new series are made in
-        order of first sight. C-level passes: key reads, a set difference, two look-ups a row."""
+    def _numbers(self, ordered: Sequence[Row], tag_names: Sequence[str]) -> list[int]:
+        """Each row's series number (``_Series.number``); new series are made in order of first
+        sight. C-level passes: key reads, a set difference, two look-ups a row."""
         try:
             keys = list(map(_key_reader(tag_names), ordered))
         except KeyError:  # some row lacks a tag: its absence is part of its series' identity
@@ -453,15 +478,13 @@ class Detector:
             for key in keys:
                 if key in new and key not in series:
                     self._new_series(key, tag_names)
-        return numpy.fromiter(
-            map(_NUMBER, map(series.__getitem__, keys)), dtype=numpy.intp, count=len(keys)
-        )
+        return list(map(_NUMBER, map(series.__getitem__, keys)))
 
     def _process_block(
         self,
         block: SeriesBlock,
         group: _BlockGroup,
-        numbers: Any,
+        numbers_list: list[int],
         ordered: Sequence[Row],
         read: Callable[[Row], Any],
         fired: list[tuple[Row, Alert]],
@@ -470,8 +493,7 @@ class Detector:
         """One window group, the whole batch through ``block``; then the rules, series by
         series, with one step per series that saw only normal verdicts."""
         name = group.name
-        if not ordered:
-            return
+        numbers = numpy.array(numbers_list, dtype=numpy.intp)
         try:
             raw: list[Any] = list(map(read, ordered))
         except KeyError:  # some row lacks the field: None, as row.get gives
@@ -546,6 +568,51 @@ class Detector:
                     state.rule.reset()
                     if state.flips is not None:
                         state.flips.update(False, normals)
+
+    def _process_few(
+        self,
+        block: SeriesBlock,
+        group: _BlockGroup,
+        numbers: list[int],
+        ordered: Sequence[Row],
+        fired: list[tuple[Row, Alert]],
+        result: BatchResult,
+    ) -> None:
+        """``_process_block`` for a handful of rows, without numpy (whose fixed cost per call
+        would be most of a small flush's): the same verdicts through ``judge_few``."""
+        by_series: dict[int, list[int]] = {}
+        for index, number in enumerate(numbers):
+            by_series.setdefault(number, []).append(index)
+        name = group.name
+        values = [_numeric(row.get(name), result) for row in ordered]
+        order: list[int] = []
+        series: list[int] = []
+        counts: list[int] = []
+        taken: list[float] = []
+        for number, indexes in by_series.items():
+            order += indexes
+            usable = [value for value in map(values.__getitem__, indexes) if value is not None]
+            if usable:
+                series.append(number)
+                counts.append(len(usable))
+                taken += usable
+        judged, windows = block.judge_few(series, counts, taken, group.ks)
+        if len(taken) == len(order):
+            codes = judged
+        else:
+            codes = [-2] * len(order)
+            verdicts = iter(judged)
+            for at, index in enumerate(order):
+                if values[index] is not None:
+                    codes[at] = next(verdicts)
+        batch = _BlockBatch(ordered, order, values, codes, windows)
+        start = 0
+        for number, indexes in by_series.items():
+            end = start + len(indexes)
+            entry = self._entries[number]
+            cell = entry.windows[group.position]
+            self._walk(entry, group, cell, batch, start, end, fired, result)
+            start = end
 
     def _walk_events(
         self,
@@ -644,12 +711,12 @@ class Detector:
         index = len(self._entries)
         windows = tuple(
             _FieldWindow(
-                RollingMAD(group.window_count) if block is None else None,
+                RollingMAD(group.window_count, compact) if block is None else None,
                 group.thresholds,
                 self.state_change_count >= 2,
                 self.recovery_count,
             )
-            for group, block in zip(self._groups, self._blocks, strict=True)
+            for group, block, compact in zip(self._groups, self._blocks, self._compact, strict=True)
         )
         for block in self._blocks:
             if block is not None:

@@ -34,6 +34,11 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from functools import cache
 
+try:
+    import numpy
+except ImportError:  # pragma: no cover - sorted() does the same, slower
+    numpy = None  # type: ignore[assignment]
+
 _INF = float("inf")
 #: Trial MADs of ``is_outlier``, just either side of the critical one (any factor is exact).
 _WIDEN = 1.0 + 2.0**-40
@@ -53,14 +58,27 @@ _NO_BAND = (_INF, -_INF, 0.0)
 class RollingMAD:
     """The last ``size`` finite values of one series field, in arrival and in sorted order."""
 
-    __slots__ = ("_band", "_band_uses", "_count", "_data", "_layout", "_next", "_reach", "size")
+    __slots__ = (
+        "_band",
+        "_band_uses",
+        "_compact",
+        "_count",
+        "_data",
+        "_layout",
+        "_next",
+        "_reach",
+        "size",
+    )
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, compact: bool = False) -> None:
+        """``compact``: between batches keep only the ring (see ``compact``)."""
         if size < 1:
             raise ValueError("window size must be at least 1")
         self.size = size
+        self._compact = compact
         # [0, size): the ring, in arrival order; [size, 2 * size): the same values, sorted
-        self._data = array("d", [_INF]) * (2 * size)
+        # (absent while compacted)
+        self._data = array("d", [_INF]) * (size if compact else 2 * size)
         self._count = 0  # values held, up to size
         self._next = 0  # ring slot the next value goes to (the oldest once full)
         self._layout = _layout(size)
@@ -77,6 +95,23 @@ class RollingMAD:
     def full(self) -> bool:
         return self._count == self.size
 
+    def compact(self) -> None:
+        """Drop the sorted half until the window is next updated or read (windows made with
+        ``compact=True`` only): 8 bytes a value between batches instead of 16, for one sort of
+        the ring (numpy's, if installed) at the start of the next batch."""
+        if self._compact and len(self._data) > self.size:
+            self._data = self._data[: self.size]
+
+    def _expand(self) -> None:
+        """Bring the sorted half back after ``compact`` (the ring's +inf padding sorts last, as
+        the sorted half's own does)."""
+        ring = self._data
+        if numpy is not None:
+            ordered = numpy.sort(numpy.frombuffer(ring, dtype=numpy.float64))
+            ring.frombytes(ordered.tobytes())
+        else:
+            ring.extend(sorted(ring))  # type: ignore[unreachable]
+
     def add(self, value: float) -> None:
         """Append a finite ``value``, evicting the oldest one once the window is full.
 
@@ -85,6 +120,8 @@ class RollingMAD:
         tests go through both, since windows fill through this method.
         """
         self._band_uses = 0  # pushes without verdicts are not counted: drop the band
+        if len(self._data) == self.size:
+            self._expand()
         data = self._data
         size = self.size
         slot = self._next
@@ -127,6 +164,8 @@ class RollingMAD:
         every ``k`` (the band widens with ``k``): a normal value costs one verdict however many
         thresholds share the window.
         """
+        if len(self._data) == self.size:
+            self._expand()
         stop = len(values)
         index = start
         while index < stop and (self._count < self.size - 1 or not ks):
@@ -223,6 +262,8 @@ class RollingMAD:
         n = self._count
         if n == 0:
             raise ValueError("median of an empty window")
+        if len(self._data) == self.size:
+            self._expand()
         middle = self.size + n // 2
         if n % 2:
             return self._data[middle]
@@ -259,6 +300,8 @@ class RollingMAD:
         deviation = abs(value - median)
         if deviation == 0.0:
             return False  # V(m) is False for every m >= 0
+        if len(self._data) == self.size:
+            self._expand()
         data = self._data
         start = self.size
         n = self._count
