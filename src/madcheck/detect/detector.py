@@ -536,6 +536,10 @@ class Detector:
         normal_counts = numpy.add.reduceat(normal, starts).tolist()
         eventful = (code_array > 0) | (code_array == -2)
         special = numpy.logical_or.reduceat(eventful, starts).tolist()
+        outliers = code_array[code_array > 0]
+        if len(outliers):
+            for bit in range(len(group.ks)):
+                result.outliers[name] += int(numpy.count_nonzero(outliers >> bit & 1))
         entries = self._entries
         position = group.position
         codes = code_array.tolist()
@@ -548,7 +552,7 @@ class Detector:
             normals_before = numpy.concatenate(([0], numpy.cumsum(normal)))
             batch.events = events.tolist()
             batch.normals_before = normals_before.tolist()
-            batch.first_event = numpy.searchsorted(events, starts).tolist()
+            batch.first_event = numpy.searchsorted(events, [*starts_list, len(order)]).tolist()
         for series_index, (number, start, end, walk, normals) in enumerate(
             zip(grouped[starts].tolist(), starts_list, ends, special, normal_counts, strict=True)
         ):
@@ -556,13 +560,13 @@ class Detector:
             if simple:
                 if walk:
                     self._walk_events(
-                        entries[number], group, cell, batch, series_index, start, end, fired, result
+                        entries[number], group, cell, batch, series_index, start, end, fired
                     )
                 elif normals:
                     for state in cell.states:
                         state.rule.reset()
             elif walk or (self.recovery_count and cell.normals_to_recovery()):
-                self._walk(entries[number], group, cell, batch, start, end, fired, result)
+                self._walk(entries[number], group, cell, batch, start, end, fired)
             elif normals:
                 for state in cell.states:
                     state.rule.reset()
@@ -605,13 +609,16 @@ class Detector:
             for at, index in enumerate(order):
                 if values[index] is not None:
                     codes[at] = next(verdicts)
+        outliers = sum(code.bit_count() for code in codes if code > 0)
+        if outliers:
+            result.outliers[name] += outliers
         batch = _BlockBatch(ordered, order, values, codes, windows)
         start = 0
         for number, indexes in by_series.items():
             end = start + len(indexes)
             entry = self._entries[number]
             cell = entry.windows[group.position]
-            self._walk(entry, group, cell, batch, start, end, fired, result)
+            self._walk(entry, group, cell, batch, start, end, fired)
             start = end
 
     def _walk_events(
@@ -624,31 +631,31 @@ class Detector:
         start: int,
         end: int,
         fired: list[tuple[Row, Alert]],
-        result: BatchResult,
     ) -> None:
         """``_walk`` without flap history or recovery: only a series' events (outliers and
         unusable values) are visited; normal verdicts between them just reset the rules."""
-        events = batch.events
         normals_before = batch.normals_before
         codes = batch.codes
-        name = group.name
-        at = batch.first_event[series_index]
+        states = cell.states
         after = start  # just after the previous event
-        while at < len(events) and (event := events[at]) < end:
+        first = batch.first_event
+        for event in batch.events[first[series_index] : first[series_index + 1]]:
             if normals_before[event] != normals_before[after]:
-                for state in cell.states:
+                for state in states:
                     state.rule.reset()
+            after = event + 1
             code = codes[event]
             if code == -2:
                 cell.reset_rules()
-            else:
-                row, value, window = batch.point(event)
-                self._outlier(entry, name, cell, code, value, row, window, fired)
-                result.outliers[name] += code.bit_count()
-            after = event + 1
-            at += 1
+                continue
+            row = batch.rows[batch.order[event]]
+            time_ns = row["time"]
+            for bit, state in enumerate(states):
+                if state.rule.update(bool(code >> bit & 1), time_ns):
+                    _, value, window = batch.point(event)
+                    fired.append((row, self._alert(entry, group.name, window, state, value, row)))
         if normals_before[end] != normals_before[after]:
-            for state in cell.states:
+            for state in states:
                 state.rule.reset()
 
     def _walk(
@@ -660,7 +667,6 @@ class Detector:
         start: int,
         end: int,
         fired: list[tuple[Row, Alert]],
-        result: BatchResult,
     ) -> None:
         """Apply one series' verdicts of ``batch[start:end]`` to its rules, in time order: what
         ``_feed`` does with ``advance``'s runs."""
@@ -676,7 +682,6 @@ class Detector:
             elif code:
                 row, value, window = batch.point(at)
                 self._outlier(entry, group.name, cell, code, value, row, window, fired)
-                result.outliers[group.name] += code.bit_count()
                 at += 1
             else:
                 run_end = at
