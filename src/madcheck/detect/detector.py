@@ -368,7 +368,15 @@ class Detector:
         window = cell.window
         assert window is not None  # a group without a SeriesBlock
         done = 0
+        simple = self.state_change_count < 2 and not self.recovery_count
         while done < len(values):
+            if simple:
+                pass_limit = _pass_limit(cell)
+                if pass_limit:
+                    done = self._feed_passing(
+                        entry, name, ks, cell, values, rows, fired, result, done, pass_limit
+                    )
+                    continue
             limit = cell.normals_to_recovery() if self.recovery_count else 0
             done, normals, mask = window.advance(values, done, ks, limit)
             last = done - 1
@@ -379,6 +387,48 @@ class Detector:
             if mask:  # values[last] is an outlier for some k, and the window is as it was then
                 self._outlier(entry, name, cell, mask, values[last], rows[last], window, fired)
                 result.outliers[name] += mask.bit_count()
+
+    def _feed_passing(
+        self,
+        entry: _Series,
+        name: str,
+        ks: tuple[float, ...],
+        cell: _FieldWindow,
+        values: Sequence[float],
+        rows: Sequence[Row],
+        fired: list[tuple[Row, Alert]],
+        result: BatchResult,
+        start: int,
+        pass_limit: int,
+    ) -> int:
+        """``_feed``'s step without flap history or recovery, letting through the outliers on
+        which no count rule can fire yet (``_pass_limit``): their verdicts are applied to the
+        rules afterwards, in order. Returns where the step ended."""
+        window = cell.window
+        assert window is not None
+        passed: list[tuple[int, int]] = []
+        done, normals, mask = window.advance(values, start, ks, 0, passed, pass_limit)
+        judged = normals + len(passed) + (1 if mask else 0)
+        after = done - judged  # the first value with a verdict
+        states = cell.states
+        for index, code in passed:
+            if index > after:  # normal verdicts came between
+                for state in states:
+                    state.rule.reset()
+            time_ns = rows[index]["time"]
+            for bit, state in enumerate(states):
+                state.rule.update(bool(code >> bit & 1), time_ns)  # cannot fire (pass limit)
+            after = index + 1
+        last = done - 1
+        if (last if mask else done) > after:
+            for state in states:
+                state.rule.reset()
+        if mask:
+            self._outlier(entry, name, cell, mask, values[last], rows[last], window, fired)
+        outliers = mask.bit_count() + sum(code.bit_count() for _, code in passed)
+        if outliers:
+            result.outliers[name] += outliers
+        return done
 
     def _normals(
         self,
@@ -739,6 +789,19 @@ _INF = math.inf
 _NAN = math.nan
 #: Batches of up to this many values of a group go through ``SeriesBlock.judge_few``.
 _FEW = 16
+
+
+def _pass_limit(cell: _FieldWindow) -> int:
+    """How many outliers in a row none of the cell's rules can fire on: each brings a count
+    rule's run at most one nearer its limit. 0 with a duration rule (any outlier may fire it)."""
+    room: int | None = None
+    for state in cell.states:
+        rule = state.rule
+        if not isinstance(rule, CountRule):
+            return 0
+        left = rule.limit - rule.run - 1
+        room = left if room is None or left < room else room
+    return room if room is not None and room > 0 else 0
 
 
 def _runs(numbers: Any) -> tuple[Any, Any]:

@@ -148,7 +148,13 @@ class RollingMAD:
             data[j] = value
 
     def advance(
-        self, values: Sequence[float], start: int, ks: Sequence[float], normals_limit: int = 0
+        self,
+        values: Sequence[float],
+        start: int,
+        ks: Sequence[float],
+        normals_limit: int = 0,
+        passed: list[tuple[int, int]] | None = None,
+        pass_limit: int = 0,
     ) -> tuple[int, int, int]:
         """Push finite ``values[start:]`` in turn, stopping after the first outlier for any ``k``
         (or after ``normals_limit`` normal verdicts, if that is not 0).
@@ -158,6 +164,11 @@ class RollingMAD:
         the last value's verdict, bit ``i`` set if it is an outlier for ``ks[i]`` (0 if the run
         ended without one). Stopping there leaves the window as it was at that point, so the
         caller can read the exact median and MAD for an alert. No ``ks``: push, judge nothing.
+
+        ``passed`` (an empty list) lets up to ``pass_limit`` outliers through without stopping,
+        appended as ``(index, mask)``; they are not counted in ``normals``. The detector does
+        that when no rule can fire on them: stopping costs more than the update at large
+        windows.
 
         This is the detector's hot loop, so it works on local names and inlines the update and
         the common verdict. A value inside the band for the smallest ``k`` is inside it for
@@ -245,14 +256,19 @@ class RollingMAD:
                 for bit, k_bit in enumerate(ks):
                     if k_bit == k or self.is_outlier(value, median, k_bit):
                         mask |= 1 << bit
+                if passed is not None and len(passed) < pass_limit:
+                    passed.append((index - 1, mask))
+                    continue
                 self._next = slot
                 if reach:
                     self._keep_band(normal_low, normal_high, band_k, band_end - index)
-                return index, index - 1 - judged_from, mask
+                through = len(passed) if passed is not None else 0
+                return index, index - 1 - judged_from - through, mask
         self._next = slot
         if reach:
             self._keep_band(normal_low, normal_high, band_k, band_end - index)
-        return index, index - judged_from, 0
+        through = len(passed) if passed is not None else 0
+        return index, index - judged_from - through, 0
 
     def _keep_band(self, low: float, high: float, k: float, uses: int) -> None:
         self._band = (low, high, k)
