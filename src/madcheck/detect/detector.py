@@ -603,11 +603,26 @@ class Detector:
             batch.events = events.tolist()
             batch.normals_before = normals_before.tolist()
             batch.first_event = numpy.searchsorted(events, [*starts_list, len(order)]).tolist()
+        numbers_of_series = grouped[starts].tolist()
+        limits = [t.count for t in self._groups[position].thresholds if t.count is not None]
+        at_once = simple and any(special) and len(limits) == len(group.ks)
+        if at_once:  # count rules only: most series need no walk (_count_runs)
+            cells = [entries[number].windows[position] for number in numbers_of_series]
+            runs, special = _count_runs(cells, limits, code_array, starts, ends)
+            for cell, walk, final in zip(cells, special, runs, strict=True):
+                if not walk:
+                    for state, run in zip(cell.states, final, strict=True):
+                        state.rule.run = run
         for series_index, (number, start, end, walk, normals) in enumerate(
-            zip(grouped[starts].tolist(), starts_list, ends, special, normal_counts, strict=True)
+            zip(numbers_of_series, starts_list, ends, special, normal_counts, strict=True)
         ):
             cell = entries[number].windows[position]
-            if simple:
+            if at_once:
+                if walk:
+                    self._walk_events(
+                        entries[number], group, cell, batch, series_index, start, end, fired
+                    )
+            elif simple:
                 if walk:
                     self._walk_events(
                         entries[number], group, cell, batch, series_index, start, end, fired
@@ -789,6 +804,33 @@ _INF = math.inf
 _NAN = math.nan
 #: Batches of up to this many values of a group go through ``SeriesBlock.judge_few``.
 _FEW = 16
+
+
+def _count_runs(
+    cells: list[_FieldWindow], limits: list[int], codes: Any, starts: Any, ends: list[int]
+) -> tuple[list[list[int]], list[bool]]:
+    """Count rules of a batch's series at once, for the series none of them can fire in.
+
+    Per series and rule: the run after the batch (the outliers for that rule after its last
+    break, a normal or unusable value; the old run plus them if there was no break), and
+    whether it might fire (the old run plus every outlier for it reaches the limit): those
+    series are walked value by value instead."""
+    old = numpy.array([[state.rule.run for state in cell.states] for cell in cells])  # type: ignore[union-attr]
+    positions = numpy.arange(len(codes))
+    last = numpy.array(ends) - 1
+    outlier = codes > 0
+    walk = numpy.zeros(len(cells), dtype=bool)
+    runs = []
+    for bit, limit in enumerate(limits):
+        counted = outlier & (codes >> bit & 1).astype(bool)
+        breaks = (codes == 0) | (codes == -2) | (outlier & ~counted)
+        total = numpy.add.reduceat(counted, starts)
+        last_break = numpy.maximum.reduceat(numpy.where(breaks, positions, -1), starts)
+        so_far = numpy.cumsum(counted)
+        since_break = so_far[last] - so_far[numpy.maximum(last_break, 0)]
+        runs.append(numpy.where(last_break >= starts, since_break, old[:, bit] + total))
+        walk |= old[:, bit] + total >= limit
+    return numpy.stack(runs, axis=1).tolist(), walk.tolist()
 
 
 def _pass_limit(cell: _FieldWindow) -> int:
