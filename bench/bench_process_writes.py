@@ -11,8 +11,8 @@ Steady state: every window is full before the clock starts. One numeric field, 1
 flush in time order (each timestamp carries every series): 1,000 series (tag ``host``) at windows
 up to 100, 50 at larger ones. Values are Gaussian and ``k`` is 3, so about 4 % of points are
 outliers, but the count threshold is out of reach: no rule fires, no alert is sent (checked).
-Flushes alternate between the versions, so whatever the shared machine does hits both; rows/s is
-that of the median flush by this process's CPU time.
+Flushes alternate between the versions (which goes first alternates too), so whatever the shared
+machine does hits both; rows/s is that of the median flush by this process's CPU time.
 
 Also measured, both versions alternating: the plugin time of a call with one row (steady state,
 median CPU time per call), and the bytes the trigger retains per window value (tracemalloc,
@@ -193,6 +193,13 @@ def steady(version: Version, window: int) -> Trigger:
     return Trigger(version, engine, args, step)
 
 
+def _turns(count: int, round_number: int) -> list[int]:
+    """Who runs first alternates from round to round: the second of two calls on the same data
+    finds it in the CPU cache."""
+    order = list(range(count))
+    return order if round_number % 2 == 0 else order[::-1]
+
+
 def compare_flushes(triggers: list[Trigger], window: int, flushes: int) -> list[float]:
     """Median CPU seconds per flush of each trigger, on the same flushes, alternating."""
     series = series_for(window)
@@ -203,8 +210,8 @@ def compare_flushes(triggers: list[Trigger], window: int, flushes: int) -> list[
     gc.collect()
     for i in range(flushes):
         batches = flush(rng, series, first + i * steps, steps)
-        for trigger, times in zip(triggers, seconds, strict=True):
-            times.append(trigger.run(batches))
+        for at in _turns(len(triggers), i):
+            seconds[at].append(triggers[at].run(batches))
     for trigger in triggers:
         check_quiet(trigger.engine)
         trigger.step = first + flushes * steps
@@ -219,8 +226,8 @@ def compare_one_row(triggers: list[Trigger], window: int, calls: int) -> list[fl
     seconds: list[list[float]] = [[] for _ in triggers]
     for i in range(calls):
         batches = one_row(rng, i % series, first + i // series)
-        for trigger, times in zip(triggers, seconds, strict=True):
-            times.append(trigger.run(batches))
+        for at in _turns(len(triggers), i):
+            seconds[at].append(triggers[at].run(batches))
     for trigger in triggers:
         check_quiet(trigger.engine)
     return [median(times) for times in seconds]
