@@ -5,6 +5,10 @@ the values), each keeping its own rule state because ``k`` differs. Rows are pro
 order per series whatever order the batch arrived in, since both rules are defined on data time.
 With recovery notifications on, each threshold also has a ``RecoveryWatch`` (detect/lifecycle.py)
 that reports ``resolved`` events in the same list as the fired rules, in data-time order.
+
+With numpy, windows of up to ``BLOCK_MAX_WINDOW`` values are not ``RollingMAD`` objects: each
+window group keeps every series' values in one ``SeriesBlock`` (detect/vectorized.py) and judges
+a whole batch at once; the rules are then applied series by series, to the events only.
 """
 
 from __future__ import annotations

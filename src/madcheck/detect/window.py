@@ -19,7 +19,8 @@ window is also kept sorted, so:
 Storage is one ``array('d')`` of ``2 * size`` C doubles, allocated once: the ring of values in
 arrival order, then the same values sorted. While the window fills, both are padded with +inf
 (values are finite, so the padding always sorts last, and a ring slot not yet filled reads as
-the padding to evict). 16 bytes per value.
+the padding to evict). 16 bytes per value; a window made with ``compact=True`` drops the sorted
+half between batches (``compact``) and sorts its ring again when next used: 8 bytes per value.
 
 The arithmetic is the same as the definition's (``(a + b) / 2`` for even sizes, ``abs(x - m)``
 for deviations, since ``m - x == -(x - m)`` exactly in IEEE 754), and every shortcut is a proof
