@@ -1,9 +1,10 @@
 """Notification Sender plugin for the InfluxDB 3 Processing Engine (``request:notify``).
 
-Copy this file into the plugin directory and install the logic it delegates to with
-``influxdb3 install package <path of the madcheck wheel>``. The engine runs this file afresh on
-every request, so the import happens inside the function, where a missing package becomes a clear
-answer.
+A single file for servers older than InfluxDB 3.6.0; from 3.6.0 on, deploy the ``madcheck``
+package directory with ``--path madcheck`` instead (see README). Copy this file into the plugin
+directory and install the logic it delegates to with ``influxdb3 install package <path of the
+madcheck wheel>``. The engine runs this file afresh on every request, so the import happens
+inside the function, where a missing package becomes a clear answer.
 """
 
 from typing import Any

@@ -53,13 +53,18 @@ def admin_auth(url: str) -> tuple[str, tuple[str, ...]]:
 
 
 def create_trigger(
-    auth: tuple[str, ...], plugin: str, spec: str, name: str, arguments: str | None = None
+    auth: tuple[str, ...],
+    plugin: str,
+    spec: str,
+    name: str,
+    arguments: str | None = None,
+    *options: str,
 ) -> None:
-    """``madcheck create trigger`` on database ``mydb``, which must succeed."""
+    """``madcheck create trigger --path PLUGIN`` on database ``mydb``, which must succeed."""
     extra = ("--trigger-arguments", arguments) if arguments is not None else ()
     created = run_cli(
         "create", "trigger", *auth, "--database", "mydb",
-        "--plugin-filename", plugin, "--trigger-spec", spec, *extra, name,
+        "--path", plugin, "--trigger-spec", spec, *extra, *options, name,
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
 
@@ -79,7 +84,10 @@ def wait_for(condition: Callable[[], Any], what: str) -> Any:
 class ServeProcess:
     """``madcheck serve`` in a subprocess on a free loopback port."""
 
-    def __init__(self, data_dir: Path, plugin_dir: Path, *extra: str) -> None:
+    def __init__(
+        self, data_dir: Path, plugin_dir: Path, *extra: str, env: dict[str, str] | None = None
+    ) -> None:
+        self.env = env or cli_env()
         self.args = [
             sys.executable,
             "-m",
@@ -110,7 +118,7 @@ class ServeProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env=cli_env(),
+            env=self.env,
         )
         threading.Thread(target=self._pump, daemon=True).start()
         deadline = time.monotonic() + WAIT_CEILING_S

@@ -2,8 +2,9 @@
 
 Secrets get here two ways:
 
-- **harvested**: every call of the two plugin entry points (``madcheck.plugin.writes.
-  process_writes`` and ``madcheck.plugin.notifier.process_request``) is watched by
+- **harvested**: every call of the plugin entry points (``madcheck.plugin.writes.
+  process_writes``, ``madcheck.plugin.missing.process_scheduled_call`` and
+  ``madcheck.plugin.notifier.process_request``) is watched by
   ``tests/logscan.py``; the values of secret trigger arguments (webhook URLs, header blobs, Twilio
   credentials and numbers, the auth token), the ``senders_config`` of notifier requests and the
   secret environment variables are registered before the call runs. A new test that passes its
@@ -28,6 +29,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+from madcheck.config.envref import variable_name
 from madcheck.config.senders import ENVIRONMENT_FALLBACKS, SECRET_ARGUMENTS
 
 MIN_LENGTH = 8
@@ -71,7 +73,21 @@ def harvest_arguments(arguments: object) -> None:
         return
     register(*(os.environ.get(name) for name in SECRET_ENVIRONMENT))
     if isinstance(arguments, Mapping):
-        register(*(v for k, v in arguments.items() if isinstance(k, str) and k in _SECRET_KEYS))
+        values = [v for k, v in arguments.items() if isinstance(k, str) and k in _SECRET_KEYS]
+        register(*_plain(values), *_referenced(values))
+
+
+def _plain(values: Iterable[object]) -> list[object]:
+    """The values that are secrets themselves, not ``env:NAME`` references to one."""
+    return [value for value in values if variable_name(value) is None]
+
+
+def _referenced(values: Iterable[object]) -> Iterator[str | None]:
+    """The environment variables that ``env:NAME`` values name: the secrets themselves."""
+    for value in values:
+        name = variable_name(value)
+        if name:
+            yield os.environ.get(name)
 
 
 def harvest_request_body(body: object) -> None:
@@ -86,7 +102,7 @@ def harvest_request_body(body: object) -> None:
     if isinstance(senders, Mapping):
         for settings in senders.values():
             if isinstance(settings, Mapping):
-                register(*settings.values())
+                register(*_plain(settings.values()), *_referenced(settings.values()))
 
 
 def leaks(lines: Iterable[str], secrets: Iterable[str]) -> list[tuple[str, str]]:

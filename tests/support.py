@@ -137,3 +137,45 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+#: generous bound for waiting on the background sender; a correct run needs milliseconds
+DELIVERY_WAIT_S = 20.0
+
+
+def delivered_and_logged(engine: EngineAPI, args: dict[str, str] | None) -> bool:
+    """Wait until the MAD trigger's outbox is empty, then run one call with no rows so the
+    trigger logs what its background sender did (outcomes are logged by the next call)."""
+    from madcheck.plugin.delivery import wait_for_delivery
+
+    drained = wait_for_delivery(engine, DELIVERY_WAIT_S)
+    run_mad_plugin(engine, [], args)
+    return drained
+
+
+def tried_and_logged(engine: EngineAPI, args: dict[str, str] | None) -> bool:
+    """Like ``delivered_and_logged`` for a notifier expected to fail: wait until every due
+    alert has been tried once (what is left waits for a backoff), then log."""
+    from madcheck.plugin.delivery import wait_for_sender
+
+    tried = wait_for_sender(engine, DELIVERY_WAIT_S)
+    run_mad_plugin(engine, [], args)
+    return tried
+
+
+def run_and_settle(engine: EngineAPI, batches: list[dict], args: dict[str, str] | None) -> None:
+    """``run_mad_plugin``, then let the background sender try what the call queued and log the
+    outcome (``tried_and_logged``): for tests that read what reached the notifier after a call."""
+    run_mad_plugin(engine, batches, args)
+    assert tried_and_logged(engine, args), "the sender did not settle"
+
+
+def wait_until(condition: Any, timeout: float = DELIVERY_WAIT_S) -> bool:
+    """Poll ``condition()`` until it holds or ``timeout`` passes (for effects seen from outside,
+    such as requests reaching a stand-in); True if it held."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

@@ -14,8 +14,16 @@ from madcheck.config.settings import load_config
 from madcheck.config.thresholds import Threshold
 from madcheck.detect.alerts import human_duration
 from madcheck.detect.detector import Detector
-from tests.support import free_port, make_engine, receiver, rows, run_mad_plugin
+from tests.support import (
+    delivered_and_logged,
+    free_port,
+    make_engine,
+    receiver,
+    rows,
+    run_and_settle,
+)
 from tests.test_alert_history import history, tags_of
+from tests.test_plugin_delivery import skip_backoff
 from tests.test_plugin_writes import BASE, args_for
 
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
@@ -45,7 +53,7 @@ def test_one_recovery_after_three_normal_points_with_the_alerts_id_and_duration(
     with receiver() as notifier:
         engine = make_engine()
         batch = [rows("cpu", [*RECOVERING, 11, 11, 11], host="server1")]
-        run_mad_plugin(engine, batch, recovery_args(notifier.port))
+        run_and_settle(engine, batch, recovery_args(notifier.port))
     firing, resolved = alerts_of(notifier)  # exactly one recovery, however long it stays normal
     assert firing["state"] == "firing" and resolved["state"] == "resolved"
     assert resolved["alert_id"] == firing["alert_id"]
@@ -64,7 +72,7 @@ def test_one_recovery_after_three_normal_points_with_the_alerts_id_and_duration(
 def test_recovery_is_off_by_default():
     with receiver() as notifier:
         engine = make_engine()
-        run_mad_plugin(engine, [rows("cpu", RECOVERING, host="a")], args_for(notifier.port))
+        run_and_settle(engine, [rows("cpu", RECOVERING, host="a")], args_for(notifier.port))
     assert [a["state"] for a in alerts_of(notifier)] == ["firing"]
     assert [tags_of(w.line)["state"] for w in history(engine)] == ["firing"]
 
@@ -75,7 +83,7 @@ def test_an_outlier_restarts_the_recovery_count():
     with receiver() as notifier:
         engine = make_engine()
         batch = [rows("cpu", [*BASE, 100, 100, 11, 11, 100, 11, 11, 11], host="a")]
-        run_mad_plugin(engine, batch, recovery_args(notifier.port))
+        run_and_settle(engine, batch, recovery_args(notifier.port))
     _, resolved = alerts_of(notifier)
     assert resolved["time"] == "2023-11-14T22:16:00Z" and resolved["duration_s"] == 60.0
 
@@ -86,7 +94,7 @@ def test_a_missing_or_unusable_value_restarts_the_recovery_count(gap):
     with receiver() as notifier:
         engine = make_engine()
         batch = [rows("cpu", [*BASE, 100, 100, 11, 11, gap, 11, 11, 11], host="a")]
-        run_mad_plugin(engine, batch, recovery_args(notifier.port))
+        run_and_settle(engine, batch, recovery_args(notifier.port))
     _, resolved = alerts_of(notifier)
     assert resolved["time"] == "2023-11-14T22:16:00Z" and resolved["duration_s"] == 60.0
 
@@ -99,7 +107,7 @@ def test_recovery_count_and_template_with_every_lifecycle_variable():
         engine = make_engine()
         batch = [rows("cpu", RECOVERING, step_s=930, host="a")]
         args = recovery_args(notifier.port, recovery_count="1", notification_recovery_text=template)
-        run_mad_plugin(engine, batch, args)
+        run_and_settle(engine, batch, args)
     firing, _ = alerts_of(notifier)
     assert (
         notifier.texts()[1]
@@ -111,7 +119,7 @@ def test_duration_is_human_readable_over_hours():
     with receiver() as notifier:
         engine = make_engine()
         batch = [rows("cpu", RECOVERING, step_s=1_230, host="a")]
-        run_mad_plugin(
+        run_and_settle(
             engine, batch, recovery_args(notifier.port, notification_recovery_text="$duration")
         )
     # three rows of 1230 s between firing and recovery: 3690 s
@@ -128,7 +136,7 @@ def test_a_duration_alert_recovers_too():
         args = recovery_args(
             notifier.port, mad_thresholds="load:3:9:25s", notification_recovery_text=template
         )
-        run_mad_plugin(engine, batch, args)
+        run_and_settle(engine, batch, args)
     assert [a["time"] for a in alerts_of(notifier)] == [
         "2023-11-14T22:15:20Z",
         "2023-11-14T22:15:50Z",
@@ -141,7 +149,7 @@ def test_recovery_waits_across_calls_in_the_trigger_cache():
         engine = make_engine()
         args = recovery_args(notifier.port)
         for row in rows("cpu", RECOVERING, host="a")["rows"]:
-            run_mad_plugin(engine, [{"table_name": "cpu", "rows": [row]}], args)
+            run_and_settle(engine, [{"table_name": "cpu", "rows": [row]}], args)
     assert [a["state"] for a in alerts_of(notifier)] == ["firing", "resolved"]
 
 
@@ -152,7 +160,7 @@ def test_each_series_recovers_on_its_own():
             rows("cpu", RECOVERING, host="a"),
             rows("cpu", [*BASE, 100, 100, 100, 11, 11, 11], start_s=T0 + 5, host="b"),
         ]
-        run_mad_plugin(engine, batch, recovery_args(notifier.port))
+        run_and_settle(engine, batch, recovery_args(notifier.port))
     by_host = {}
     for alert in alerts_of(notifier):
         by_host.setdefault(alert["tags"]["host"], []).append((alert["state"], alert["time"]))
@@ -174,7 +182,7 @@ def test_a_suppressed_alert_opens_nothing_to_recover():
     with receiver() as notifier:
         engine = make_engine()
         batch = [rows("cpu", [*BASE, 100, 11, 100, 10, 100, 100, 11, 11, 11], host="a")]
-        run_mad_plugin(engine, batch, recovery_args(notifier.port, state_change_count="5"))
+        run_and_settle(engine, batch, recovery_args(notifier.port, state_change_count="5"))
     assert notifier.requests == []
     assert [tags_of(w.line)["state"] for w in history(engine)] == ["suppressed"]
 
@@ -182,12 +190,15 @@ def test_a_suppressed_alert_opens_nothing_to_recover():
 def test_a_recovery_the_notifier_missed_waits_in_the_outbox_and_is_logged_as_such():
     port = free_port()
     engine = make_engine()
-    args = recovery_args(port, notification_attempts="1", outbox_backoff="0")
-    run_mad_plugin(engine, [rows("cpu", RECOVERING, host="a")], args)
-    (error,) = engine.log_texts("ERROR")  # one line for the call: the alert and its recovery
+    args = recovery_args(
+        port, notification_attempts="1", outbox_backoff="1h", outbox_backoff_max="1h"
+    )
+    run_and_settle(engine, [rows("cpu", RECOVERING, host="a")], args)
+    (error,) = engine.log_texts("ERROR")  # one line for the try: the alert and its recovery
     assert "alert delivery failed (connection failed)" in error and "2 alert(s) waiting" in error
     with receiver(port) as notifier:
-        run_mad_plugin(engine, [], args)
+        skip_backoff(engine)
+        assert delivered_and_logged(engine, args)
     assert [alert["state"] for alert in alerts_of(notifier)] == ["firing", "resolved"]
     (recovery,) = [
         i for i in engine.log_texts("INFO") if i.split("] ", 1)[1].startswith("recovery sent")
@@ -200,7 +211,7 @@ def test_a_recovery_the_notifier_missed_waits_in_the_outbox_and_is_logged_as_suc
 
 def test_resolved_row_in_the_history_with_the_same_alert_id_and_duration():
     engine = make_engine()
-    run_mad_plugin(
+    run_and_settle(
         engine,
         [rows("cpu", RECOVERING, host="a")],
         recovery_args(free_port(), notification_attempts="1"),
@@ -230,7 +241,7 @@ def repeat_args(port, interval, **extra):
 def test_without_repeat_control_every_firing_is_sent():
     with receiver() as notifier:
         engine = make_engine()
-        run_mad_plugin(
+        run_and_settle(
             engine,
             [rows("cpu", SUSTAINED, host="a")],
             args_for(notifier.port, mad_thresholds="temp:3:9:1"),
@@ -242,7 +253,7 @@ def test_a_still_firing_alert_repeats_at_most_once_per_interval_of_data_time():
     # sent at T0+90; 100 and 110 are within 25 s of it and held back; 120 is 30 s later: sent
     with receiver() as notifier:
         engine = make_engine()
-        run_mad_plugin(
+        run_and_settle(
             engine, [rows("cpu", SUSTAINED, host="a")], repeat_args(notifier.port, "25s")
         )
     assert [a["time"] for a in alerts_of(notifier)] == [
@@ -260,7 +271,7 @@ def test_repeat_interval_is_per_alert_id():
     with receiver() as notifier:
         engine = make_engine()
         both = rows("cpu", SUSTAINED, host="a")["rows"] + rows("cpu", SUSTAINED, host="b")["rows"]
-        run_mad_plugin(
+        run_and_settle(
             engine, [{"table_name": "cpu", "rows": both}], repeat_args(notifier.port, "1h")
         )
     assert sorted(a["tags"]["host"] for a in alerts_of(notifier)) == ["a", "b"]
@@ -274,7 +285,7 @@ def test_the_withheld_line_stays_one_short_line_for_many_series():
     with receiver() as notifier:
         engine = make_engine()
         args = repeat_args(notifier.port, "1h")
-        run_mad_plugin(engine, [{"table_name": "cpu", "rows": batch_rows}], args)
+        run_and_settle(engine, [{"table_name": "cpu", "rows": batch_rows}], args)
     assert len(notifier.requests) == 7
     (withheld,) = [line for line in engine.log_texts("INFO") if "withheld" in line]
     assert "withheld 21 repeat(s) of 7 still-firing alert(s)" in withheld
@@ -286,7 +297,7 @@ def test_repeat_interval_holds_across_calls():
         engine = make_engine()
         args = repeat_args(notifier.port, "25s")
         for row in rows("cpu", SUSTAINED, host="a")["rows"]:
-            run_mad_plugin(engine, [{"table_name": "cpu", "rows": [row]}], args)
+            run_and_settle(engine, [{"table_name": "cpu", "rows": [row]}], args)
     assert len(notifier.requests) == 2
 
 
@@ -295,13 +306,16 @@ def test_the_interval_runs_from_the_last_alert_passed_on_delivered_or_not():
     # (the outbox owns retries); 120 is passed on again; both reach the notifier once it is up
     port = free_port()
     engine = make_engine()
-    args = repeat_args(port, "25s", notification_attempts="1", outbox_backoff="0")
-    run_mad_plugin(engine, [rows("cpu", SUSTAINED, host="a")], args)
+    args = repeat_args(
+        port, "25s", notification_attempts="1", outbox_backoff="1h", outbox_backoff_max="1h"
+    )
+    run_and_settle(engine, [rows("cpu", SUSTAINED, host="a")], args)
     (failure,) = engine.log_texts("ERROR")
     assert "2 alert(s) waiting in the outbox" in failure
     assert any("withheld 2 repeat(s)" in line for line in engine.log_texts("INFO"))
     with receiver(port) as notifier:
-        run_mad_plugin(engine, [], args)
+        skip_backoff(engine)
+        assert delivered_and_logged(engine, args)
     assert [alert["time"] for alert in alerts_of(notifier)] == [
         "2023-11-14T22:14:50Z",
         "2023-11-14T22:15:20Z",
@@ -314,7 +328,7 @@ def test_a_recovery_ends_the_repeat_hold():
     values = [*BASE, 100, 11, 11, 11, 100]
     with receiver() as notifier:
         engine = make_engine()
-        run_mad_plugin(
+        run_and_settle(
             engine,
             [rows("cpu", values, host="a")],
             repeat_args(notifier.port, "1h", notify_recovery="true"),
@@ -330,7 +344,7 @@ def test_without_a_recovery_the_hold_lasts_the_interval():
     values = [*BASE, 100, 11, 11, 11, 100]
     with receiver() as notifier:
         engine = make_engine()
-        run_mad_plugin(engine, [rows("cpu", values, host="a")], repeat_args(notifier.port, "1h"))
+        run_and_settle(engine, [rows("cpu", values, host="a")], repeat_args(notifier.port, "1h"))
     assert [a["time"] for a in alerts_of(notifier)] == ["2023-11-14T22:14:50Z"]
 
 
@@ -351,7 +365,7 @@ def test_without_a_recovery_the_hold_lasts_the_interval():
 )
 def test_bad_lifecycle_arguments_are_clear_configuration_errors(extra, message):
     engine = make_engine()
-    run_mad_plugin(engine, [rows("cpu", RECOVERING, host="a")], args_for(free_port(), **extra))
+    run_and_settle(engine, [rows("cpu", RECOVERING, host="a")], args_for(free_port(), **extra))
     (error,) = engine.log_texts("ERROR")
     assert "configuration error" in error and message in error
 
@@ -385,7 +399,7 @@ def test_repeat_interval_spellings(text, seconds):
 
 def test_recovery_settings_without_notify_recovery_are_warned_about():
     engine = make_engine()
-    run_mad_plugin(engine, [], args_for(free_port(), recovery_count="5"))
+    run_and_settle(engine, [], args_for(free_port(), recovery_count="5"))
     assert any(
         "recovery_count has no effect without notify_recovery=true" in line
         for line in engine.log_texts("WARN")
@@ -395,7 +409,7 @@ def test_recovery_settings_without_notify_recovery_are_warned_about():
 def test_configuration_line_names_the_lifecycle_settings():
     engine = make_engine()
     args = args_for(free_port(), notify_recovery="yes", recovery_count="4", repeat_interval="90s")
-    run_mad_plugin(engine, [], args)
+    run_and_settle(engine, [], args)
     (loaded,) = [line for line in engine.log_texts("INFO") if "configuration loaded" in line]
     assert "notify_recovery=true, recovery_count=4, repeat_interval=90s" in loaded
 

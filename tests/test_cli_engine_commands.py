@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from madcheck.cli import main
-from tests.engine_harness import run_cli
+from tests.engine_harness import cli_env, run_cli
 
 PLUGIN = """
 def process_writes(influxdb3_local, table_batches, args=None):
@@ -56,6 +53,7 @@ def test_every_command_has_help() -> None:
         ["write"],
         ["install", "package"],
         ["test", "wal_plugin"],
+        ["test", "schedule_plugin"],
         ["demo"],
     ):
         with pytest.raises(SystemExit) as exited:
@@ -86,39 +84,27 @@ def test_wal_plugin_test_prints_influxdb_shaped_json(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
-    assert output == {
-        "log_lines": ["INFO: tables ['cpu'] args {'k': 'v', 'x': 'y=z'}", "WARN: done"],
-        "database_writes": {
-            "other": ["copy,host=a v=1.5", "copy,host=b v=2.0"],
-        },
-        "errors": [],
-    }
+    assert set(output) == {"log_lines", "database_writes", "errors"}
+    first, *middle, last = output["log_lines"]
+    assert first == "INFO: starting execution of wal plugin."
+    assert middle == ["INFO: tables ['cpu'] args {'k': 'v', 'x': 'y=z'}", "WARN: done"]
+    assert last.startswith("INFO: finished execution in ")
+    assert output["database_writes"] == {"other": ["copy,host=a v=1.5", "copy,host=b v=2.0"]}
+    assert output["errors"] == []
 
 
 def test_wal_plugin_test_reports_plugin_errors(tmp_path: Path) -> None:
     plugin = tmp_path / "broken.py"
     plugin.write_text("def process_writes(influxdb3_local, table_batches, args=None):\n    1/0\n")
-    result = run_cli("test", "wal_plugin", "--lp", "cpu v=1", str(plugin))
+    result = run_cli("test", "wal_plugin", "-d", "mydb", "--lp", "cpu v=1", str(plugin))
     assert result.returncode == 1
     assert json.loads(result.stdout)["errors"] == ["ZeroDivisionError: division by zero"]
 
 
-def test_install_package_runs_pip_of_this_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[list[str]] = []
-
-    def fake_run(command: list[str], check: bool) -> Any:
-        seen.append(command)
-        return subprocess.CompletedProcess(command, 3)
-
-    monkeypatch.setattr(subprocess, "run", fake_run)
-    assert main(["install", "package", "requests", "./dist/madcheck-0.1.0-py3-none-any.whl"]) == 3
-    assert seen == [
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "requests",
-            "./dist/madcheck-0.1.0-py3-none-any.whl",
-        ]
-    ]
+def test_install_package_shows_pips_failure_and_exits_non_zero(tmp_path: Path) -> None:
+    missing = tmp_path / "madcheck-0.1.0-py3-none-any.whl"
+    env = cli_env(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")  # nothing leaves the host
+    result = run_cli("install", "package", str(missing), env=env)
+    assert result.returncode != 0
+    assert "does not exist" in result.stdout + result.stderr  # pip's own message
+    assert f"error: pip failed with exit status {result.returncode}" in result.stderr

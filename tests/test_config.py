@@ -136,9 +136,9 @@ def test_toml_overrides_arguments_key_by_key(tmp_path):
 @pytest.mark.parametrize(
     ("content", "path", "message"),
     [
-        (None, "missing.toml", "not found in PLUGIN_DIR"),
+        (None, "missing.toml", "not found in the plugin directory"),
         ("mad_thresholds = [", "bad.toml", "not valid TOML"),
-        ("", "/etc/passwd", "relative to PLUGIN_DIR"),
+        ("", "/etc/passwd", "relative to the plugin directory"),
     ],
 )
 def test_toml_problems(tmp_path, content, path, message):

@@ -299,7 +299,8 @@ def plain_detector(rows, tag_names, thresholds, state_change_count, recovery_cou
                 continue
             median, mad = definition(window)
             for threshold in members:
-                outlier = outside(float(raw), median, mad, threshold.k)
+                floor = max(threshold.mad_floor, threshold.mad_floor_pct / 100 * abs(median))
+                outlier = outside(float(raw), median, max(mad, floor), threshold.k)
                 outliers[field] += outlier
                 history = verdicts.setdefault((tags, threshold), [])
                 history.append(outlier)
@@ -354,6 +355,7 @@ thresholds_strategy = st.lists(
         k=st.sampled_from([1.0, 1.5, 2.0, 3.0]),
         window_count=st.integers(min_value=2, max_value=9),
         count=st.integers(min_value=1, max_value=3),
+        mad_floor=st.sampled_from([0.0, 0.0, 0.0, 0.5, 3.0]),  # issue 16's MAD floor
     )
     | st.builds(
         Threshold,
@@ -361,6 +363,7 @@ thresholds_strategy = st.lists(
         k=st.sampled_from([1.0, 2.0, 3.0]),
         window_count=st.integers(min_value=2, max_value=9),
         duration_ns=st.sampled_from([0, 10 * S, 25 * S]),
+        mad_floor_pct=st.sampled_from([0.0, 0.0, 50.0]),
     ),
     min_size=1,
     max_size=4,

@@ -19,7 +19,7 @@ from madcheck.detect.detector import Detector
 from madcheck.engine.cache import TriggerCache
 from tests.secrets import paused
 from tests.stored_history import make_engine_with_history
-from tests.support import free_port, make_engine, run_mad_plugin
+from tests.support import free_port, make_engine, run_and_settle
 
 FAST = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -91,7 +91,7 @@ def test_any_argument_set_gives_a_config_or_one_clear_error(arguments):
         return
     config = loaded.config
     assert config.measurement and config.thresholds and config.senders_config
-    assert config.delivery.budget_s > 0 and config.delivery.outbox_size >= 1
+    assert config.delivery.timeout_s > 0 and config.delivery.outbox_size >= 1
 
 
 VALID = {"measurement": "cpu", "mad_thresholds": "temp:3:5:2", "senders": "http"}
@@ -109,7 +109,7 @@ def test_any_argument_set_never_crashes_the_plugin(arguments):
         }
     ]
     with paused():
-        run_mad_plugin(engine, batch, {str(k): v for k, v in arguments.items()})
+        run_and_settle(engine, batch, {str(k): v for k, v in arguments.items()})
     assert crashed(engine) == []
 
 
@@ -255,13 +255,12 @@ def test_any_rows_never_crash_the_plugin_and_problems_are_one_line_per_call(call
         "slack_webhook_url": "https://hooks.slack.test/services/T/B/FUZZ",
         "port_override": str(free_port()),
         "notification_attempts": "1",
-        "delivery_budget": "100ms",
         "state_change_count": "4",
     }
     for rows in calls:
         before = len(engine.logs)
         with paused():
-            run_mad_plugin(engine, [{"table_name": "cpu", "rows": rows}], args)
+            run_and_settle(engine, [{"table_name": "cpu", "rows": rows}], args)
         lines = [r.log_text for r in engine.logs[before:]]
         assert sum("passed over" in line for line in lines) <= 1
         assert sum("alert delivery failed" in line for line in lines) <= 1
@@ -318,7 +317,6 @@ def test_any_line_protocol_through_storage_never_crashes_the_plugin(tmp_path_fac
         "http_webhook_url": "https://hooks.test/lp",
         "port_override": str(free_port()),
         "notification_attempts": "1",
-        "delivery_budget": "100ms",
     }
     try:
         for body in bodies:
@@ -326,7 +324,7 @@ def test_any_line_protocol_through_storage_never_crashes_the_plugin(tmp_path_fac
             for error in result.errors:
                 assert error.error_message
             with paused():
-                run_mad_plugin(engine, group_table_batches(result.rows), args)
+                run_and_settle(engine, group_table_batches(result.rows), args)
     finally:
         storage.close()
     assert crashed(engine) == []
@@ -346,7 +344,7 @@ def test_rows_with_tags_that_are_not_text_are_counted_and_the_rest_still_alerts(
             "http_webhook_url": "https://hooks.test/tags",
             "port_override": str(notifier.port),
         }
-        run_mad_plugin(engine, [batch], args)
+        run_and_settle(engine, [batch], args)
         assert len(notifier.requests) == 1
     (warning,) = [w for w in engine.log_texts("WARN") if "passed over" in w]
     assert "tag value not text (2)" in warning

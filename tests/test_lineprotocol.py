@@ -296,6 +296,9 @@ _name_chars = st.characters(
     blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="\\#\t\r\n\x0b\x0c"
 )
 _names = st.text(_name_chars, min_size=1, max_size=12)
+# InfluxDB 3's LineBuilder refuses a space in a measurement and a space, ',' or '=' in a key
+_measurements = _names.filter(lambda name: " " not in name)
+_keys = _names.filter(lambda name: not set(name) & set(" ,="))
 _field_values = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.integers(min_value=lp.INT64_MIN, max_value=lp.INT64_MAX),
@@ -307,8 +310,8 @@ _field_values = st.one_of(
 
 @st.composite
 def _points(draw: st.DrawFn) -> Point:
-    measurement = draw(_names)
-    keys = draw(st.lists(_names.filter(lambda k: k != "time"), min_size=1, max_size=6, unique=True))
+    measurement = draw(_measurements)
+    keys = draw(st.lists(_keys.filter(lambda k: k != "time"), min_size=1, max_size=6, unique=True))
     split = draw(st.integers(min_value=0, max_value=len(keys) - 1))
     tags = {key: draw(_names) for key in keys[:split]}
     fields = {key: draw(_field_values) for key in keys[split:]}
@@ -343,7 +346,8 @@ def test_linebuilder_output_parses_back_to_the_same_points(points):
     for original, back in zip(points, parsed, strict=True):
         for key, value in original.fields.items():
             assert type(back.fields[key]) is type(value)
-            if isinstance(value, float) and math.copysign(1, value) < 0:
+            # InfluxDB 3's builder writes a whole float as int(value) + ".0": -0.0 becomes 0.0
+            if isinstance(value, float) and math.copysign(1, value) < 0 and value != 0:
                 assert math.copysign(1, back.fields[key]) < 0
 
 

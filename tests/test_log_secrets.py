@@ -11,7 +11,7 @@ from madcheck.engine.api import EngineAPI
 from madcheck.plugin.calllog import mask
 from tests import logscan
 from tests.secrets import SECRETS, leaks, paused, register, secret
-from tests.support import free_port, make_engine, rows, run_mad_plugin
+from tests.support import free_port, make_engine, rows, run_and_settle, run_mad_plugin
 
 PROBE_HOOK = secret("https://hooks.slack.test/services/T0PROBE/B0PROBE/probe-secret-value")
 
@@ -34,7 +34,7 @@ def test_the_collector_sees_every_engine_and_harvests_plugin_arguments():
         "notification_attempts": "1",
         "warm_start": "false",
     }
-    run_mad_plugin(
+    run_and_settle(
         engine, [rows("cpu", [10, 12, 11, 13, 9, 11, 12, 10, 11, 100, 100], host="a")], args
     )
     assert token in SECRETS  # harvested from the call, without registering it here

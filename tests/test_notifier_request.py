@@ -110,7 +110,9 @@ def test_successes_are_logged_as_info_and_failures_as_warnings():
         call(body, FAST, engine)
 
     assert engine.log_texts("INFO") == ["notifier: slack delivered (HTTP 200)"]
-    assert engine.log_texts("WARN") == ["notifier: discord failed: HTTP 400"]
+    warnings = engine.log_texts("WARN")
+    assert warnings[1:] == ["notifier: discord failed: HTTP 400"]
+    assert "running without allowed_webhook_hosts" in warnings[0]
 
 
 URL = "use the stand-in's URL"
@@ -123,7 +125,10 @@ URL = "use the stand-in's URL"
         ("slack_webhook_url must be a string", {"slack_webhook_url": 42}),
         ("slack_webhook_url is not an http(s) URL", {"slack_webhook_url": "file:///etc/passwd"}),
         ("slack_webhook_url is not an http(s) URL", {"slack_webhook_url": "hooks.slack.com/x"}),
-        ("slack_webhook_url is not an http(s) URL", {"slack_webhook_url": "http://h:99999/x"}),
+        (
+            "slack_webhook_url is not a valid URL (bad host or port)",
+            {"slack_webhook_url": "http://h:99999/x"},
+        ),
         (
             "slack_headers is not base64 of a JSON object",
             {"slack_webhook_url": URL, "slack_headers": "%%%"},
@@ -165,7 +170,7 @@ def test_allow_list_refuses_unlisted_hosts_before_any_request():
     assert answer["results"]["slack"]["ok"] is True
     assert answer["results"]["http"] == {
         "ok": False,
-        "reason": "the host of http_webhook_url is not in allowed_webhook_hosts",
+        "reason": "http_webhook_url names a host that is not in allowed_webhook_hosts",
     }
     assert hook.requests == []
 
@@ -198,7 +203,7 @@ def test_allow_list_entry_with_a_port_allows_only_that_port():
         ("discord.com:443", "http://discord.com/api/webhooks/1/t", False),
         ("[::1]:8080", "http://[::1]:8080/x", True),
         ("a.test b.test", "https://b.test/x", True),
-        ("hooks.slack.com", "https://user@hooks.slack.com/x", True),
+        ("hooks.slack.com", "https://user@hooks.slack.com/x", False),
         ("hooks.slack.com", "https://hooks.slack.com@evil.test/x", False),
     ],
 )
@@ -355,7 +360,7 @@ def test_any_request_gets_a_json_answer_and_never_reaches_beyond_loopback(monkey
 
 
 def test_an_unexpected_error_answers_500_naming_only_its_kind(monkeypatch):
-    def explode(*_args):
+    def explode(*_args, **_kwargs):
         raise RuntimeError("http://127.0.0.1/secret-path")
 
     monkeypatch.setattr("madcheck.plugin.notifier.dispatch", explode)

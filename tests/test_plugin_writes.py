@@ -9,7 +9,15 @@ import pytest
 
 from madcheck.engine.cache import TriggerCache
 from madcheck.plugin.writes import STATE_KEY
-from tests.support import MAD_PLUGIN, free_port, make_engine, receiver, rows, run_mad_plugin
+from tests.support import (
+    MAD_PLUGIN,
+    free_port,
+    make_engine,
+    receiver,
+    rows,
+    run_and_settle,
+    run_mad_plugin,
+)
 
 BASE = [10, 12, 11, 13, 9, 11, 12, 10, 11]  # median 11, MAD 1 (see test_detector)
 HOOK = "https://hooks.slack.test/services/T000/B000/XXXXSECRET"
@@ -41,7 +49,7 @@ def all_logs(engine):
 def test_alert_reaches_the_notifier_with_the_seed_payload_and_token():
     with receiver() as notifier:
         engine = make_engine()
-        run_mad_plugin(engine, anomaly_batch(), args_for(notifier.port))
+        run_and_settle(engine, anomaly_batch(), args_for(notifier.port))
         (request,) = notifier.requests
     assert request.path == "/api/v3/engine/notify"
     assert request.headers["authorization"] == f"Bearer {TOKEN}"
@@ -62,7 +70,7 @@ def test_every_template_variable():
     )
     with receiver() as notifier:
         engine = make_engine()
-        run_mad_plugin(
+        run_and_settle(
             engine, anomaly_batch(), args_for(notifier.port, notification_count_text=template)
         )
         (request,) = notifier.requests
@@ -78,7 +86,7 @@ def test_duration_template_and_tags_of_several_columns():
     with receiver() as notifier:
         engine = make_engine({"cpu": {"tags": ["host", "region"], "fields": ["load"]}})
         batch = [rows("cpu", [*BASE, 50, 50, 50, 50], field_name="load", host="h1", region="eu")]
-        run_mad_plugin(
+        run_and_settle(
             engine,
             batch,
             args_for(notifier.port, mad_thresholds="load:3:9:25s", notification_time_text=template),
@@ -91,7 +99,7 @@ def test_state_survives_between_calls_in_the_engine_cache():
         engine = make_engine()
         batch = anomaly_batch()[0]["rows"]
         for row in batch:  # one row per call, as slow writers would produce
-            run_mad_plugin(engine, [{"table_name": "cpu", "rows": [row]}], args_for(notifier.port))
+            run_and_settle(engine, [{"table_name": "cpu", "rows": [row]}], args_for(notifier.port))
         assert len(notifier.requests) == 1
     assert all_logs(engine).count("configuration loaded") == 1
 
@@ -99,11 +107,11 @@ def test_state_survives_between_calls_in_the_engine_cache():
 def test_config_is_rebuilt_when_arguments_change():
     with receiver() as notifier:
         engine = make_engine()
-        run_mad_plugin(engine, [rows("cpu", BASE, host="a")], args_for(notifier.port))
+        run_and_settle(engine, [rows("cpu", BASE, host="a")], args_for(notifier.port))
         first = engine.cache.get(STATE_KEY)
-        run_mad_plugin(engine, [rows("cpu", BASE, host="a")], args_for(notifier.port))
+        run_and_settle(engine, [rows("cpu", BASE, host="a")], args_for(notifier.port))
         assert engine.cache.get(STATE_KEY) is first
-        run_mad_plugin(
+        run_and_settle(
             engine, [rows("cpu", BASE, host="a")], args_for(notifier.port, state_change_count="3")
         )
         assert engine.cache.get(STATE_KEY).config.state_change_count == 3
@@ -111,9 +119,9 @@ def test_config_is_rebuilt_when_arguments_change():
 
 def test_batches_of_other_tables_are_ignored_without_queries():
     engine = make_engine()
-    run_mad_plugin(engine, [rows("mem", BASE, host="a")], args_for(free_port()))
+    run_and_settle(engine, [rows("mem", BASE, host="a")], args_for(free_port()))
     queries = engine.query_handler.calls
-    run_mad_plugin(engine, [rows("mem", BASE, host="a")] * 5, args_for(free_port()))
+    run_and_settle(engine, [rows("mem", BASE, host="a")] * 5, args_for(free_port()))
     assert engine.query_handler.calls == queries  # nothing asked for foreign tables
 
 
@@ -121,28 +129,28 @@ def test_tag_names_come_from_the_schema_and_are_cached_for_an_hour():
     now = [0.0]
     with receiver() as notifier:
         engine = make_engine(cache=TriggerCache(clock=lambda: now[0]))
-        run_mad_plugin(engine, [rows("cpu", BASE, host="a")], args_for(notifier.port))
-        run_mad_plugin(engine, [rows("cpu", BASE, host="a")], args_for(notifier.port))
+        run_and_settle(engine, [rows("cpu", BASE, host="a")], args_for(notifier.port))
+        run_and_settle(engine, [rows("cpu", BASE, host="a")], args_for(notifier.port))
         schema_queries = [q for q in engine.query_handler.calls if "information_schema" in q]
         assert len(schema_queries) == 1
         now[0] = 3601.0
-        run_mad_plugin(engine, [rows("cpu", BASE, host="a")], args_for(notifier.port))
+        run_and_settle(engine, [rows("cpu", BASE, host="a")], args_for(notifier.port))
         schema_queries = [q for q in engine.query_handler.calls if "information_schema" in q]
         assert len(schema_queries) == 2
 
 
 def test_a_new_column_refreshes_the_schema_early():
     engine = make_engine()
-    run_mad_plugin(engine, [rows("cpu", BASE, host="a")], args_for(free_port()))
+    run_and_settle(engine, [rows("cpu", BASE, host="a")], args_for(free_port()))
     engine.query_handler.tables["cpu"]["tags"].append("dc")
-    run_mad_plugin(engine, [rows("cpu", BASE, host="a", dc="x")], args_for(free_port()))
+    run_and_settle(engine, [rows("cpu", BASE, host="a", dc="x")], args_for(free_port()))
     schema_queries = [q for q in engine.query_handler.calls if "information_schema" in q]
     assert len(schema_queries) == 2
 
 
 def test_missing_table_is_reported_once_at_load():
     engine = make_engine({"other": {"tags": [], "fields": []}})
-    run_mad_plugin(engine, [], args_for(free_port()))
+    run_and_settle(engine, [], args_for(free_port()))
     assert any("does not exist yet" in line for line in engine.log_texts("WARN"))
 
 
@@ -150,7 +158,7 @@ def test_flapping_alert_is_suppressed_and_logged_not_sent():
     with receiver() as notifier:
         engine = make_engine()
         batch = [rows("cpu", [*BASE, 100, 11, 100, 10, 100, 100], host="a")]
-        run_mad_plugin(engine, batch, args_for(notifier.port, state_change_count="5"))
+        run_and_settle(engine, batch, args_for(notifier.port, state_change_count="5"))
         assert notifier.requests == []
     assert any("alert suppressed, 5 state changes" in line for line in engine.log_texts("INFO"))
 
@@ -169,7 +177,7 @@ def test_flapping_alert_is_suppressed_and_logged_not_sent():
 def test_unusable_arguments_log_one_clear_error_and_never_raise(bad_args):
     engine = make_engine()
     for _ in range(3):
-        run_mad_plugin(engine, anomaly_batch(), bad_args)
+        run_and_settle(engine, anomaly_batch(), bad_args)
     errors = engine.log_texts("ERROR")
     assert len(errors) == 1 and "configuration error" in errors[0]
 
@@ -177,7 +185,7 @@ def test_unusable_arguments_log_one_clear_error_and_never_raise(bad_args):
 def test_bad_segments_and_senders_are_warned_and_good_ones_run():
     with receiver() as notifier:
         engine = make_engine()
-        run_mad_plugin(
+        run_and_settle(
             engine,
             anomaly_batch(),
             args_for(notifier.port, mad_thresholds="temp:3:9:2@oops", senders="slack.discord"),
@@ -203,7 +211,7 @@ def test_bad_rows_are_counted_in_one_line_and_lose_nothing_else():
             {"unknown_tag": "z", "temp": 1.0, "time": 6},
             "not a row",
         ]
-        run_mad_plugin(engine, batch, args_for(notifier.port))
+        run_and_settle(engine, batch, args_for(notifier.port))
         # the bad rows sort before the base (tiny times) and reset nothing after it
         assert len(notifier.requests) == 1
     (warning,) = [w for w in engine.log_texts("WARN") if "passed over" in w]
@@ -221,13 +229,13 @@ def test_malformed_batches_never_raise():
         ["junk"],
         [{"table_name": "cpu", "rows": [None, 1, "x"]}],
     ]:
-        run_mad_plugin(engine, batches, args_for(free_port()))
+        run_and_settle(engine, batches, args_for(free_port()))
     assert not engine.log_texts("ERROR")
 
 
 def test_notifier_refusing_connections_is_an_error_after_three_attempts():
     engine = make_engine()
-    run_mad_plugin(engine, anomaly_batch(), args_for(free_port()))
+    run_and_settle(engine, anomaly_batch(), args_for(free_port()))
     (error,) = engine.log_texts("ERROR")
     assert "alert delivery failed (connection failed after 3 attempts)" in error
     assert HOOK not in error and TOKEN not in error
@@ -239,7 +247,7 @@ def test_notifier_answering_500_is_retried_and_then_reported():
             (200, {"status": "ok", "results": {"slack": {"ok": True}}}, 0.0, {})
         ]
         engine = make_engine()
-        run_mad_plugin(engine, anomaly_batch(), args_for(notifier.port))
+        run_and_settle(engine, anomaly_batch(), args_for(notifier.port))
         assert len(notifier.requests) == 3
     assert any("alert sent" in line for line in engine.log_texts("INFO"))
     assert not engine.log_texts("ERROR")
@@ -250,7 +258,7 @@ def test_per_sender_failures_from_the_notifier_are_named():
     with receiver() as notifier:
         notifier.script = [(502, answer, 0.0, {})]
         engine = make_engine()
-        run_mad_plugin(engine, anomaly_batch(), args_for(notifier.port, notification_attempts="1"))
+        run_and_settle(engine, anomaly_batch(), args_for(notifier.port, notification_attempts="1"))
     (error,) = engine.log_texts("ERROR")
     assert "failed senders: slack (HTTP 404)" in error
 
@@ -266,7 +274,7 @@ def test_notifier_per_sender_answer_is_not_reposted_to_every_sender():
         args = args_for(
             notifier.port, senders="slack.http", http_webhook_url="https://hooks.test/mad"
         )
-        run_mad_plugin(engine, anomaly_batch(), args)
+        run_and_settle(engine, anomaly_batch(), args)
         assert len(notifier.requests) == 1  # slack already has it: no blind re-post
     (error,) = engine.log_texts("ERROR")
     assert "failed senders: http (failed)" in error
@@ -276,7 +284,7 @@ def test_hanging_notifier_times_out():
     with receiver() as notifier:
         notifier.script = [(200, {}, 0.5, {})]
         engine = make_engine()
-        run_mad_plugin(
+        run_and_settle(
             engine,
             anomaly_batch(),
             args_for(notifier.port, notification_timeout="100ms", notification_attempts="2"),
@@ -312,7 +320,7 @@ def test_headers_and_twilio_values_never_reach_logs():
         "twilio_to_number": "+15550002222",
     }
     engine = make_engine()
-    run_mad_plugin(
+    run_and_settle(
         engine,
         anomaly_batch(),
         args_for(free_port(), senders="slack.sms", notification_attempts="1", **secrets),
@@ -331,7 +339,7 @@ def test_unexpected_failure_is_logged_with_secrets_masked(monkeypatch):
 
     monkeypatch.setattr(writes, "_process_table", explode)
     engine = make_engine()
-    run_mad_plugin(engine, anomaly_batch(), args_for(free_port()))
+    run_and_settle(engine, anomaly_batch(), args_for(free_port()))
     (error,) = engine.log_texts("ERROR")
     assert "call failed with RuntimeError" in error and HOOK not in error
 
@@ -342,5 +350,5 @@ def test_toml_config_file_through_the_plugin(tmp_path, monkeypatch):
     with receiver() as notifier:
         engine = make_engine()
         args = args_for(notifier.port, mad_thresholds="temp:3:9:50", config_file_path="mad.toml")
-        run_mad_plugin(engine, anomaly_batch(), args)
+        run_and_settle(engine, anomaly_batch(), args)
         assert len(notifier.requests) == 1  # the file's count of 2 won over the argument's 50

@@ -2,7 +2,7 @@
 
 import pytest
 
-from madcheck.config.settings import ConfigError, load_config
+from madcheck.config.settings import RETIRED_DELIVERY_BUDGET, ConfigError, load_config
 
 BASE = {
     "measurement": "cpu",
@@ -15,7 +15,7 @@ BASE = {
 def test_defaults():
     config = load_config(BASE, environ={}).config
     delivery = config.delivery
-    assert (delivery.budget_s, delivery.outbox_size) == (2.0, 10_000)
+    assert (delivery.timeout_s, delivery.outbox_size) == (10.0, 10_000)
     assert (delivery.outbox_backoff_s, delivery.outbox_backoff_max_s) == (1.0, 30.0)
     warm = config.warm_start
     assert (warm.enabled, warm.lookback_ns, warm.max_rows) == (True, 3600 * 10**9, 50_000)
@@ -25,7 +25,6 @@ def test_every_argument_and_its_spellings():
     config = load_config(
         {
             **BASE,
-            "delivery_budget": "500ms",
             "outbox_size": "20",
             "outbox_backoff": "0",
             "outbox_backoff_max": "2m",
@@ -35,7 +34,7 @@ def test_every_argument_and_its_spellings():
         },
         environ={},
     ).config
-    assert config.delivery.budget_s == 0.5 and config.delivery.outbox_size == 20
+    assert config.delivery.outbox_size == 20
     assert (config.delivery.outbox_backoff_s, config.delivery.outbox_backoff_max_s) == (0, 120)
     assert config.warm_start.enabled is False
     assert config.warm_start.lookback_ns == 90 * 10**9 and config.warm_start.max_rows == 1000
@@ -44,8 +43,7 @@ def test_every_argument_and_its_spellings():
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"delivery_budget": "0"}, "delivery_budget must be greater than zero"),
-        ({"delivery_budget": "soon"}, "delivery_budget: invalid duration"),
+        ({"notification_timeout": "0"}, "notification_timeout must be greater than zero"),
         ({"outbox_size": "0"}, "outbox_size must be between 1 and 1000000"),
         ({"outbox_backoff": "1m", "outbox_backoff_max": "30s"}, "outbox_backoff must not be"),
         ({"warm_start": "maybe"}, "warm_start must be true or false"),
@@ -56,3 +54,12 @@ def test_every_argument_and_its_spellings():
 def test_bad_values_are_one_clear_error(arguments, message):
     with pytest.raises(ConfigError, match=message):
         load_config({**BASE, **arguments}, environ={})
+
+
+@pytest.mark.parametrize("value", ["2s", "soon", "0"])
+def test_the_retired_delivery_budget_is_a_warning_whatever_its_value(value):
+    """Calls no longer post alerts, so there is no budget to spend; old trigger definitions
+    that still set it keep working and are told why it does nothing."""
+    loaded = load_config({**BASE, "delivery_budget": value}, environ={})
+    assert RETIRED_DELIVERY_BUDGET in loaded.warnings
+    assert not [w for w in loaded.warnings if "unknown argument" in w]

@@ -8,9 +8,11 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from madcheck.engine import storage as storage_module
 from madcheck.engine.api import LogRecord
 from madcheck.engine.storage import (
     INTERNAL_DATABASE,
@@ -369,9 +371,11 @@ def test_triggers_are_listed_in_system_tables(storage):
     rows = storage.query("db", "SELECT * FROM system.processing_engine_triggers ORDER BY 1")
     assert rows == [
         {"trigger_name": "mad", "plugin_filename": "mad_check_plugin.py",
-         "trigger_specification": "all_tables", "disabled": False},
+         "trigger_specification": "all_tables", "disabled": False,
+         "error_behavior": "log", "run_async": False},
         {"trigger_name": "notify", "plugin_filename": "notifier_plugin.py",
-         "trigger_specification": "request:notify", "disabled": True},
+         "trigger_specification": "request:notify", "disabled": True,
+         "error_behavior": "log", "run_async": False},
     ]  # fmt: skip
     arguments = storage.query(
         "db", "SELECT argument_key, argument_value FROM system.processing_engine_trigger_arguments"
@@ -542,23 +546,33 @@ def test_queries_are_answered_while_a_write_transaction_is_open(storage, tmp_pat
         other_writer.close()
 
 
-def test_a_slow_query_does_not_hold_up_writes(storage):
-    write_ok(storage, "cpu v=1 1")
+def test_a_slow_query_holds_up_neither_writes_nor_other_queries(tmp_path, monkeypatch):
     entered, release = threading.Event(), threading.Event()
     waited: list[bool] = []
 
     def block_until_released() -> int:
         entered.set()
-        waited.append(release.wait(timeout=30))  # False only if the write below was held up
+        waited.append(release.wait(timeout=30))  # False only if the others were held up
         return 1
 
-    reader = storage._get("db", create=False).reader
-    reader.create_function("block_until_released", 0, block_until_released)
-    query = threading.Thread(target=storage.query, args=("db", "SELECT block_until_released()"))
-    query.start()
-    assert entered.wait(timeout=30)
-    write_ok(storage, "cpu v=2 2")  # while the query is still running
-    release.set()
-    query.join()
+    connect_reader = storage_module._Database._connect_reader
+
+    def reader_with_blocker(self: Any) -> sqlite3.Connection:
+        conn = connect_reader(self)
+        conn.create_function("block_until_released", 0, block_until_released)
+        return conn
+
+    monkeypatch.setattr(storage_module._Database, "_connect_reader", reader_with_blocker)
+    with Storage(tmp_path) as storage:
+        write_ok(storage, "cpu v=1 1")
+        query = threading.Thread(target=storage.query, args=("db", "SELECT block_until_released()"))
+        query.start()
+        try:
+            assert entered.wait(timeout=30)
+            # while that query is still running:
+            write_ok(storage, "cpu v=2 2")
+            assert storage.query("db", "SELECT count(*) AS n FROM cpu") == [{"n": 2}]
+        finally:
+            release.set()
+            query.join()
     assert waited == [True]
-    assert len(storage.query("db", "SELECT * FROM cpu")) == 2

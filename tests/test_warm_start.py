@@ -8,7 +8,7 @@ from madcheck.detect.alerts import rfc3339
 from madcheck.engine.cache import TriggerCache
 from madcheck.plugin.warmstart import parse_time_ns
 from tests.stored_history import make_engine_with_history as make_engine
-from tests.support import receiver, rows, run_mad_plugin
+from tests.support import receiver, rows, run_and_settle, wait_until
 
 BASE = [10, 12, 11, 13, 9, 11, 12, 10, 11]
 START_S = 1_700_000_000
@@ -46,7 +46,7 @@ def test_detection_resumes_on_the_first_points_after_a_restart(time_as_text):
     engine.query_handler.time_as_text = time_as_text
     after = START_S + 10 * len(BASE)
     with receiver() as notifier:
-        run_mad_plugin(
+        run_and_settle(
             engine, [rows("cpu", [100, 100], start_s=after, host="a")], args_for(notifier.port)
         )
         assert len(notifier.requests) == 1  # two outliers, count 2: the alert fires at once
@@ -58,7 +58,7 @@ def test_without_warm_start_the_window_must_fill_first():
     after = START_S + 10 * len(BASE)
     with receiver() as notifier:
         args = args_for(notifier.port, warm_start="false")
-        run_mad_plugin(engine, [rows("cpu", [100, 100], start_s=after, host="a")], args)
+        run_and_settle(engine, [rows("cpu", [100, 100], start_s=after, host="a")], args)
         assert notifier.requests == []
     assert history_queries(engine) == []
 
@@ -68,7 +68,7 @@ def test_rows_of_the_batch_already_in_the_table_are_not_counted_twice():
     engine = restarted_engine([*BASE, 100, 100])
     after = START_S + 10 * len(BASE)
     with receiver() as notifier:
-        run_mad_plugin(
+        run_and_settle(
             engine, [rows("cpu", [100, 100], start_s=after, host="a")], args_for(notifier.port)
         )
         assert len(notifier.requests) == 1
@@ -88,13 +88,13 @@ def test_one_query_per_call_for_all_new_series_and_none_once_they_are_known():
             "rows": [r for h in "abc" for r in rows("cpu", [11], start_s=after, host=h)["rows"]],
         }
     ]
-    run_mad_plugin(engine, batch, args_for(1))
+    run_and_settle(engine, batch, args_for(1))
     assert len(history_queries(engine)) == 1
     assert any("3 new series of cpu, 27 value(s)" in i for i in engine.log_texts("INFO"))
-    run_mad_plugin(engine, batch, args_for(1))
+    run_and_settle(engine, batch, args_for(1))
     assert len(history_queries(engine)) == 1
     # a series never seen before brings one more query, only for the call that brings it
-    run_mad_plugin(engine, [rows("cpu", [11], start_s=after + 10, host="d")], args_for(1))
+    run_and_settle(engine, [rows("cpu", [11], start_s=after + 10, host="d")], args_for(1))
     assert len(history_queries(engine)) == 2
 
 
@@ -102,14 +102,14 @@ def test_history_older_than_the_lookback_is_not_used():
     engine = restarted_engine(BASE)  # points 0..80 s after START_S
     after = START_S + 10 * len(BASE)
     args = args_for(1, warm_start_lookback="45s")  # reaches back to START_S + 45 s
-    run_mad_plugin(engine, [rows("cpu", [11], start_s=after, host="a")], args)
+    run_and_settle(engine, [rows("cpu", [11], start_s=after, host="a")], args)
     assert any("4 value(s) from 4 stored row(s)" in i for i in engine.log_texts("INFO"))
 
 
 def test_the_row_limit_keeps_the_most_recent_history():
     engine = restarted_engine(BASE)
     after = START_S + 10 * len(BASE)
-    run_mad_plugin(
+    run_and_settle(
         engine, [rows("cpu", [11], start_s=after, host="a")], args_for(1, warm_start_max_rows="3")
     )
     (query,) = history_queries(engine)
@@ -126,7 +126,7 @@ def test_a_failing_history_query_is_a_warning_and_detection_goes_on_cold():
     engine.query_handler.history = busy
     batch = [rows("cpu", [*BASE, 100, 100], host="a")]
     with receiver() as notifier:
-        run_mad_plugin(engine, batch, args_for(notifier.port))
+        run_and_settle(engine, batch, args_for(notifier.port))
         assert len(notifier.requests) == 1
     (warning,) = [w for w in engine.log_texts("WARN") if "warm start" in w]
     assert "history query failed (RuntimeError: query timed out (database: mydb))" in warning
@@ -135,7 +135,7 @@ def test_a_failing_history_query_is_a_warning_and_detection_goes_on_cold():
 
 def test_no_history_query_for_a_table_without_the_monitored_field():
     engine = make_engine({"cpu": {"tags": ["host"], "fields": ["load"]}})
-    run_mad_plugin(engine, [rows("cpu", BASE, host="a")], args_for(1))
+    run_and_settle(engine, [rows("cpu", BASE, host="a")], args_for(1))
     assert history_queries(engine) == []
 
 
@@ -153,7 +153,7 @@ def test_unreadable_history_rows_are_counted_once():
 
     engine.query_handler.history = with_bad_times
     after = START_S + 10 * len(BASE)
-    run_mad_plugin(engine, [rows("cpu", [11], start_s=after, host="a")], args_for(1))
+    run_and_settle(engine, [rows("cpu", [11], start_s=after, host="a")], args_for(1))
     (info,) = [i for i in engine.log_texts("INFO") if "warm start" in i]
     assert "9 value(s) from 11 stored row(s)" in info and "2 unreadable row(s)" in info
 
@@ -161,7 +161,7 @@ def test_unreadable_history_rows_are_counted_once():
 def test_series_are_told_apart_by_their_tags():
     engine = restarted_engine([50] * 9, host="b")  # only another host has history
     after = START_S + 10 * len(BASE)
-    run_mad_plugin(engine, [rows("cpu", [11], start_s=after, host="a")], args_for(1))
+    run_and_settle(engine, [rows("cpu", [11], start_s=after, host="a")], args_for(1))
     assert any("0 value(s) from 0 stored row(s)" in i for i in engine.log_texts("INFO"))
 
 
@@ -199,7 +199,7 @@ def test_a_few_new_series_are_named_so_other_series_do_not_crowd_them_out():
     ]
     after = START_S + 10 * len(BASE)
     args = args_for(1, warm_start_max_rows="9")
-    run_mad_plugin(engine, [rows("cpu", [11], start_s=after, host="a")], args)
+    run_and_settle(engine, [rows("cpu", [11], start_s=after, host="a")], args)
     (query,) = history_queries(engine)
     assert '("host" = $s0t0)' in query
     assert any("9 value(s) from 9 stored row(s)" in i for i in engine.log_texts("INFO"))
@@ -210,7 +210,7 @@ def test_many_new_series_are_read_in_one_unfiltered_query():
     after = START_S + 10 * len(BASE)
     hosts = [f"h{i}" for i in range(17)]
     batch = [r for h in hosts for r in rows("cpu", [11], start_s=after, host=h)["rows"]]
-    run_mad_plugin(engine, [{"table_name": "cpu", "rows": batch}], args_for(1))
+    run_and_settle(engine, [{"table_name": "cpu", "rows": batch}], args_for(1))
     (query,) = history_queries(engine)
     assert " OR " not in query and "$s0t0" not in query
 
@@ -257,6 +257,8 @@ def test_a_restart_of_the_local_engine_keeps_detecting(tmp_path, warm):
         after = START_S + 10 * len(BASE)
         engine.record_writes("db", storage.write_lp("db", _lines([100, 100], after), "ns").rows)
         assert engine.wait_idle(10)
+        if warm:  # the alert is posted by the trigger's background sender
+            assert wait_until(lambda: notifier.requests)
         engine.close()
         sent = len(notifier.requests)
     logs = [
@@ -294,7 +296,7 @@ def test_the_local_engine_answers_the_named_series_query(tmp_path):
         "db", _lines([11], after, host="a") + "\ncpu temp=71 " + str(after * 10**9), "ns"
     )
     args = args_for(1, warm_start_max_rows="12", alerts_table="")
-    run_mad_plugin(engine, group_table_batches(written.rows), args)
+    run_and_settle(engine, group_table_batches(written.rows), args)
     storage.close()
     (info,) = [i for i in engine.log_texts("INFO") if "warm start" in i]
     # host "a" gets its 9 rows, the untagged series its 1; "b" is not read

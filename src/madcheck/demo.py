@@ -1,8 +1,10 @@
 """``madcheck demo``: the whole seed workflow on one machine, in well under a minute.
 
-It starts the local engine in-process on a free loopback port, a local webhook receiver standing in
-for Slack & co., creates the two triggers of the seed (the MAD plugin on ``all_tables`` and the
-notifier on ``request:notify``) through the HTTP API, writes a generated CPU stream with an
+It starts the local engine in-process on a free loopback port with an empty plugin dir, a local
+webhook receiver standing in for Slack & co., deploys the way README's Deploy section does on a
+real InfluxDB 3 (uploads the ``madcheck`` package directory, then creates the two triggers of the
+seed with ``--path madcheck``: the MAD check on ``all_tables`` and the notifier on
+``request:notify``) through the HTTP API, writes a generated CPU stream with an
 injected anomaly, and prints as it happens the points going in, the alert reaching the receiver
 and finally the processing engine's log table. It exits 1 if the alert never arrives.
 """
@@ -12,8 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
-import shutil
 import sys
 import sysconfig
 import tempfile
@@ -23,7 +25,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from madcheck.engine.client import ClientError, EngineClient
+import madcheck
+from madcheck.engine.client import ClientError, EngineClient, upload_plugin
+from madcheck.plugin.delivery import wait_for_all_deliveries
 
 if TYPE_CHECKING:
     from madcheck.engine.server import EngineServer
@@ -35,10 +39,11 @@ FIELD = "usage"
 
 
 def plugin_source_dir() -> Path:
-    """Where the two plugin files are: the source checkout's ``plugins/``, else the installed copy.
+    """Where the two single-file plugins are: the checkout's ``plugins/``, else the installed copy.
 
-    A wheel installs them under ``<prefix>/share/madcheck/plugins`` (pyproject ``data-files``), so
-    the demo works from ``pip install madcheck`` as well as from a checkout.
+    ``madcheck replay`` runs ``mad_check_plugin.py`` from here. A wheel installs them under
+    ``<prefix>/share/madcheck/plugins`` (pyproject ``data-files``), so that works from
+    ``pip install madcheck`` as well as from a checkout. (The demo deploys the package directory.)
     """
     checkout = Path(__file__).resolve().parents[2] / "plugins"
     installed = Path(sysconfig.get_path("data")) / "share" / "madcheck" / "plugins"
@@ -138,16 +143,9 @@ def _say(symbol: str, text: str) -> None:
 def run_demo(options: argparse.Namespace) -> int:
     from madcheck.engine.server import EngineServer, ServerConfig
 
-    try:
-        source = plugin_source_dir()
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     with tempfile.TemporaryDirectory(prefix="madcheck-demo-") as scratch, _Receiver() as receiver:
         plugin_dir = Path(scratch) / "plugins"
         plugin_dir.mkdir()
-        for name in PLUGIN_FILES:
-            shutil.copy(source / name, plugin_dir / name)
         data_dir = options.data_dir or Path(scratch) / "data"
         server = EngineServer(
             ServerConfig(data_dir=data_dir, plugin_dir=plugin_dir, port=0, wal_flush_interval_s=0.1)
@@ -171,28 +169,37 @@ def _run(server: EngineServer, receiver: _Receiver, options: argparse.Namespace)
         # a reused --data-dir: the previous run's triggers point at ports that are gone
         server.engine.delete_trigger(DATABASE, trigger.name)
         _say("*", f"removed trigger {trigger.name} left by an earlier demo run")
+    package = Path(madcheck.__file__).parent
+    plugin = upload_plugin(client, package, DATABASE)
+    _say("*", f"uploaded the {plugin} package directory to the plugin dir (--upload --path)")
     client.request(
         "POST",
         "/api/v3/configure/processing_engine_trigger",
         json_body={
             "db": DATABASE,
             "trigger_name": "notifier",
-            "plugin_filename": "notifier_plugin.py",
+            "plugin_filename": plugin,
             "trigger_specification": "request:notify",
             "trigger_arguments": {"allowed_webhook_hosts": receiver.host_port},
+            "trigger_settings": {"run_async": False, "error_behavior": "log"},
         },
     )
     _say(
         "*",
-        "created trigger notifier        (notifier_plugin.py, request:notify, "
+        f"created trigger notifier        (--path {plugin}, request:notify, "
         f"allowed_webhook_hosts={receiver.host_port})",
     )
+    # Secrets stay out of the trigger arguments, which every token holder can read
+    # (system.processing_engine_trigger_arguments): the plugin reads them from the server's
+    # environment, here this process's, as env:NAME.
+    os.environ["MADCHECK_DEMO_WEBHOOK_URL"] = receiver.url
+    os.environ["MADCHECK_DEMO_TOKEN"] = token
     mad_arguments = {
         "measurement": TABLE,
         "mad_thresholds": f"{FIELD}:3:20:3",
         "senders": "http",
-        "http_webhook_url": receiver.url,
-        "influxdb3_auth_token": token,
+        "http_webhook_url": "env:MADCHECK_DEMO_WEBHOOK_URL",
+        "influxdb3_auth_token": "env:MADCHECK_DEMO_TOKEN",
         "port_override": port,
         "notification_path": "notify",
     }
@@ -202,14 +209,15 @@ def _run(server: EngineServer, receiver: _Receiver, options: argparse.Namespace)
         json_body={
             "db": DATABASE,
             "trigger_name": "mad_check",
-            "plugin_filename": "mad_check_plugin.py",
+            "plugin_filename": plugin,
             "trigger_specification": "all_tables",
             "trigger_arguments": mad_arguments,
+            "trigger_settings": {"run_async": False, "error_behavior": "log"},
         },
     )
     _say(
         "*",
-        f"created trigger mad_check       (mad_check_plugin.py, all_tables, "
+        f"created trigger mad_check       (--path {plugin}, all_tables, "
         f"mad_thresholds={FIELD}:3:20:3: 3 outliers in a row beyond 3 MADs of the last 20)",
     )
 
@@ -227,6 +235,12 @@ def _run(server: EngineServer, receiver: _Receiver, options: argparse.Namespace)
         _say("x", f"no alert reached the webhook within {options.timeout:g}s")
         _print_tables(client, alerted=False)
         return 1
+    # The MAD trigger posts alerts from a background sender and logs the outcome in its next
+    # call: wait until everything is delivered, then write one more point for that call.
+    wait_for_all_deliveries(options.timeout)
+    last = generate_stream(options.points + 21, options.seed, start_ns)[-1][0]
+    client.request("POST", "/api/v3/write_lp", params={"db": DATABASE}, data=last.encode())
+    _say(">", f"wrote {last}   <- the trigger's next call logs the delivery")
     server.engine.wait_idle(timeout=options.timeout)
     _say("*", f"alerts received by the webhook: {len(receiver.bodies)}")
     _print_tables(client, alerted=True)

@@ -2,7 +2,11 @@
 
 The MAD plugin does not talk to Slack or Twilio itself: it forwards each sender's arguments to the
 notifier plugin in ``senders_config``. Checking them here, when the trigger's config is loaded,
-turns a missing webhook URL into one clear warning instead of a failure at 3 a.m.
+turns a missing webhook URL into one clear warning, and a webhook URL the notifier would refuse
+(``ftp://x``, a backslash in the host) into a configuration error, instead of a failure at 3 a.m.
+
+Every sender argument may name a server environment variable (``env:SLACK_WEBHOOK_URL``, see
+``envref.py``); it is resolved here, and the resolved value is what the notifier receives.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from madcheck.config.envref import check_destinations, resolve
 from madcheck.config.quoting import unquote
+from madcheck.notify.allowlist import UnsafeURL, parse_destination
 
 _TWILIO_ARGS = ("twilio_sid", "twilio_token", "twilio_from_number", "twilio_to_number")
 
@@ -56,7 +62,12 @@ def parse_sender_names(value: object) -> list[str]:
 def build_senders_config(
     names: list[str], arguments: Mapping[str, object], environ: Mapping[str, str]
 ) -> tuple[dict[str, dict[str, str]], list[str]]:
-    """The ``senders_config`` payload for the usable senders, and a warning per dropped one."""
+    """The ``senders_config`` payload for the usable senders, and a warning per dropped one.
+
+    Raises ``ValueError`` naming the argument when an ``env:`` reference cannot be resolved or a
+    webhook URL is not one the notifier would send to.
+    """
+    defaults = {arg: var for arg, var in ENVIRONMENT_FALLBACKS.items() if environ.get(var)}
     config: dict[str, dict[str, str]] = {}
     warnings: list[str] = []
     for name in names:
@@ -65,6 +76,8 @@ def build_senders_config(
             known = ", ".join(SENDERS)
             warnings.append(f"sender {name!r} dropped: unknown sender (known: {known})")
             continue
+        own = (*spec.required, *spec.optional)
+        check_destinations({argument: arguments.get(argument) for argument in own}, defaults)
         values: dict[str, str] = {}
         missing: list[str] = []
         for argument in spec.required:
@@ -80,13 +93,23 @@ def build_senders_config(
             value = _argument(argument, arguments, environ)
             if value:
                 values[argument] = value
+        for argument, value in values.items():
+            if argument.endswith("_webhook_url"):
+                _check_webhook_url(argument, value)
         config[name] = values
     return config, warnings
 
 
 def _argument(name: str, arguments: Mapping[str, object], environ: Mapping[str, str]) -> str:
-    value = arguments.get(name)
+    value = resolve(name, arguments.get(name), environ)
     if value is None or value == "":
         fallback = ENVIRONMENT_FALLBACKS.get(name)
         value = environ.get(fallback, "") if fallback else ""
     return unquote(str(value))
+
+
+def _check_webhook_url(argument: str, url: str) -> None:
+    try:
+        parse_destination(url)
+    except UnsafeURL as problem:
+        raise ValueError(f"{argument} {problem}") from None

@@ -29,6 +29,7 @@ from madcheck.detect.vectorized import (
     BLOCK_MAX_WINDOW,
     COMPACT_MAX_WINDOW,
     SeriesBlock,
+    sorted_median,
     sorted_median_and_mad,
 )
 from madcheck.detect.window import RollingMAD
@@ -130,6 +131,8 @@ class _Stats(Protocol):
 
     def median_and_mad(self) -> tuple[float, float]: ...
 
+    def median(self) -> float: ...
+
 
 class _BlockGroup(NamedTuple):
     """A window group judged by a ``SeriesBlock``: its place in ``_fields``, field, and ks."""
@@ -152,6 +155,9 @@ class _SortedWindow:
     def median_and_mad(self) -> tuple[float, float]:
         values = self._batch.window(self._at)
         return sorted_median_and_mad(values if isinstance(values, list) else values.tolist())
+
+    def median(self) -> float:
+        return self.median_and_mad()[0]
 
 
 class _BlockBatch:
@@ -389,8 +395,10 @@ class Detector:
                 # if the run stopped on one (no mask)
                 self._normals(entry, name, cell, normals, values[last], rows[last], window, fired)
             if mask:  # values[last] is an outlier for some k, and the window is as it was then
+                mask = _floored(cell, mask, values[last], window.median())
                 self._outlier(entry, name, cell, mask, values[last], rows[last], window, fired)
-                result.outliers[name] += mask.bit_count()
+                if mask:
+                    result.outliers[name] += mask.bit_count()
 
     def _feed_passing(
         self,
@@ -578,6 +586,10 @@ class Detector:
                 judged = numpy.array(few, dtype=numpy.int64)
             else:
                 judged, windows = block.judge(rows, counts, taken_values, group.ks)
+            thresholds = self._groups[group.position].thresholds
+            if any(threshold.has_floor for threshold in thresholds):
+                floored = _floor_codes(thresholds, judged.tolist(), taken_values.tolist(), windows)
+                judged = numpy.array(floored, dtype=numpy.int64)
             if unusable:
                 code_array[usable[order]] = judged
             else:
@@ -670,6 +682,7 @@ class Detector:
                 counts.append(len(usable))
                 taken += usable
         judged, windows = block.judge_few(series, counts, taken, group.ks)
+        judged = _floor_codes(self._groups[group.position].thresholds, judged, taken, windows)
         if len(taken) == len(order):
             codes = judged
         else:
@@ -837,14 +850,47 @@ def _count_runs(
     return numpy.stack(runs, axis=1).tolist(), walk.tolist()
 
 
+def _floored(cell: _FieldWindow, mask: int, value: float, median: float) -> int:
+    """``mask`` with the bits of thresholds whose MAD floor keeps ``value`` inside the band
+    cleared (``Threshold.beyond_floor``: an outlier must be outside both bands)."""
+    for bit, state in enumerate(cell.states):
+        threshold = state.threshold
+        if mask >> bit & 1 and threshold.has_floor and not threshold.beyond_floor(value, median):
+            mask &= ~(1 << bit)
+    return mask
+
+
+def _floor_codes(
+    thresholds: Sequence[Threshold], codes: list[int], values: list[float], windows: Any
+) -> list[int]:
+    """Block verdict codes with ``_floored`` applied; ``windows`` holds the sorted window of
+    each value with a verdict (code >= 0), in order."""
+    if not any(threshold.has_floor for threshold in thresholds):
+        return codes
+    floored = list(codes)
+    rank = -1
+    for at, code in enumerate(codes):
+        rank += code >= 0
+        if code <= 0:
+            continue
+        window = windows[rank]
+        median = sorted_median(window if isinstance(window, list) else window.tolist())
+        for bit, threshold in enumerate(thresholds):
+            floor = threshold.has_floor
+            if code >> bit & 1 and floor and not threshold.beyond_floor(values[at], median):
+                code &= ~(1 << bit)
+        floored[at] = code
+    return floored
+
+
 def _pass_limit(cell: _FieldWindow) -> int:
     """How many outliers in a row none of the cell's rules can fire on: each brings a count
     rule's run at most one nearer its limit. 0 with a duration rule (any outlier may fire it)."""
     room: int | None = None
     for state in cell.states:
         rule = state.rule
-        if not isinstance(rule, CountRule):
-            return 0
+        if not isinstance(rule, CountRule) or state.threshold.has_floor:
+            return 0  # (a MAD floor needs the median at the outlier)
         left = rule.limit - rule.run - 1
         room = left if room is None or left < room else room
     return room if room is not None and room > 0 else 0

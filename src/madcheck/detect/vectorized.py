@@ -235,6 +235,13 @@ class SeriesBlock:
         return codes, ordered
 
 
+def sorted_median(window: list[float]) -> float:
+    """Median of a sorted window, in ``statistics.median``'s arithmetic."""
+    n = len(window)
+    half = n >> 1
+    return window[half] if n & 1 else (window[half - 1] + window[half]) / 2
+
+
 def sorted_median_and_mad(window: list[float]) -> tuple[float, float]:
     """Median and MAD of a sorted window, in ``statistics.median``'s arithmetic (DESIGN.md §3)."""
     n = len(window)

@@ -36,7 +36,12 @@ class LogRecord:
 
 @dataclass
 class PendingWrite:
-    """A plugin write, applied by the host after the call returns (as the engine does)."""
+    """A plugin write, applied by the host after the call returns (as the engine does).
+
+    The line is built when the plugin calls ``write``, so a ``LineBuilder`` error reaches the
+    plugin there; the host then writes each database's lines of the call as one write with
+    ``accept_partial=false``, as InfluxDB 3 does.
+    """
 
     database: str
     line: str

@@ -1,5 +1,7 @@
 """The HTTP client behind `madcheck create|delete|enable|disable trigger`, `query` and `write`.
 
+It also uploads plugins (``create trigger --upload``) the way ``influxdb3`` does.
+
 Its job beyond sending requests is turning failures into sentences a person can act on; it never
 repeats the token, and never prints a ``requests`` exception (those can carry URLs).
 """
@@ -7,6 +9,8 @@ repeats the token, and never prints a ``requests`` exception (those can carry UR
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -87,3 +91,46 @@ def describe_error(response: requests.Response) -> str:
             else:
                 lines.append(f"  {json.dumps(item)}")
     return "\n".join(lines)
+
+
+PLUGIN_FILES_PATH = "/api/v3/plugins/files"
+
+
+def upload_plugin(client: EngineClient, path: Path, database: str) -> str:
+    """Send a plugin to the server's plugin dir as ``influxdb3 create trigger --upload`` does.
+
+    A file is sent under its own name; a directory (which must hold ``__init__.py``) as one
+    request per ``.py`` file below it, named ``<directory>/<path inside it>``, skipping
+    ``__pycache__`` and not following links. Returns the name the trigger refers to.
+    """
+    if path.is_file():
+        files = [(path.name, path)]
+    elif path.is_dir():
+        if not (path / "__init__.py").is_file():
+            raise ClientError(f"multi-file plugin directory must contain __init__.py: {path}")
+        files = [
+            ("/".join((path.name, *source.relative_to(path).parts)), source)
+            for source in _python_files(path)
+        ]
+    else:
+        raise ClientError(f"file not found: {path}")
+    for name, source in files:
+        try:
+            content = source.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ClientError(f"cannot read {source}: {exc}") from None
+        client.request(
+            "POST",
+            PLUGIN_FILES_PATH,
+            params={"db": database},
+            json_body={"plugin_name": name, "content": content},
+        )
+    return path.name
+
+
+def _python_files(folder: Path) -> list[Path]:
+    found: list[Path] = []
+    for root, directories, names in os.walk(folder, followlinks=False):
+        directories[:] = sorted(d for d in directories if d != "__pycache__")
+        found.extend(Path(root) / name for name in sorted(names) if name.endswith(".py"))
+    return [file for file in found if file.is_file() and not file.is_symlink()]

@@ -16,12 +16,20 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from madcheck.config.durations import parse_duration_s
-from madcheck.engine.client import DEFAULT_HOST, TOKEN_ENV, ClientError, EngineClient
+from madcheck.engine.client import (
+    DEFAULT_HOST,
+    TOKEN_ENV,
+    ClientError,
+    EngineClient,
+    upload_plugin,
+)
 from madcheck.engine.formats import FORMATS
+from madcheck.engine.schedule import DEFAULT_TEST_SCHEDULE, next_cron_time
 from madcheck.engine.triggers import parse_trigger_arguments
 
 
@@ -118,6 +126,36 @@ def _register_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         help="largest accepted request body in bytes (default 10485760); larger ones get 413",
     )
     parser.add_argument(
+        "--query-timeout",
+        default="10s",
+        help="stop a query running longer than this (default 10s; e.g. 500ms, 1m)",
+    )
+    parser.add_argument(
+        "--max-query-result-size",
+        type=int,
+        default=32 * 1024 * 1024,
+        help="refuse (400) a query whose result exceeds this many bytes as JSON (default 33554432)",
+    )
+    parser.add_argument(
+        "--http-idle-timeout",
+        default="10s",
+        help="close a connection that has not sent its whole request within this time of opening "
+        "(default 10s)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=100,
+        help="connections served at once (default 100); when full, the oldest one still sending "
+        "its request is closed to make room",
+    )
+    parser.add_argument(
+        "--allowed-hosts",
+        default="",
+        help="comma-separated host names requests may be addressed to besides localhost, "
+        "loopback and the bind address (e.g. a container name); other Host headers get 403",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -142,14 +180,18 @@ def _run_serve(options: argparse.Namespace) -> int:
     try:
         host, port = _parse_bind(options.http_bind)
         interval = parse_duration_s(options.wal_flush_interval)
+        query_timeout = parse_duration_s(options.query_timeout)
+        idle_timeout = parse_duration_s(options.http_idle_timeout)
+        if options.max_connections < 1 or options.max_query_result_size < 1:
+            raise ValueError("--max-connections and --max-query-result-size must be positive")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not options.plugin_dir.is_dir():
         print(f"error: plugin dir {options.plugin_dir} does not exist", file=sys.stderr)
         return 2
-    # Plugins find their TOML files relative to PLUGIN_DIR (the seed's config_file_path).
-    os.environ.setdefault("PLUGIN_DIR", str(options.plugin_dir.resolve()))
+    # PLUGIN_DIR is left alone, as InfluxDB 3 leaves it: a directory plugin finds its
+    # config_file_path in the plugin dir it was loaded from.
     logging.basicConfig(
         level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
     )
@@ -162,6 +204,11 @@ def _run_serve(options: argparse.Namespace) -> int:
         wal_flush_interval_s=interval,
         max_request_bytes=options.max_http_request_size,
         node_id=options.node_id,
+        query_timeout_s=query_timeout,
+        max_query_result_bytes=options.max_query_result_size,
+        idle_timeout_s=idle_timeout,
+        max_connections=options.max_connections,
+        allowed_hosts=tuple(h.strip() for h in options.allowed_hosts.split(",") if h.strip()),
     )
     try:
         server = EngineServer(config)
@@ -211,18 +258,41 @@ def _register_create(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     trigger = objects.add_parser(
         "trigger",
         help="create a processing engine trigger",
-        description="Create a trigger that runs a plugin from the server's --plugin-dir.",
+        description=(
+            "Create a trigger that runs a plugin from the server's --plugin-dir: a .py file, or "
+            "a directory holding __init__.py (a multi-file plugin, imported as a package named "
+            "after the directory). With --upload the plugin is first sent from this machine to "
+            "the server's plugin dir."
+        ),
         epilog=(
-            "example: madcheck create trigger --database mydb --plugin-filename "
-            "mad_check_plugin.py --trigger-spec all_tables --trigger-arguments "
+            "example: madcheck create trigger --database mydb --path madcheck --upload "
+            "--trigger-spec all_tables --trigger-arguments "
             "measurement=cpu,mad_thresholds=temp:2.5:20:5,senders=http,"
             "http_webhook_url=http://127.0.0.1:9000/hook mad_trigger"
         ),
     )
     _add_connection(trigger)
     trigger.add_argument("-d", "--database", required=True, help="database the trigger watches")
+    plugin = trigger.add_mutually_exclusive_group(required=True)
+    plugin.add_argument(
+        "--path",
+        help=(
+            "the plugin: a .py file or a directory with __init__.py, relative to the server's "
+            "plugin dir; with --upload, a path on this machine"
+        ),
+    )
+    plugin.add_argument(
+        "--plugin-filename",
+        dest="path",
+        help="old name of --path (deprecated in influxdb3 too)",
+    )
     trigger.add_argument(
-        "--plugin-filename", required=True, help="plugin file (or package folder) in --plugin-dir"
+        "--upload",
+        action="store_true",
+        help=(
+            "send --path (a file, or every .py file of a directory) to the server's plugin dir "
+            "first, replacing files of the same name; needs an admin token"
+        ),
     )
     trigger.add_argument(
         "--trigger-spec", required=True, help="all_tables, table:NAME or request:PATH"
@@ -233,6 +303,20 @@ def _register_create(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="k=v,k2=v2: split on every comma, then at the first '=' (as influxdb3 does)",
     )
     trigger.add_argument("--disabled", action="store_true", help="create it disabled")
+    trigger.add_argument(
+        "--run-asynchronous",
+        action="store_true",
+        help="let calls of this trigger overlap instead of running one at a time",
+    )
+    trigger.add_argument(
+        "--error-behavior",
+        choices=("log", "retry", "disable"),
+        default="log",
+        help=(
+            "what a failing call leads to: log it and go on (default), retry the same call "
+            "until it succeeds, or disable the trigger"
+        ),
+    )
     trigger.add_argument("name", metavar="TRIGGER_NAME", help="a name for the trigger")
     trigger.set_defaults(handler=lambda o: _guarded(_create_trigger, o))
 
@@ -251,16 +335,26 @@ def _create_trigger(options: argparse.Namespace) -> int:
         arguments = parse_trigger_arguments(options.trigger_arguments)
     except ValueError as exc:
         raise ClientError(str(exc)) from None
-    _client(options).request(
+    client = _client(options)
+    plugin = (
+        upload_plugin(client, Path(options.path), options.database)
+        if options.upload
+        else options.path
+    )
+    client.request(
         "POST",
         "/api/v3/configure/processing_engine_trigger",
         json_body={
             "db": options.database,
             "trigger_name": options.name,
-            "plugin_filename": options.plugin_filename,
+            "plugin_filename": plugin,
             "trigger_specification": options.trigger_spec,
             "trigger_arguments": arguments,
             "disabled": options.disabled,
+            "trigger_settings": {
+                "run_async": options.run_asynchronous,
+                "error_behavior": options.error_behavior,
+            },
         },
     )
     print(f"Trigger {options.name} created successfully")
@@ -382,48 +476,119 @@ def _install_packages(options: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "pip", "install", *options.packages]
     completed = subprocess.run(command, check=False)
     if completed.returncode != 0:
-        print(f"error: pip exited with status {completed.returncode}", file=sys.stderr)
+        print(
+            f"error: pip failed with exit status {completed.returncode}; see its message above",
+            file=sys.stderr,
+        )
     return completed.returncode
 
 
-# -- test wal_plugin ------
+# -- test wal_plugin | schedule_plugin ------
 def _register_test(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("test", help="try a plugin without a server")
+    parser = subparsers.add_parser("test", help="try a plugin once, writing nothing")
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
     wal = kinds.add_parser(
         "wal_plugin",
         help="run a data-writes plugin once on some line protocol",
         description=(
-            "Write the given lines to a scratch database, call the plugin's process_writes once "
-            "with them and print {log_lines, database_writes, errors} as JSON, like influxdb3."
+            "Call the plugin's process_writes once with the given lines as one flush and print "
+            "{log_lines, database_writes, errors} as JSON, like influxdb3. It runs here, without "
+            "a server: the lines go to a scratch database that is thrown away, and the "
+            "plugin's writes are checked and shown, never applied."
         ),
         epilog=(
-            'example: madcheck test wal_plugin --lp "cpu,host=a temp=1" --input-arguments '
-            "measurement=cpu,mad_thresholds=temp:2.5:20:5,senders=http,"
-            "http_webhook_url=http://127.0.0.1:9000/hook plugins/mad_check_plugin.py"
+            'example: madcheck test wal_plugin -d mydb --lp "cpu,host=a temp=1" '
+            "--input-arguments measurement=cpu,mad_thresholds=temp:2.5:20:5,senders=http,"
+            "http_webhook_url=http://127.0.0.1:9000/hook --plugin-dir plugins madcheck"
         ),
     )
-    source = wal.add_mutually_exclusive_group(required=True)
-    source.add_argument("--lp", help="line protocol to feed the plugin")
-    source.add_argument("--file", type=Path, help="file of line protocol to feed the plugin")
-    wal.add_argument("--input-arguments", default=None, help="trigger arguments, k=v,k2=v2")
-    wal.add_argument("-d", "--database", default="test", help="database name (default test)")
-    wal.add_argument(
-        "--plugin-dir", type=Path, default=None, help="look FILENAME up here if not found as given"
-    )
-    wal.add_argument("filename", metavar="FILENAME", help="the plugin file or package folder")
+    wal.add_argument("--lp", help="line protocol to feed the plugin")
+    wal.add_argument("--file", type=Path, help="file of line protocol to feed the plugin")
+    _add_test_options(wal)
     wal.set_defaults(handler=_test_wal_plugin)
 
+    schedule = kinds.add_parser(
+        "schedule_plugin",
+        help="run a scheduled plugin once",
+        description=(
+            "Call the plugin's process_scheduled_call(influxdb3_local, call_time, args) once, "
+            "call_time being the next time --schedule fires (a UTC datetime), and print "
+            "{trigger_time, log_lines, database_writes, errors} as JSON, like influxdb3. It "
+            "runs here, on a scratch database, empty unless --lp or --file give it lines (an "
+            "addition of madcheck's: influxdb3 queries the server's database); the plugin's "
+            "writes are never applied."
+        ),
+        epilog=(
+            "example: madcheck test schedule_plugin -d mydb --schedule '0 */5 * * * *' "
+            '--lp "cpu,host=a temp=1 1700000000" --input-arguments measurement=cpu,'
+            "missing_after=5m,senders=http,http_webhook_url=http://127.0.0.1:9000/hook "
+            "--plugin-dir plugins madcheck"
+        ),
+    )
+    schedule.add_argument(
+        "--lp", help="line protocol written to the scratch database before the call"
+    )
+    schedule.add_argument(
+        "--file", type=Path, help="file of line protocol written to the scratch database first"
+    )
+    schedule.add_argument(
+        "--schedule",
+        default=None,
+        help=(
+            "cron schedule, six or seven fields with seconds first (sec min hour day-of-month "
+            f"month day-of-week [year]); default '{DEFAULT_TEST_SCHEDULE}', the next whole second"
+        ),
+    )
+    _add_test_options(schedule)
+    schedule.set_defaults(handler=_test_schedule_plugin)
 
-def _test_wal_plugin(options: argparse.Namespace) -> int:
-    from madcheck.engine.storage import StorageError
-    from madcheck.engine.wal_test import run_wal_plugin
 
+def _add_test_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-d", "--database", required=True, help="database the plugin runs for (required)"
+    )
+    parser.add_argument(
+        "--input-arguments", default=None, help="trigger arguments, k=v,k2=v2 (no commas in v)"
+    )
+    parser.add_argument(
+        "--cache-name",
+        default=None,
+        help=(
+            "name of the test cache (influxdb3 keeps it between test runs on the server; here "
+            "nothing outlives the command, so every run starts with an empty cache)"
+        ),
+    )
+    parser.add_argument(
+        "--plugin-dir",
+        type=Path,
+        default=None,
+        help="look FILENAME up here when it is not found as given (the server's --plugin-dir)",
+    )
+    parser.add_argument(
+        "filename",
+        metavar="FILENAME",
+        help="the plugin: a .py file or a directory with __init__.py",
+    )
+
+
+def _plugin_for_test(options: argparse.Namespace) -> Path | None:
     path = Path(options.filename)
     if not path.exists() and options.plugin_dir is not None:
         path = options.plugin_dir / options.filename
     if not path.exists():
         print(f"error: plugin {options.filename} not found", file=sys.stderr)
+        return None
+    return path
+
+
+def _test_wal_plugin(options: argparse.Namespace) -> int:
+    from madcheck.engine.wal_test import run_wal_plugin
+
+    path = _plugin_for_test(options)
+    if path is None:
+        return 2
+    if options.lp is None and options.file is None:
+        print("error: either --lp or --file must be provided", file=sys.stderr)
         return 2
     try:
         arguments = parse_trigger_arguments(options.input_arguments)
@@ -431,10 +596,26 @@ def _test_wal_plugin(options: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    result = run_wal_plugin(path, text, arguments, options.database)
+    print(json.dumps(result, indent=2))
+    return 1 if result["errors"] else 0
+
+
+def _test_schedule_plugin(options: argparse.Namespace) -> int:
+    from madcheck.engine.wal_test import run_schedule_plugin
+
+    path = _plugin_for_test(options)
+    if path is None:
+        return 2
     try:
-        result = run_wal_plugin(path, text, arguments, options.database)
-    except StorageError as exc:
+        arguments = parse_trigger_arguments(options.input_arguments)
+        trigger_time = next_cron_time(options.schedule or DEFAULT_TEST_SCHEDULE, datetime.now(UTC))
+        text = options.lp
+        if text is None and options.file is not None:
+            text = options.file.read_text(encoding="utf-8")
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    result = run_schedule_plugin(path, trigger_time, arguments, options.database, text)
     print(json.dumps(result, indent=2))
     return 1 if result["errors"] else 0

@@ -17,13 +17,22 @@ Inside a database file:
   catalog queries (``madcheck.engine.sql`` rewrites the names).
 
 Files use WAL journaling with ``synchronous=FULL``: when a write returns, it survives a crash or
-SIGTERM. Per database, one writing and one reading connection, each guarded by a lock, serve the
-threaded HTTP server and the engine thread alike; WAL lets queries run while a write commits.
+SIGTERM. Per database, one writing connection guarded by a lock serves every writer; queries each
+borrow a reading connection from a small pool, so WAL lets them run side by side and alongside a
+write: a slow query holds up nobody but its own client.
+
+Hostile input is bounded: a write body is parsed before the write lock is taken, new tables are
+created with all their columns in one statement (``ALTER TABLE`` reloads SQLite's whole schema,
+which made one write creating thousands of tables quadratic), queries stop after a time limit and
+past a result-size limit, and reading connections may not run pragmas (which would reveal file
+paths). The data dir's files are created readable by their owner only: trigger arguments may hold
+secrets.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -31,6 +40,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +65,17 @@ from madcheck.engine.timestamps import format_rfc3339_ns
 INTERNAL_DATABASE = "_internal"
 #: InfluxDB 3 Core's default limit of columns per table (tags + fields + time).
 MAX_COLUMNS_PER_TABLE = 500
+#: InfluxDB 3 Core's limit of tables (its default, server-wide; here per database). It also bounds
+#: SQLite's own cost of creating a table, which grows with the number of tables in the file.
+MAX_TABLES_PER_DATABASE = 2000
 #: Plugin log rows kept per database (oldest dropped first).
 DEFAULT_MAX_LOG_ROWS = 100_000
-#: A query running longer is stopped: it holds the database's reading connection meanwhile.
-DEFAULT_QUERY_TIMEOUT_S = 30.0
+#: A query running longer is stopped (it holds a reading connection and a thread meanwhile).
+DEFAULT_QUERY_TIMEOUT_S = 10.0
+#: A query whose result would exceed this many bytes (estimated as JSON) is refused.
+DEFAULT_MAX_RESULT_BYTES = 32 * 1024 * 1024
+#: Reading connections kept open per database between queries (more are opened when needed).
+_IDLE_READERS = 4
 
 TAG_TYPE = "Dictionary(Int32, Utf8)"
 TIME_TYPE = "Timestamp(Nanosecond, None)"
@@ -95,6 +112,8 @@ _SYSTEM_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("plugin_filename", "Utf8"),
         ("trigger_specification", "Utf8"),
         ("disabled", "Boolean"),
+        ("error_behavior", "Utf8"),
+        ("run_async", "Boolean"),
     ),
     "processing_engine_trigger_arguments": (
         ("trigger_name", "Utf8"),
@@ -110,6 +129,10 @@ class StorageError(Exception):
 
 class QueryError(StorageError):
     """A query could not be answered: bad SQL, unknown table or database."""
+
+
+class QueryLimitError(QueryError):
+    """A query was stopped by the time limit or refused by the result-size limit."""
 
 
 class InvalidRequestError(StorageError, ValueError):
@@ -142,6 +165,7 @@ class TriggerDefinition:
     """A processing engine trigger as ``create trigger`` defined it.
 
     ``trigger_arguments`` is empty when the trigger has none (the engine then passes ``None``).
+    ``run_async`` and ``error_behavior`` are InfluxDB 3's ``trigger_settings``.
     """
 
     database: str
@@ -150,6 +174,12 @@ class TriggerDefinition:
     trigger_specification: str
     trigger_arguments: dict[str, str] = field(default_factory=dict)
     disabled: bool = False
+    run_async: bool = False
+    error_behavior: str = "log"
+
+
+#: InfluxDB 3's ``--error-behavior`` values (``log`` is its default).
+ERROR_BEHAVIORS = ("log", "retry", "disable")
 
 
 def validate_database_name(name: str) -> str:
@@ -186,6 +216,21 @@ def _stored_value(value: FieldValue) -> FieldValue:
     return value
 
 
+def _private_file(path: Path) -> None:
+    """Create ``path`` (if missing) readable by its owner only; SQLite gives its ``-wal`` and
+    ``-shm`` files the mode of the database file."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+
+
+def _reader_authorizer(action: int, *_: object) -> int:
+    """Reading connections run no pragma (``pragma_database_list`` names the file's absolute
+    path) and attach no file."""
+    if action in (sqlite3.SQLITE_PRAGMA, sqlite3.SQLITE_ATTACH):
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
 def _series_key(tags: dict[str, str]) -> str:
     return json.dumps(sorted(tags.items()), ensure_ascii=False, separators=(",", ":"))
 
@@ -215,9 +260,17 @@ CREATE TABLE IF NOT EXISTS _mc_triggers (
     trigger_specification TEXT NOT NULL,
     trigger_arguments TEXT NOT NULL,
     disabled MC_BOOL INTEGER NOT NULL,
-    created_ns INTEGER NOT NULL
+    created_ns INTEGER NOT NULL,
+    run_async MC_BOOL INTEGER NOT NULL DEFAULT 0,
+    error_behavior TEXT NOT NULL DEFAULT 'log'
 );
 """
+
+#: Columns added to ``_mc_triggers`` after its first version; files made before get them.
+_TRIGGER_SETTINGS_COLUMNS = {
+    "run_async": "run_async MC_BOOL INTEGER NOT NULL DEFAULT 0",
+    "error_behavior": "error_behavior TEXT NOT NULL DEFAULT 'log'",
+}
 
 
 def _catalog_views_sql() -> str:
@@ -236,8 +289,8 @@ def _catalog_views_sql() -> str:
             "SELECT event_time, trigger_name, log_level, log_text FROM _mc_logs"
         ),
         catalog_view("system", "processing_engine_triggers"): (
-            "SELECT trigger_name, plugin_filename, trigger_specification, disabled "
-            "FROM _mc_triggers"
+            "SELECT trigger_name, plugin_filename, trigger_specification, disabled, "
+            "error_behavior, run_async FROM _mc_triggers"
         ),
         catalog_view("system", "processing_engine_trigger_arguments"): (
             "SELECT t.trigger_name AS trigger_name, a.key AS argument_key, "
@@ -269,29 +322,44 @@ def _catalog_views_sql() -> str:
 
 
 class _Database:
-    """One database file: a writing and a reading connection, each with its lock, and the schema.
+    """One database file: a writing connection with its lock, a pool of reading ones, the schema.
 
-    WAL lets the reader run alongside the writer, so a slow query does not hold up writes.
+    WAL lets each reader run alongside the writer and the other readers, so a slow query holds
+    up neither writes nor other queries.
     """
 
     def __init__(self, name: str, path: Path, clock_ns: Callable[[], int]) -> None:
         self.name = name
+        self.path = path
         self.lock = threading.Lock()
-        self.read_lock = threading.Lock()
         self.clock_ns = clock_ns
+        self._readers_lock = threading.Lock()
+        self._idle_readers: list[sqlite3.Connection] = []
+        self._closed = False
         try:
+            _private_file(path)
             self.conn = self._connect(path)
             self.conn.execute("PRAGMA journal_mode=WAL")
+            self._add_trigger_settings_columns()
             self.conn.executescript(f"BEGIN; {_SCHEMA_SQL} {_catalog_views_sql()} COMMIT;")
-            self.reader = self._connect(path)
-            self.reader.execute("PRAGMA query_only=ON")
-        except sqlite3.Error as error:
+            self._idle_readers.append(self._connect_reader())
+        except (OSError, sqlite3.Error) as error:
             raise StorageError(f"cannot open database file {path}: {error}") from None
         self.schema: dict[str, dict[str, Column]] = {}
         for table, column, kind, data_type in self.conn.execute(
             "SELECT table_name, column_name, kind, data_type FROM _mc_columns"
         ):
             self.schema.setdefault(table, {})[column] = Column(column, kind, data_type)
+
+    def _add_trigger_settings_columns(self) -> None:
+        """Give a trigger table of an older file the trigger-settings columns (before the views
+        that read them are made)."""
+        present = {row[1] for row in self.conn.execute("PRAGMA table_info(_mc_triggers)")}
+        if not present:  # a new file: the schema script creates the table whole
+            return
+        for column, definition in _TRIGGER_SETTINGS_COLUMNS.items():
+            if column not in present:
+                self.conn.execute(f"ALTER TABLE _mc_triggers ADD COLUMN {definition}")
 
     def _connect(self, path: Path) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -306,10 +374,41 @@ class _Database:
         conn.create_function("date_bin", 3, _date_bin, deterministic=True)
         return conn
 
+    def _connect_reader(self) -> sqlite3.Connection:
+        conn = self._connect(self.path)
+        conn.execute("PRAGMA query_only=ON")
+        conn.set_authorizer(_reader_authorizer)
+        return conn
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """Borrow an idle reading connection, or open one: queries never wait for each other."""
+        with self._readers_lock:
+            if self._closed:
+                raise QueryError(f"database {self.name!r} is closed")
+            conn = self._idle_readers.pop() if self._idle_readers else None
+        if conn is None:
+            try:
+                conn = self._connect_reader()
+            except sqlite3.Error as error:
+                raise QueryError(f"cannot open database {self.name!r}: {error}") from None
+        try:
+            yield conn
+        finally:
+            with self._readers_lock:
+                keep = not self._closed and len(self._idle_readers) < _IDLE_READERS
+                if keep:
+                    self._idle_readers.append(conn)
+            if not keep:
+                conn.close()
+
     def close(self) -> None:
         """Fold the WAL into the main file (so the file alone is a complete copy) and close."""
-        with self.read_lock:
-            self.reader.close()
+        with self._readers_lock:
+            self._closed = True
+            readers, self._idle_readers = self._idle_readers, []
+        for reader in readers:
+            reader.close()
         with self.lock:
             # If this fails the data is still safe in the WAL; the next open replays it.
             with suppress(sqlite3.Error):
@@ -332,6 +431,7 @@ class _Database:
     def write(
         self, parsed: Iterable[Point | LineError], accept_partial: bool, durable: bool
     ) -> WriteResult:
+        """Store parsed lines; the caller parses first, so the lock is held only for storing."""
         with self.lock:
             plan = _SchemaPlan(self.schema)
             points: list[Point] = []
@@ -373,31 +473,32 @@ class _Database:
 
     # -- queries -----------------------------------------------------------------------------------
     def query(
-        self, sql: str, params: dict[str, str] | None, timeout_s: float
+        self, sql: str, params: dict[str, str] | None, timeout_s: float, max_bytes: int
     ) -> list[dict[str, Any]]:
-        """Run one read-only statement; stop it after ``timeout_s`` (it holds a connection)."""
+        """Run one read-only statement; stop it after ``timeout_s``, refuse a result larger than
+        ``max_bytes`` (estimated as JSON) before it fills the memory."""
         try:
             translation = translate(sql, params)
         except TranslationError as error:
             raise QueryError(str(error)) from None
         deadline = time.monotonic() + timeout_s
-        with self.read_lock:
-            self.reader.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+        with self._reader() as reader:
+            reader.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
             try:
-                cursor = self.reader.execute(translation.sql, translation.params)
+                cursor = reader.execute(translation.sql, translation.params)
                 names = [column[0] for column in cursor.description or ()]
-                rows = cursor.fetchall()
+                rows = _bounded_rows(cursor, names, max_bytes)
             except sqlite3.OperationalError as error:
                 if str(error) == "interrupted":
-                    raise QueryError(
-                        f"query stopped after {timeout_s:g} s: narrow it down, e.g. with "
-                        "WHERE time > now() - INTERVAL '1 hour' or LIMIT"
+                    raise QueryLimitError(
+                        f"query stopped after {timeout_s:g} s (the server's --query-timeout): "
+                        "narrow it down, e.g. with WHERE time > now() - INTERVAL '1 hour' or LIMIT"
                     ) from None
                 raise QueryError(self._explain(error)) from None
             except (sqlite3.Error, ValueError) as error:
                 raise QueryError(self._explain(error)) from None
             finally:
-                self.reader.set_progress_handler(None, 0)
+                reader.set_progress_handler(None, 0)
         time_columns = [i for i, name in enumerate(names) if _is_time_column(name)]
         records = []
         for row in rows:
@@ -418,6 +519,8 @@ class _Database:
                 f"table '{missing_table.group(1)}' not found in database '{self.name}' "
                 f"(tables: {tables})"
             )
+        if message == "not authorized":
+            return "pragmas and ATTACH are not available in queries of the local engine"
         missing_column = re.match(r"no such column: (.+)", message)
         if missing_column:
             return (
@@ -436,8 +539,8 @@ class _Database:
                 with self.transaction() as conn:
                     conn.execute(
                         "INSERT INTO _mc_triggers (trigger_name, plugin_filename, "
-                        "trigger_specification, trigger_arguments, disabled, created_ns) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        "trigger_specification, trigger_arguments, disabled, created_ns, "
+                        "run_async, error_behavior) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             trigger.name,
                             trigger.plugin_filename,
@@ -445,6 +548,8 @@ class _Database:
                             json.dumps(trigger.trigger_arguments, sort_keys=True),
                             int(trigger.disabled),
                             self.clock_ns(),
+                            int(trigger.run_async),
+                            trigger.error_behavior,
                         ),
                     )
             except sqlite3.IntegrityError:
@@ -470,11 +575,21 @@ class _Database:
         with self.lock:
             rows = self.conn.execute(
                 "SELECT trigger_name, plugin_filename, trigger_specification, trigger_arguments, "
-                "disabled FROM _mc_triggers ORDER BY created_ns, trigger_name"
+                "disabled, run_async, error_behavior FROM _mc_triggers "
+                "ORDER BY created_ns, trigger_name"
             ).fetchall()
         return [
-            TriggerDefinition(self.name, name, plugin, spec, json.loads(arguments), bool(disabled))
-            for name, plugin, spec, arguments, disabled in rows
+            TriggerDefinition(
+                self.name,
+                name,
+                plugin,
+                spec,
+                json.loads(arguments),
+                bool(disabled),
+                run_async=bool(run_async),
+                error_behavior=error_behavior,
+            )
+            for name, plugin, spec, arguments, disabled, run_async, error_behavior in rows
         ]
 
 
@@ -484,6 +599,42 @@ _TIME_RESULT = re.compile(r'(?i)"?time"?|(?:min|max)\((?:\w+\.)?"?time"?\)|date_
 def _is_time_column(name: str) -> bool:
     """Result columns shown as timestamps even when SQLite lost the column's declared type."""
     return _TIME_RESULT.fullmatch(name) is not None
+
+
+def _bounded_rows(
+    cursor: sqlite3.Cursor, names: list[str], max_bytes: int
+) -> list[tuple[Any, ...]]:
+    """Fetch rows while their estimated JSON size stays within ``max_bytes``.
+
+    The estimate counts each text's length, 20 bytes for any other value and the column names
+    JSON repeats in every row; it is computed per batch with C-level ``map``/``filter``, so it
+    costs little. Binary values are refused: InfluxDB's query API has no JSON form for them
+    here, and a plugin's ``query`` accepts no such type.
+    """
+    row_overhead = sum(len(name) + 4 for name in names)
+    used = 0
+    rows: list[tuple[Any, ...]] = []
+    while batch := cursor.fetchmany(1000):
+        values = list(chain.from_iterable(batch))
+        types = set(map(type, values))
+        if bytes in types:
+            blob = next(
+                n for row in batch for n, v in zip(names, row, strict=True) if type(v) is bytes
+            )
+            raise QueryError(
+                f"column '{blob}' holds binary data, which the query API does not return: "
+                f"select hex({blob}) or a text column instead"
+            )
+        if str in types:
+            used += sum(map(len, filter(str.__instancecheck__, values)))
+        used += 20 * len(values) + row_overhead * len(batch)
+        if used > max_bytes:
+            raise QueryLimitError(
+                f"query result larger than {max_bytes} bytes (the server's --max-query-result-size)"
+                ": add LIMIT, select fewer columns or narrow the time range"
+            )
+        rows.extend(batch)
+    return rows
 
 
 def _date_bin(interval_ns: int | None, time_ns: int | None, origin_ns: int = 0) -> int | None:
@@ -554,11 +705,18 @@ class _SchemaPlan:
         return None
 
     def _table_problem(self, table: str) -> str | None:
+        if "\0" in table:
+            return "measurement name contains a NUL character, which SQLite names cannot hold"
         folded = _fold(table)
         if folded.startswith(_RESERVED_TABLE_PREFIXES):
             return (
                 f"measurement name '{table}' is reserved by the local engine "
                 "(names starting with _mc_, sqlite_, system. or information_schema.)"
+            )
+        if len(self.schema) >= MAX_TABLES_PER_DATABASE:
+            return (
+                f"measurement '{table}' would be table number {len(self.schema) + 1}: a database "
+                f"holds at most {MAX_TABLES_PER_DATABASE} tables, the limit InfluxDB 3 Core applies"
             )
         other = self.folded_tables.get(folded)
         if other is not None:
@@ -575,6 +733,8 @@ class _SchemaPlan:
         return folded
 
     def _column_problem(self, table: str, columns: dict[str, Column], name: str) -> str | None:
+        if "\0" in name:
+            return f"column name {name!r} contains a NUL character, which SQLite names cannot hold"
         folded = _fold(name)
         if folded == _HIDDEN_SERIES:
             return f"column name '{name}' is reserved by the local engine"
@@ -587,30 +747,55 @@ class _SchemaPlan:
         return None
 
     def apply(self, conn: sqlite3.Connection) -> None:
-        """Create the new tables and columns and refresh the views of every table touched."""
+        """Create the new tables and columns and refresh the views of every table touched.
+
+        A new table gets all its columns in its ``CREATE TABLE``: each ``ALTER TABLE ADD COLUMN``
+        makes SQLite re-read the whole schema, so one write creating thousands of tables through
+        ``ALTER`` cost time quadratic in their number. ``ALTER`` is left for new columns of tables
+        that existed before this write.
+        """
         register = (
             "INSERT INTO _mc_columns (table_name, column_name, kind, data_type) VALUES (?, ?, ?, ?)"
         )
+        created = set(self.new_tables)
         for table in self.new_tables:
             data = _data_table(table)
+            columns = [c for name, c in sorted(self.schema[table].items()) if c.kind != "time"]
+            declared = "".join(
+                f"{quote_identifier(c.name)} {_SQL_TYPES[c.data_type]}, " for c in columns
+            )
             conn.execute(
                 f"CREATE TABLE {data} ({_HIDDEN_SERIES} TEXT NOT NULL, "
-                f"time MC_TIME INTEGER NOT NULL, PRIMARY KEY ({_HIDDEN_SERIES}, time)) "
+                f"time MC_TIME INTEGER NOT NULL, {declared}PRIMARY KEY ({_HIDDEN_SERIES}, time)) "
                 "WITHOUT ROWID"
             )
             conn.execute(f"CREATE INDEX {quote_identifier(f'_mc_time_{table}')} ON {data} (time)")
-            conn.execute(register, (table, "time", "time", TIME_TYPE))
+            conn.executemany(
+                register,
+                [
+                    (table, "time", "time", TIME_TYPE),
+                    *((table, c.name, c.kind, c.data_type) for c in columns),
+                ],
+            )
+            conn.execute(f"CREATE VIEW {quote_identifier(table)} AS {self._view_select(table)}")
+        altered: dict[str, None] = {}
         for table, column in self.new_columns:
+            if table in created:
+                continue
             conn.execute(
                 f"ALTER TABLE {_data_table(table)} ADD COLUMN "
                 f"{quote_identifier(column.name)} {_SQL_TYPES[column.data_type]}"
             )
             conn.execute(register, (table, column.name, column.kind, column.data_type))
-        for table in dict.fromkeys([*self.new_tables, *(t for t, _ in self.new_columns)]):
+            altered[table] = None
+        for table in altered:
             view = quote_identifier(table)
-            listed = ", ".join(quote_identifier(name) for name in sorted(self.schema[table]))
             conn.execute(f"DROP VIEW IF EXISTS {view}")
-            conn.execute(f"CREATE VIEW {view} AS SELECT {listed} FROM {_data_table(table)}")
+            conn.execute(f"CREATE VIEW {view} AS {self._view_select(table)}")
+
+    def _view_select(self, table: str) -> str:
+        listed = ", ".join(quote_identifier(name) for name in sorted(self.schema[table]))
+        return f"SELECT {listed} FROM {_data_table(table)}"
 
 
 def _upsert(conn: sqlite3.Connection, points: list[Point]) -> None:
@@ -672,12 +857,16 @@ class Storage:
         clock_ns: Callable[[], int] = time.time_ns,
         max_log_rows: int = DEFAULT_MAX_LOG_ROWS,
         query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     ) -> None:
         self.data_dir = Path(data_dir)
         self._max_log_rows = max_log_rows
         self._query_timeout_s = query_timeout_s
+        self._max_result_bytes = max_result_bytes
         self._directory = self.data_dir / "databases"
-        self._directory.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self._directory, 0o700)
         self._clock_ns = clock_ns
         self._lock = threading.Lock()
         self._closed = False
@@ -762,12 +951,22 @@ class Storage:
         may then lose the last writes). Raises :class:`InvalidRequestError` for a bad database
         name or precision.
         """
+        validate_database_name(database)
         try:
-            parsed = parse_lines(
-                body, precision, self._clock_ns() if default_time_ns is None else default_time_ns
+            # Parsed here, before the database's write lock: parsing a large or hostile body
+            # then holds up no other writer of the database.
+            parsed = list(
+                parse_lines(
+                    body,
+                    precision,
+                    self._clock_ns() if default_time_ns is None else default_time_ns,
+                )
             )
         except ValueError as error:
             raise InvalidRequestError(str(error)) from None
+        if all(isinstance(item, LineError) for item in parsed):
+            # Nothing to store: a database is created by its first stored write only.
+            return WriteResult([], [item for item in parsed if isinstance(item, LineError)])
         target = self._get(database, create=True)
         assert target is not None
         return target.write(parsed, accept_partial, durable=not no_sync)
@@ -780,7 +979,9 @@ class Storage:
             validate_database_name(database)
         except InvalidRequestError as error:
             raise QueryError(str(error)) from None
-        return self._existing(database).query(sql, params, self._query_timeout_s)
+        return self._existing(database).query(
+            sql, params, self._query_timeout_s, self._max_result_bytes
+        )
 
     def append_logs(self, database: str, records: Iterable[LogRecord]) -> None:
         """Store plugin log lines in ``database`` and in ``_internal``.

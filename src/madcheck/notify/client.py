@@ -6,10 +6,11 @@ query never reach a log through it.
 
 A deadline must bound the whole exchange, yet requests' ``timeout`` only limits each socket
 operation: a notifier that trickles its answer a byte at a time would hold the caller for minutes.
-So with a deadline the exchange runs in a worker thread that the caller waits for no longer than
-the deadline. A worker left behind finishes on its own (its request may still reach the notifier:
-delivery is at-least-once), and while it runs the client starts no other, so a stuck notifier
-costs at most one thread per client.
+So with a deadline the exchange runs in a worker thread that the caller (the trigger's background
+sender) waits for no longer than the deadline. A worker left behind finishes on its own (its
+request may still reach the notifier, which then recognises the retry by the alert's
+``event_id``), and while it runs the client starts no other, so a stuck notifier costs at most
+one thread per client.
 """
 
 from __future__ import annotations

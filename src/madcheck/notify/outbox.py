@@ -1,17 +1,21 @@
 """Alerts the notifier has not confirmed yet, kept until it does.
 
 A dead or slow notifier must neither lose alerts nor stall the database's write path. So every
-alert joins a bounded FIFO; each ``process_writes`` call then spends at most a time budget
-delivering from its head, oldest first, and whatever does not fit or fails waits for a later call.
+alert joins a bounded FIFO, and a background sender (``madcheck.notify.sender``) delivers from its
+head, oldest first; whatever fails waits for a later pass. Calls of the trigger add alerts while
+the sender is on the network, so the queue has a lock that is never held across a request: adding
+an alert never waits for the notifier.
 
 Three kinds of failure are told apart, because they call for different patience:
 
 - the notifier is unavailable (no connection, timeout, 5xx without per-sender results, 401, 404,
   429 ...): the pass stops, and the whole outbox waits a backoff that doubles per failed pass up
-  to a cap, so a hanging notifier costs one budget per backoff period, not one per call;
+  to a cap, or the notifier's ``Retry-After`` when that is longer, so a dead notifier costs one
+  try per backoff period;
 - the notifier answered but some channels failed (502 with per-sender results): the alert is
   narrowed to the failed senders, so a delivered message is never sent twice, and only that alert
-  waits its own backoff; the pass goes on with the next one;
+  waits its own backoff (or the longest ``retry_after`` those senders reported); the pass goes on
+  with the next one;
 - the notifier rejected the request as malformed (400): sending the same bytes again cannot work,
   so the alert is dropped and reported.
 
@@ -21,6 +25,7 @@ The queue knows nothing of MAD or HTTP: the caller supplies a ``send`` function 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -32,6 +37,8 @@ from madcheck.notify.retry import Delivery
 Clock = Callable[[], float]
 BAD_REQUEST = 400
 _MAX_DOUBLINGS = 32  # 2**32 times any base is far past every sensible cap
+#: the longest ``Retry-After`` honoured, so a confused notifier cannot park alerts for days
+MAX_RETRY_AFTER_S = 3600.0
 
 
 @dataclass(eq=False)  # two alike alerts are still two alerts
@@ -40,7 +47,8 @@ class PendingAlert:
 
     It names its senders rather than carrying their settings (webhook URLs, credentials): the
     payload is built from the trigger's current config at each try, so a corrected webhook URL
-    also reaches the alerts already waiting, and no secret sits in the queue.
+    also reaches the alerts already waiting, and no secret sits in the queue. ``context`` holds
+    the alert's ``event_id``, the same at every try, by which the notifier recognises a retry.
     """
 
     text: str
@@ -64,18 +72,9 @@ class PassReport:
     rejected: list[tuple[PendingAlert, str]] = field(default_factory=list)
     #: why the pass stopped early because the notifier is unavailable, if it did
     unavailable: str | None = None
-    #: the pass was skipped: the outbox is backing off after a failed pass
-    deferred: bool = False
-    #: the time budget ran out before every due alert was tried
-    out_of_time: bool = False
-    waiting: int = 0
-    #: the alert at the head of the outbox after the pass, the next to be tried
-    oldest: PendingAlert | None = None
-    #: seconds until the outbox will try again, when it is backing off
-    retry_in: float | None = None
 
 
-Send = Callable[[PendingAlert, float], Delivery]
+Send = Callable[[PendingAlert], Delivery]
 
 
 class Outbox:
@@ -91,9 +90,13 @@ class Outbox:
         self.capacity = capacity
         self.backoff = backoff
         self.backoff_max = backoff_max
-        #: the time source for backoff and budget; tests replace it to avoid sleeping
+        #: the time source for backoff; tests replace it to avoid sleeping
         self.clock = clock
         self._items: deque[PendingAlert] = deque()
+        self._lock = threading.Lock()
+        #: held for a whole pass, so two senders (an old one stopping, its replacement) never
+        #: send the same alert at once
+        self.pass_lock = threading.Lock()
         self._failed_passes = 0
         self._next_pass_at = 0.0
         #: alerts added, and dropped because the outbox was full, since it was created
@@ -103,27 +106,44 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def oldest(self) -> PendingAlert | None:
+        """The alert at the head, the next to be tried."""
+        with self._lock:
+            return self._items[0] if self._items else None
+
     def configure(self, capacity: int, backoff: float, backoff_max: float) -> int:
         """Apply new settings (the trigger's arguments changed); returns how many were dropped."""
-        self.capacity, self.backoff, self.backoff_max = capacity, backoff, backoff_max
-        return self._trim()
+        with self._lock:
+            self.capacity, self.backoff, self.backoff_max = capacity, backoff, backoff_max
+            return self._trim()
+
+    def retry_now(self) -> None:
+        """Forget the backoff (the settings changed: a fixed URL or token deserves a try now)."""
+        with self._lock:
+            self._failed_passes = 0
+            self._next_pass_at = 0.0
+            for item in self._items:
+                item.not_before = 0.0
 
     def keep_senders(self, configured: Iterable[str]) -> list[PendingAlert]:
         """Forget senders no longer configured; returns the alerts left with none (removed)."""
         known = set(configured)
         orphans: list[PendingAlert] = []
         kept: deque[PendingAlert] = deque()
-        for item in self._items:
-            item.senders = tuple(name for name in item.senders if name in known)
-            (kept if item.senders else orphans).append(item)
-        self._items = kept
+        with self._lock:
+            for item in self._items:
+                item.senders = tuple(name for name in item.senders if name in known)
+                (kept if item.senders else orphans).append(item)
+            self._items = kept
         return orphans
 
     def add(self, item: PendingAlert) -> int:
         """Queue ``item`` behind the others; returns how many old alerts were dropped for it."""
-        self._items.append(item)
-        self.added_total += 1
-        return self._trim()
+        with self._lock:
+            self._items.append(item)
+            self.added_total += 1
+            return self._trim()
 
     def _trim(self) -> int:
         dropped = 0
@@ -138,62 +158,87 @@ class Outbox:
         doublings = min(max(failures - 1, 0), _MAX_DOUBLINGS)
         return float(min(self.backoff_max, self.backoff * 2**doublings))
 
-    def deliver(self, send: Send, budget: float) -> PassReport:
-        """Try the due alerts, oldest first, within ``budget`` seconds.
+    @property
+    def backing_off(self) -> bool:
+        """True after a failed pass, until the notifier answers again."""
+        return self._failed_passes > 0
 
-        ``send(item, seconds_left)`` must not take longer than ``seconds_left``.
-        """
+    def retry_in(self) -> float | None:
+        """Seconds until the outbox tries again, when it is backing off; ``None`` otherwise."""
+        if not self._items or not self._failed_passes:
+            return None
+        return max(0.0, self._next_pass_at - self.clock())
+
+    def seconds_until_due(self) -> float | None:
+        """How long until an alert may be tried: 0 when one is due, ``None`` when empty."""
+        with self._lock:
+            if not self._items:
+                return None
+            now = self.clock()
+            soonest = min(item.not_before for item in self._items)
+            return max(0.0, self._next_pass_at - now, soonest - now)
+
+    def deliver(self, send: Send, keep_going: Callable[[], bool] = lambda: True) -> PassReport:
+        """Try every due alert, oldest first, while ``keep_going()``; call it with ``pass_lock``
+        held. ``send`` runs without the queue's lock, so alerts can be added meanwhile."""
         report = PassReport()
-        started = self.clock()
-        if started < self._next_pass_at:
-            report.deferred = bool(self._items)
-        else:
-            self._pass(send, budget, started, report)
-        report.waiting = len(self._items)
-        report.oldest = self._items[0] if self._items else None
-        if self._items and self._failed_passes:
-            report.retry_in = max(0.0, self._next_pass_at - self.clock())
+        if self.clock() < self._next_pass_at:
+            return report
+        with self._lock:
+            pending = list(self._items)
+        for item in pending:
+            if not keep_going():
+                return report
+            if item.not_before > self.clock() or not self._holds(item):
+                continue
+            delivery = send(item)
+            with self._lock:
+                if not self._settle(item, delivery, report):
+                    return report
         return report
 
-    def _pass(self, send: Send, budget: float, started: float, report: PassReport) -> None:
-        pending = list(self._items)
-        for item in pending:
-            now = self.clock()
-            if item.not_before > now:
-                continue
-            left = budget - (now - started)
-            if left <= 0:
-                report.out_of_time = True
+    def _holds(self, item: PendingAlert) -> bool:
+        with self._lock:
+            return any(waiting is item for waiting in self._items)
+
+    def _settle(self, item: PendingAlert, delivery: Delivery, report: PassReport) -> bool:
+        """Apply one delivery's result (lock held); False when the pass must stop."""
+        failed = failed_senders(delivery.answer, item.senders)
+        if delivery.ok and failed:
+            # A 2xx settles every sender except those its results say failed outright.
+            failed = {n: r for n, r in failed.items() if r != NO_RESULT} or None
+        if (delivery.ok and not failed) or failed == {}:
+            self._discard(item)
+            report.delivered.append(item)
+        elif failed is not None:
+            item.senders = tuple(name for name in item.senders if name in failed)
+            item.tries += 1
+            wait = max(self.delay(item.tries), retry_after_of(delivery.answer, item.senders))
+            item.not_before = self.clock() + wait
+            report.partial.append((item, failed))
+        elif delivery.status == BAD_REQUEST or (
+            delivery.status is None and not delivery.retryable
+        ):  # the notifier refused it, or it could not even be sent: it never will be
+            self._discard(item)
+            report.rejected.append((item, delivery.reason))
+        else:
+            item.tries += 1
+            self._failed_passes += 1
+            wait = max(self.delay(self._failed_passes), _bounded(delivery.retry_after))
+            self._next_pass_at = self.clock() + wait
+            report.unavailable = delivery.reason
+            return False
+        self._failed_passes = 0  # the notifier answered
+        self._next_pass_at = 0.0
+        return True
+
+    def _discard(self, item: PendingAlert) -> None:
+        """Remove ``item`` if still queued (a full outbox or a config change may have dropped it
+        while it was on its way)."""
+        for index, waiting in enumerate(self._items):
+            if waiting is item:
+                del self._items[index]
                 return
-            delivery = send(item, left)
-            if delivery.attempts == 0:  # the budget ran out before a request could start
-                report.out_of_time = True
-                return
-            failed = failed_senders(delivery.answer, item.senders)
-            if delivery.ok and failed:
-                # A 2xx settles every sender except those its results say failed outright.
-                failed = {n: r for n, r in failed.items() if r != NO_RESULT} or None
-            if (delivery.ok and not failed) or failed == {}:
-                self._items.remove(item)
-                report.delivered.append(item)
-            elif failed is not None:
-                item.senders = tuple(name for name in item.senders if name in failed)
-                item.tries += 1
-                item.not_before = self.clock() + self.delay(item.tries)
-                report.partial.append((item, failed))
-            elif delivery.status == BAD_REQUEST or (
-                delivery.status is None and not delivery.retryable
-            ):  # the notifier refused it, or it could not even be sent: it never will be
-                self._items.remove(item)
-                report.rejected.append((item, delivery.reason))
-            else:
-                item.tries += 1
-                self._failed_passes += 1
-                self._next_pass_at = self.clock() + self.delay(self._failed_passes)
-                report.unavailable = delivery.reason
-                return
-            self._failed_passes = 0  # the notifier answered
-            self._next_pass_at = 0.0
 
 
 NO_RESULT = "no result"
@@ -217,3 +262,25 @@ def failed_senders(answer: Any, senders: Iterable[str]) -> dict[str, str] | None
             else:
                 failed[name] = str(result.get("reason") or "failed")
     return failed
+
+
+def retry_after_of(answer: Any, senders: Iterable[str]) -> float:
+    """The longest ``retry_after`` (seconds) the notifier reported for these senders, or 0."""
+    results = answer.get("results") if isinstance(answer, Mapping) else None
+    if not isinstance(results, Mapping):
+        return 0.0
+    waits = [0.0]
+    for name in senders:
+        result = results.get(name)
+        if isinstance(result, Mapping):
+            waits.append(_bounded(result.get("retry_after")))
+    return max(waits)
+
+
+def _bounded(value: object) -> float:
+    """A reported wait as seconds in [0, MAX_RETRY_AFTER_S]; anything unreadable is 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    if value != value:  # NaN
+        return 0.0
+    return float(min(max(value, 0.0), MAX_RETRY_AFTER_S))

@@ -37,7 +37,10 @@ class RetryPolicy:
     ``backoff`` is the range a randomized pause is drawn from between attempts; a server's
     ``Retry-After`` replaces it, capped at ``retry_after_cap`` so one channel cannot park a
     sender for minutes. ``deadline`` (seconds, optional) bounds the whole exchange: no attempt
-    starts, and no pause is taken, past it.
+    starts, and no pause is taken, past it; with ``deadline_cuts_timeout`` the last attempt's
+    timeout is also cut to what is left. The notifier's channels keep their full timeout
+    instead: a call abandons a channel still sending at its deadline, and a request allowed to
+    finish late is better than one cut off and sent again.
     """
 
     attempts: int = 3
@@ -45,6 +48,7 @@ class RetryPolicy:
     retry_after_cap: float = 30.0
     timeout: float = 10.0
     deadline: float | None = None
+    deadline_cuts_timeout: bool = True
 
     def pause_before_retry(self, attempt: Attempt) -> float:
         if attempt.retry_after is not None:
@@ -64,6 +68,8 @@ class Delivery:
     answer: Any = None
     #: False when the last attempt failed in a way no later attempt can mend
     retryable: bool = True
+    #: seconds the service asked to wait (``Retry-After``) at the last attempt, if it did
+    retry_after: float | None = None
 
 
 Sleep = Callable[[float], None]
@@ -86,7 +92,8 @@ def send_with_retries(
             if remaining <= 0:
                 tries -= 1
                 break
-            timeout = min(timeout, remaining)
+            if policy.deadline_cuts_timeout:
+                timeout = min(timeout, remaining)
         attempt = send(timeout)
         if attempt.ok or not attempt.retryable or tries == policy.attempts:
             break
@@ -95,7 +102,15 @@ def send_with_retries(
             break
         sleep(pause)
     reason = attempt.reason if tries <= 1 else f"{attempt.reason} after {tries} attempts"
-    return Delivery(attempt.ok, tries, reason, attempt.status, attempt.answer, attempt.retryable)
+    return Delivery(
+        attempt.ok,
+        tries,
+        reason,
+        attempt.status,
+        attempt.answer,
+        attempt.retryable,
+        None if attempt.ok else attempt.retry_after,
+    )
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -14,6 +14,9 @@ from madcheck.notify.allowlist import HostAllowList
 from madcheck.notify.retry import RetryPolicy
 
 MAX_ATTEMPTS = 10
+#: one notifier call lasts at most this long by default: the engine runs a request trigger's
+#: calls one at a time, so a longer call would delay every other trigger's alerts
+DEFAULT_SEND_DEADLINE_S = 5.0
 
 ARGUMENTS = (
     "allowed_webhook_hosts",
@@ -40,7 +43,8 @@ class NotifierSettings:
             backoff=_backoff(args.get("retry_backoff"), default.backoff),
             retry_after_cap=_duration(args, "retry_after_cap", default.retry_after_cap),
             timeout=_duration(args, "request_timeout", default.timeout),
-            deadline=_optional_duration(args, "send_deadline"),
+            deadline=_duration(args, "send_deadline", DEFAULT_SEND_DEADLINE_S),
+            deadline_cuts_timeout=False,  # a channel still sending is left to finish (dispatch)
         )
         return cls(policy, HostAllowList.parse(args.get("allowed_webhook_hosts")))
 

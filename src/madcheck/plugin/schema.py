@@ -14,8 +14,11 @@ from typing import Any
 SCHEMA_TTL_S = 3600.0
 FALLBACK_TTL_S = 60.0
 _TAG_TYPE_PREFIX = "Dictionary("
+# user tables live in schema ``iox``; ``system`` has tables of its own (``queries``, ...) whose
+# columns must not be taken for a user table's of the same name
 _COLUMNS_SQL = (
-    "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = $table"
+    "SELECT column_name, data_type FROM information_schema.columns "
+    "WHERE table_schema = 'iox' AND table_name = $table"
 )
 
 

@@ -1,35 +1,35 @@
 """``process_writes`` for the MAD check: the glue between the engine and the detector.
 
-The engine runs a single-file plugin in fresh globals on every call, so everything that must
-survive between calls (the parsed config, every series' window, the schema) lives in one
-``TriggerState`` object kept in the trigger's ``influxdb3_local.cache``. It is rebuilt only when
-the trigger's arguments (or the TOML file, or the relevant environment) change.
+Everything that must survive between calls (the parsed config, every series' window, the
+outbox and its sender thread) lives in one ``TriggerState`` kept in the trigger's cache and
+rebuilt only when the config changes (``madcheck.plugin.trigger_state``); the schema is cached
+beside it for an hour.
+
+A call never waits on the network: fired alerts go to the outbox and the trigger's background
+sender posts them (``madcheck.plugin.delivery``). With ``--run-asynchronous`` the engine may run
+calls of one trigger at once, so each call detects under the state's own lock: every row enters
+its window once and each qualifying run alerts once.
 """
 
 from __future__ import annotations
 
-import os
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from madcheck.config.durations import format_duration_ns
-from madcheck.config.quoting import unquote
-from madcheck.config.senders import SECRET_ARGUMENTS
-from madcheck.config.settings import Config, ConfigError, load_config
+from madcheck.config.settings import Config
 from madcheck.detect.alerts import Alert
 from madcheck.detect.detector import SKIP_MISSING, BatchResult, Detector
 from madcheck.detect.lifecycle import RepeatGate
-from madcheck.notify.client import NotifierClient
-from madcheck.notify.outbox import Outbox, PendingAlert
-from madcheck.notify.retry import RetryPolicy
 from madcheck.plugin.calllog import CallLog
-from madcheck.plugin.delivery import carried_outbox, deliver, log_dropped
-from madcheck.plugin.history import history_line
+from madcheck.plugin.delivery import LOG_LABEL, STATE_KEY, Queued, end_call, queue_alert
+from madcheck.plugin.history import history_line, record
 from madcheck.plugin.schema import (
     FALLBACK_TTL_S,
     SCHEMA_TTL_S,
@@ -39,55 +39,54 @@ from madcheck.plugin.schema import (
     has_unknown_columns,
     infer_schema,
 )
+from madcheck.plugin.trigger_state import AlertingState, cached_state
 from madcheck.plugin.warmstart import warm_start
 
-STATE_KEY = "madcheck.mad_check.state"
+__all__ = ["STATE_KEY", "TriggerState", "process_writes", "render"]
+
 SKIP_BAD_TAGS = "tag value not text"
 _TEXT_OR_NONE = frozenset({str, type(None)})
-LOG_LABEL = "mad_check"
-_ENVIRONMENT = ("INFLUXDB3_AUTH_TOKEN", "TWILIO_SID", "TWILIO_TOKEN", "PLUGIN_DIR")
 
 
-@dataclass
-class TriggerState:
-    """Everything the trigger keeps between calls."""
+@dataclass(kw_only=True)
+class TriggerState(AlertingState):
+    """Everything a data-writes trigger keeps between calls."""
 
-    fingerprint: tuple[Any, ...]
-    config: Config
     detector: Detector
-    client: NotifierClient
-    secrets: tuple[str, ...]
-    #: alerts not yet confirmed by the notifier; carried over when the config is rebuilt
-    outbox: Outbox
     #: repeat control (``repeat_interval``); None when every alert is sent
     repeats: RepeatGate | None = None
 
 
 def process_writes(
-    influxdb3_local: Any, table_batches: Sequence[Mapping[str, Any]], args: Any = None
+    influxdb3_local: Any,
+    table_batches: Sequence[Mapping[str, Any]],
+    args: Any = None,
+    *,
+    plugin_dir: Path | None = None,
 ) -> None:
     """Entry point for a data-writes trigger. Never raises: a failure is logged and the trigger
-    keeps running for the next flush."""
+    keeps running for the next flush.
+
+    ``plugin_dir`` is where ``config_file_path`` is looked up when ``PLUGIN_DIR`` is unset (the
+    directory plugin passes the folder it was loaded from)."""
     log = CallLog(influxdb3_local, LOG_LABEL)
     try:
-        state = _trigger_state(influxdb3_local, args, log)
+        state = _trigger_state(influxdb3_local, args, log, plugin_dir)
         if state is None:
             return
         log.hide(state.secrets)
         measurement = state.config.measurement
-        added_before = state.outbox.added_total
-        dropped_before = state.outbox.dropped_total
+        queued = Queued()
         if not isinstance(table_batches, list | tuple):
             log.warn(f"table_batches is not a list ({type(table_batches).__name__}); ignored")
             table_batches = ()
-        for batch in table_batches:
-            if isinstance(batch, Mapping) and batch.get("table_name") == measurement:
-                rows = batch.get("rows")
-                if isinstance(rows, Sequence) and not isinstance(rows, str | bytes) and rows:
-                    _process_table(influxdb3_local, state, rows, log)
-        outbox = state.outbox
-        log_dropped(outbox, outbox.dropped_total - dropped_before, log)
-        deliver(outbox, state.client, state.config, outbox.added_total - added_before, log)
+        with state.lock:
+            for batch in table_batches:
+                if isinstance(batch, Mapping) and batch.get("table_name") == measurement:
+                    rows = batch.get("rows")
+                    if isinstance(rows, Sequence) and not isinstance(rows, str | bytes) and rows:
+                        _process_table(influxdb3_local, state, rows, log, queued)
+        end_call(state, queued, log)
     except Exception as error:  # the trigger must survive anything
         log.error(f"call failed with {type(error).__name__}: {error}")
 
@@ -95,78 +94,38 @@ def process_writes(
 # -- configuration ---------------------------------------------------------------------------
 
 
-def _fingerprint(args: Any) -> tuple[Any, ...]:
-    arguments = tuple(sorted(args.items())) if isinstance(args, Mapping) else ()
-    environment = tuple(os.environ.get(name) for name in _ENVIRONMENT)
-    toml_mtime = None
-    config_file = args.get("config_file_path") if isinstance(args, Mapping) else None
-    plugin_dir = os.environ.get("PLUGIN_DIR")
-    if config_file and plugin_dir:
-        try:
-            toml_mtime = (Path(plugin_dir) / unquote(str(config_file))).stat().st_mtime_ns
-        except OSError:
-            toml_mtime = -1
-    return arguments, environment, toml_mtime
+def _trigger_state(
+    engine: Any, args: Any, log: CallLog, plugin_dir: Path | None = None
+) -> TriggerState | None:
+    before = engine.cache.get(STATE_KEY)
+    state = cached_state(engine, STATE_KEY, args, log, plugin_dir, _build_state)
+    if state is not None and state is not before:  # a new config: say whether its table exists
+        _check_table_exists(engine, state.config.measurement, log)
+    return state
 
 
-def _trigger_state(engine: Any, args: Any, log: CallLog) -> TriggerState | None:
-    fingerprint = _fingerprint(args)
-    state: TriggerState | None = engine.cache.get(STATE_KEY)
-    if state is not None and state.fingerprint == fingerprint:
-        return state
-    previous = state
-    if args is not None and not isinstance(args, Mapping):
-        log.error(f"trigger arguments must be key=value pairs, got {type(args).__name__}")
-        return None
-    arguments = {str(k): v for k, v in (args or {}).items()}
-    log.hide(str(v) for k, v in arguments.items() if _is_secret(k) and isinstance(v, str))
-    try:
-        loaded = load_config(arguments)
-    except ConfigError as error:
-        # Remember the failure so a broken trigger logs once per change, not once per flush.
-        if engine.cache.get(STATE_KEY + ".failed") != fingerprint:
-            log.error(f"configuration error, no detection until the arguments change: {error}")
-            engine.cache.put(STATE_KEY + ".failed", fingerprint)
-        return None
-    config = loaded.config
-    secrets = _secrets_of(config)
-    log.hide(secrets)
-    for warning in loaded.warnings:
-        log.warn(warning)
-    delivery = config.delivery
-    client = NotifierClient(
-        delivery.url,
-        delivery.token,
-        RetryPolicy(
-            attempts=delivery.attempts, backoff=delivery.backoff_s, timeout=delivery.timeout_s
-        ),
+def _build_state(
+    config: Config, common: dict[str, Any], previous: TriggerState | None, log: CallLog
+) -> TriggerState:
+    """The state of a new config (``previous``'s outbox and outcomes are in ``common``)."""
+    log.info(
+        "configuration loaded: "
+        f"measurement={config.measurement}, "
+        f"thresholds={' @ '.join(t.describe() for t in config.thresholds)}, "
+        f"senders={'.'.join(config.sender_names)}, "
+        f"state_change_count={config.state_change_count}, notifier={config.delivery.url}"
+        f"{_lifecycle_text(config)}"
     )
-    state = TriggerState(
-        fingerprint=fingerprint,
-        config=config,
+    return TriggerState(
+        **common,
         detector=Detector(
             config.measurement,
             config.thresholds,
             config.state_change_count,
             config.recovery_count if config.notify_recovery else 0,
         ),
-        client=client,
-        secrets=secrets,
-        outbox=carried_outbox(previous.outbox if previous else None, config, log),
         repeats=RepeatGate(config.repeat_interval_ns) if config.repeat_interval_ns else None,
     )
-    engine.cache.put(STATE_KEY, state)
-    engine.cache.delete(STATE_KEY + ".failed")
-    log.info(
-        "configuration loaded: "
-        f"measurement={config.measurement}, "
-        f"thresholds={' @ '.join(t.describe() for t in config.thresholds)}, "
-        f"senders={'.'.join(config.sender_names)}, "
-        f"state_change_count={config.state_change_count}, notifier={delivery.url}"
-        f"{_lifecycle_text(config)}"
-    )
-    _check_table_exists(engine, config.measurement, log)
-    return state
 
 
 def _lifecycle_text(config: Config) -> str:
@@ -176,17 +135,6 @@ def _lifecycle_text(config: Config) -> str:
     if config.repeat_interval_ns:
         parts.append(f"repeat_interval={format_duration_ns(config.repeat_interval_ns)}")
     return "".join(", " + part for part in parts)
-
-
-def _is_secret(name: str) -> bool:
-    return name in SECRET_ARGUMENTS or name == "influxdb3_auth_token"
-
-
-def _secrets_of(config: Config) -> tuple[str, ...]:
-    values = [v for sender in config.senders_config.values() for v in sender.values()]
-    if config.delivery.token:
-        values.append(config.delivery.token)
-    return tuple(values)
 
 
 def _check_table_exists(engine: Any, measurement: str, log: CallLog) -> None:
@@ -229,7 +177,9 @@ def _schema(engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog)
     return schema
 
 
-def _process_table(engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog) -> None:
+def _process_table(
+    engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog, queued: Queued
+) -> None:
     schema = _schema(engine, state, rows, log)
     config = state.config
     rows, bad_tags = _with_text_tags(rows, schema.tags)
@@ -259,7 +209,7 @@ def _process_table(engine: Any, state: TriggerState, rows: Sequence[Any], log: C
         problem = _record(engine, config, alert)
         if problem:
             unrecorded.append(problem)
-        _queue_alert(state, alert, log)
+        _queue_alert(state, alert, log, queued)
     if unrecorded:
         log.warn(
             f"could not write {len(unrecorded)} alert(s) to {config.alerts_table}: {unrecorded[0]}"
@@ -318,11 +268,7 @@ def _record(engine: Any, config: Config, alert: Alert) -> str | None:
     """Write ``alert`` to the alerts table; the problem, if that failed (logged per call)."""
     if not config.alerts_table:
         return None
-    try:
-        engine.write(history_line(config.alerts_table, alert, alert.state))
-    except Exception as error:  # the history must never cost the alert itself
-        return f"{type(error).__name__}: {error}"
-    return None
+    return record(engine, partial(history_line, config.alerts_table, alert, alert.state))
 
 
 def _template(config: Config, alert: Alert) -> str:
@@ -347,7 +293,7 @@ def _summary(alert: Alert) -> str:
     return f"{where}: value {variables['value']} outside {band} (alert {alert.alert_id})"
 
 
-def _queue_alert(state: TriggerState, alert: Alert, log: CallLog) -> None:
+def _queue_alert(state: TriggerState, alert: Alert, log: CallLog, queued: Queued) -> None:
     """Put a fired alert in the outbox, or log its suppression."""
     config = state.config
     if alert.suppressed:
@@ -357,11 +303,11 @@ def _queue_alert(state: TriggerState, alert: Alert, log: CallLog) -> None:
             f"{config.state_change_count}): {_summary(alert)}"
         )
         return
-    pending = PendingAlert(
+    queue_alert(
+        state,
+        queued,
         text=render(_template(config, alert), alert),
         context=alert.as_dict(),
-        senders=tuple(config.sender_names),
         summary=_summary(alert),
         kind="recovery" if alert.resolved else "alert",
     )
-    state.outbox.add(pending)

@@ -14,6 +14,15 @@ from typing import Any
 INSTALL_HINT = "pip install -e '.[replay]' in the madcheck checkout"
 FORMATS = ("auto", "lp", "csv")
 
+#: ``--mad-thresholds``, where users choose k: what k means for normal data (README, "Choosing k",
+#: has the measured table; tests/test_choosing_k.py checks both).
+MAD_THRESHOLDS_HELP = (
+    "field:k:window_count:threshold joined by @, e.g. temp:2.5:20:5@load:3:10:2m. "
+    "k multiplies the MAD, and for normal data MAD = 0.6745 sigma: k=3 is a band of about "
+    "+-2 sigma, which flags about 5%% of calm points at window 100 (7%% at window 20); "
+    "k=4 about 1%%, k=5 about 0.2%%. A flat series has MAD 0: see --mad-floor."
+)
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -30,7 +39,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--measurement", metavar="TABLE", help="the table to check (trigger argument)"
     )
-    parser.add_argument("--mad-thresholds", metavar="SPEC", help="e.g. temp:2.5:20:5@load:3:10:2m")
+    parser.add_argument("--mad-thresholds", metavar="SPEC", help=MAD_THRESHOLDS_HELP)
     parser.add_argument(
         "--config", type=Path, metavar="FILE.toml", help="a trigger's TOML file (the command wins)"
     )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from madcheck.config.thresholds import Threshold
 from madcheck.engine.catalog import SchemaQueries
 from madcheck.engine.lineprotocol import Point
+from madcheck.plugin.delivery import wait_for_sender
 from madcheck.replay.alerts import RESOLVED, AlertRecord
 from madcheck.replay.inputs import InputError, InputFile, InputOptions
 from madcheck.replay.stream import Admission, Batch, StreamCounts, batches
@@ -28,6 +29,9 @@ if TYPE_CHECKING:  # the passes only call it; importing it would tie them to the
     from madcheck.replay.console import ReplayConsole
 
 AlertSink = Callable[[AlertRecord], None]
+
+#: longest wait, at the end of a pass, for a trigger's notifications to be posted
+DELIVERY_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,8 @@ def replay_pass(
                     series.count(record.state)
                 if on_alert is not None:
                     on_alert(record)
+    for trigger in triggers:  # alerts are posted by each trigger's background sender
+        wait_for_sender(trigger.engine, DELIVERY_WAIT_S)
     return PassResult(source.counts, flushes, time.perf_counter() - started, stats, totals)
 
 

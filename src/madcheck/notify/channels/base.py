@@ -1,8 +1,12 @@
 """What every channel sender shares: the message, the sending context and argument checks.
 
-A sender reads its own arguments from the request's ``senders_config`` entry. Problems with
-them are raised as ``ConfigProblem`` whose text names the argument and never its value, since
-values are webhook URLs, header values, credentials and phone numbers.
+A sender reads its own arguments from the request's ``senders_config`` entry, where any of them
+may name a server environment variable instead (``env:NAME``, see ``config/envref.py``).
+Problems with them are raised as ``ConfigProblem`` whose text names the argument and never its
+value, since values are webhook URLs, header values, credentials and phone numbers.
+
+Every request goes through a session guarded by ``guard.py``: the allow-list is checked on the
+URL and the forbidden networks on the address actually connected to, and redirects are refused.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from typing import Any
 
 import requests
 
-from madcheck.notify.allowlist import HostAllowList
+from madcheck.config.envref import EnvReferenceError, check_destinations, resolve
+from madcheck.config.senders import ENVIRONMENT_FALLBACKS, SECRET_ARGUMENTS
+from madcheck.notify.allowlist import HostAllowList, UnsafeURL
+from madcheck.notify.channels.guard import GuardedAdapter, guard, hide_paths_in_urllib3_logs
 from madcheck.notify.retry import (
     Attempt,
     Delivery,
@@ -27,6 +34,8 @@ from madcheck.notify.retry import (
     post,
     send_with_retries,
 )
+
+hide_paths_in_urllib3_logs()
 
 
 class ConfigProblem(ValueError):
@@ -55,6 +64,23 @@ SenderConfig = Mapping[str, Any]
 Sender = Callable[[Message, SenderConfig, requests.Session, SendContext], Delivery]
 
 
+def from_environment(config: SenderConfig, context: SendContext) -> dict[str, Any]:
+    """``config`` with every ``env:NAME`` secret replaced by the server's variable."""
+    defaults = {
+        argument: variable
+        for argument, variable in ENVIRONMENT_FALLBACKS.items()
+        if context.environ.get(variable)
+    }
+    try:
+        check_destinations(config, defaults)
+        return {
+            name: resolve(name, value, context.environ) if name in SECRET_ARGUMENTS else value
+            for name, value in config.items()
+        }
+    except EnvReferenceError as problem:
+        raise ConfigProblem(str(problem)) from None
+
+
 def required_text(config: SenderConfig, name: str, fallback: str | None = None) -> str:
     """A non-empty string argument, or ``fallback`` (e.g. from the environment) when absent."""
     value = config.get(name)
@@ -68,13 +94,36 @@ def required_text(config: SenderConfig, name: str, fallback: str | None = None) 
 
 
 def webhook_url(config: SenderConfig, name: str, context: SendContext) -> str:
-    """The webhook URL argument, refused unless it is http(s) and its host is allowed."""
+    """The webhook URL argument, refused unless the allow-list lets it be sent to."""
     url = required_text(config, name)
-    if not HostAllowList().allows(url):
-        raise ConfigProblem(f"{name} is not an http(s) URL")
-    if not context.allowed_hosts.allows(url):
-        raise ConfigProblem(f"the host of {name} is not in allowed_webhook_hosts")
+    try:
+        context.allowed_hosts.check(url)
+    except UnsafeURL as problem:
+        raise ConfigProblem(f"{name} {problem}") from None
     return url
+
+
+def guarded_post(
+    session: requests.Session,
+    destinations: HostAllowList,
+    argument: str,
+    url: str,
+    timeout: float,
+    **options: Any,
+) -> Attempt:
+    """``post`` through a guarded session; a refused destination is a final failure."""
+    adapter = _guard_of(session, destinations)
+    attempt = post(session, url, timeout, allow_redirects=False, **options)
+    if adapter.refusal is not None:
+        return Attempt(ok=False, reason=f"refused: {argument} {adapter.refusal}")
+    return attempt
+
+
+def _guard_of(session: requests.Session, destinations: HostAllowList) -> GuardedAdapter:
+    adapter = session.get_adapter("https://")
+    if isinstance(adapter, GuardedAdapter) and adapter.destinations is destinations:
+        return adapter
+    return guard(session, destinations)
 
 
 def post_to_webhook(
@@ -89,17 +138,20 @@ def post_to_webhook(
 
     Redirects are not followed: a redirect could lead past ``allowed_webhook_hosts``.
     """
-    url = webhook_url(config, f"{channel}_webhook_url", context)
+    config = from_environment(config, context)
+    argument = f"{channel}_webhook_url"
+    url = webhook_url(config, argument, context)
     headers = extra_headers(config, f"{channel}_headers")
     return send_with_retries(
-        lambda timeout: post(
+        lambda timeout: guarded_post(
             session,
+            context.allowed_hosts,
+            argument,
             url,
             timeout,
             json=payload,
             headers=headers,
             classify=classify,
-            allow_redirects=False,
         ),
         context.policy,
         context.sleep,
