@@ -1,32 +1,48 @@
-"""Rows per second of ``process_writes``, madcheck beside a straightforward plugin, and memory.
+"""Rows per second of ``process_writes``: the working tree beside an earlier version, in one run.
 
-Both plugins run as the engine runs them: the plugin file is executed in fresh globals on every
-call (``load_entry_point``), against the test engine API with a schema-answering query handler.
-Steady state: every window is full before the clock starts. One numeric field, 1,000 series
-(tag ``host``), 10,000 rows per flush in time order (each timestamp carries every series).
-Values are Gaussian and ``k`` is 3, so about 4 % of points are outliers, but the count threshold
-is out of reach: no rule fires, no alert is sent (checked), the notifier port is never used.
+Both versions run as the engine runs the plugin: the plugin file is executed in fresh globals on
+every call (``load_entry_point``), against the test engine API with a schema-answering query
+handler. The "before" version is the ``madcheck`` package as it was at a git revision (default
+``main``), exported to a temporary directory and imported as a second copy of the package: each
+call runs with that version's modules in ``sys.modules``. Everything else (engine API, plugin
+file, data) is shared.
 
-Rows/s is that of the median timed flush, by this process's CPU time (steady on a shared
-machine) and by wall-clock time. The naive plugin at large windows costs milliseconds per row, so
-it is timed on fewer rows, in flushes of one timestamp (1,000 rows); the table says how many.
+Steady state: every window is full before the clock starts. One numeric field, 10,000 rows per
+flush in time order (each timestamp carries every series): 1,000 series (tag ``host``) at windows
+up to 100, 50 at larger ones. Values are Gaussian and ``k`` is 3, so about 4 % of points are
+outliers, but the count threshold is out of reach: no rule fires, no alert is sent (checked).
+Flushes alternate between the versions (which goes first alternates too), so whatever the shared
+machine does hits both; rows/s is that of the median flush by this process's CPU time.
+
+Also measured, both versions alternating: the plugin time of a call with one row (steady state,
+median CPU time per call), and the bytes the trigger retains per window value (tracemalloc,
+everything the trigger keeps, series keys included).
 
 Run from the repository root:  .venv/bin/python bench/bench_process_writes.py
+(``MADCHECK_PURE_PYTHON=1`` in the environment measures the working tree without numpy.)
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib
+import os
 import platform
 import random
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from statistics import median
+from types import ModuleType
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,11 +53,8 @@ from tests.support import MAD_PLUGIN, free_port, make_engine  # noqa: E402
 from madcheck.engine.api import EngineAPI  # noqa: E402
 from madcheck.engine.loader import load_entry_point  # noqa: E402
 
-NAIVE_PLUGIN = Path(__file__).with_name("naive_plugin.py")
 WINDOWS = (5, 20, 100, 1_000, 10_000)
-SERIES = 1_000
 ROWS_PER_FLUSH = 10_000
-STEPS_PER_FLUSH = ROWS_PER_FLUSH // SERIES
 TABLES = {"cpu": {"tags": ["host"], "fields": ["usage"]}}
 NEVER = 1_000_000  # count threshold no run of outliers reaches
 START_S = 1_700_000_000
@@ -49,27 +62,75 @@ START_S = 1_700_000_000
 Batches = list[dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class Timing:
-    """Per flush, seconds of this process's CPU time (what the plugin costs, even on a busy
-    machine) and of wall-clock time (what it cost on this machine at the time)."""
-
-    cpu: list[float]
-    wall: list[float]
-
-    def rates(self, rows_per_flush: int) -> tuple[float, float]:
-        """Rows per second of the median flush, by CPU and by wall-clock time."""
-        return rows_per_flush / median(self.cpu), rows_per_flush / median(self.wall)
+def series_for(window: int) -> int:
+    return 1_000 if window <= 100 else 50
 
 
-def flush(rng: random.Random, first_step: int, steps: int = STEPS_PER_FLUSH) -> Batches:
+@dataclass
+class Version:
+    """One copy of the ``madcheck`` package: its modules, and the source directory they came
+    from (on ``sys.path`` while it runs, for anything imported late)."""
+
+    name: str
+    source: Path
+    modules: dict[str, ModuleType] = field(default_factory=dict)
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        saved = _take_modules()
+        sys.modules.update(self.modules)
+        sys.path.insert(0, str(self.source))
+        try:
+            yield
+        finally:
+            sys.path.remove(str(self.source))
+            self.modules = _take_modules()
+            sys.modules.update(saved)
+
+
+def _take_modules() -> dict[str, ModuleType]:
+    """Remove every ``madcheck`` module from ``sys.modules`` and return them."""
+    names = [n for n in sys.modules if n == "madcheck" or n.startswith("madcheck.")]
+    return {name: sys.modules.pop(name) for name in names}
+
+
+def load_version(name: str, source: Path) -> Version:
+    version = Version(name, source)
+    with version.active():
+        importlib.import_module("madcheck.plugin.writes")
+    return version
+
+
+def export_revision(revision: str, directory: Path) -> Path:
+    """``src/madcheck`` as it was at ``revision``, written under ``directory``."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", revision, "src/madcheck"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(directory, filter="data")
+    return directory / "src"
+
+
+def flush(rng: random.Random, series: int, first_step: int, steps: int) -> Batches:
     """One WAL flush: ``steps`` timestamps, each with a row for every series."""
     rows = [
         {"host": f"host{s:04d}", "usage": rng.gauss(50.0, 5.0), "time": (START_S + t) * 10**9}
         for t in range(first_step, first_step + steps)
-        for s in range(SERIES)
+        for s in range(series)
     ]
     return [{"table_name": "cpu", "rows": rows}]
+
+
+def one_row(rng: random.Random, host: int, step: int) -> Batches:
+    row = {
+        "host": f"host{host:04d}",
+        "usage": rng.gauss(50.0, 5.0),
+        "time": (START_S + step) * 10**9,
+    }
+    return [{"table_name": "cpu", "rows": [row]}]
 
 
 def madcheck_args(window: int) -> dict[str, str]:
@@ -83,13 +144,9 @@ def madcheck_args(window: int) -> dict[str, str]:
     }
 
 
-def naive_args(window: int) -> dict[str, str]:
-    return {"measurement": "cpu", "mad_thresholds": f"usage:3:{window}:{NEVER}"}
-
-
-def call(plugin: Path, engine: EngineAPI, batches: Batches, args: dict[str, str]) -> None:
+def call(engine: EngineAPI, batches: Batches, args: dict[str, str]) -> None:
     """One engine-style call: the plugin file is executed afresh, then its entry point runs."""
-    load_entry_point(plugin, "process_writes")(engine, batches, args)
+    load_entry_point(MAD_PLUGIN, "process_writes")(engine, batches, args)
 
 
 def check_quiet(engine: EngineAPI) -> None:
@@ -102,104 +159,160 @@ def check_quiet(engine: EngineAPI) -> None:
     engine.take_logs()
 
 
-def time_flushes(
-    plugin: Path, engine: EngineAPI, flushes: list[Batches], args: dict[str, str]
-) -> Timing:
-    gc.collect()
-    timing = Timing([], [])
-    for batches in flushes:
-        cpu, wall = time.process_time(), time.perf_counter()
-        call(plugin, engine, batches, args)
-        timing.cpu.append(time.process_time() - cpu)
-        timing.wall.append(time.perf_counter() - wall)
-    return timing
+@dataclass
+class Trigger:
+    """One version's trigger, windows full: its engine and arguments."""
+
+    version: Version
+    engine: EngineAPI
+    args: dict[str, str]
+    step: int
+
+    def run(self, batches: Batches) -> float:
+        """CPU seconds of one call, the plugin's part: the engine reading and executing the
+        plugin file happens before the clock starts."""
+        with self.version.active():
+            entry_point = load_entry_point(MAD_PLUGIN, "process_writes")
+            started = time.process_time()
+            entry_point(self.engine, batches, self.args)
+            return time.process_time() - started
 
 
-def bench_madcheck(window: int, flushes: int, rng: random.Random) -> tuple[float, float]:
+def steady(version: Version, window: int) -> Trigger:
+    series = series_for(window)
+    steps = ROWS_PER_FLUSH // series
+    rng = random.Random(7)
     engine = make_engine(TABLES)
     args = madcheck_args(window)
-    fill = flush(rng, 0)
-    for _ in range(-(-window // STEPS_PER_FLUSH)):
-        call(MAD_PLUGIN, engine, fill, args)
-        for row in fill[0]["rows"]:  # fresh values, so windows hold no copies of one flush
-            row["usage"] = rng.gauss(50.0, 5.0)
+    step = 0
+    with version.active():
+        while step < window:
+            call(engine, flush(rng, series, step, steps), args)
+            step += steps
     check_quiet(engine)
-    timed = [flush(rng, window + i * STEPS_PER_FLUSH) for i in range(flushes)]
-    timing = time_flushes(MAD_PLUGIN, engine, timed, args)
-    check_quiet(engine)
-    return timing.rates(ROWS_PER_FLUSH)
+    return Trigger(version, engine, args, step)
 
 
-def bench_naive(window: int, rows: int, rng: random.Random) -> tuple[float, float]:
-    engine = make_engine(TABLES)
-    key_of: Callable[..., str] = load_entry_point(NAIVE_PLUGIN, "window_key")
-    for s in range(SERIES):
-        key = key_of("cpu", f"host=host{s:04d}", "usage", window)
-        engine.cache.put(key, [rng.gauss(50.0, 5.0) for _ in range(window)])
-    steps = max(1, rows // SERIES)
-    timed = [flush(rng, window + step, 1) for step in range(steps)]
-    timing = time_flushes(NAIVE_PLUGIN, engine, timed, naive_args(window))
-    check_quiet(engine)
-    return timing.rates(SERIES)
+def _turns(count: int, round_number: int) -> list[int]:
+    """Who runs first alternates from round to round: the second of two calls on the same data
+    finds it in the CPU cache."""
+    order = list(range(count))
+    return order if round_number % 2 == 0 else order[::-1]
 
 
-def bytes_per_value(plugin: Path, args: dict[str, str], window: int) -> float:
+def compare_flushes(triggers: list[Trigger], window: int, flushes: int) -> list[float]:
+    """Median CPU seconds per flush of each trigger, on the same flushes, alternating."""
+    series = series_for(window)
+    steps = ROWS_PER_FLUSH // series
+    rng = random.Random(window)
+    first = max(t.step for t in triggers)
+    seconds: list[list[float]] = [[] for _ in triggers]
+    gc.collect()
+    for i in range(flushes):
+        batches = flush(rng, series, first + i * steps, steps)
+        for at in _turns(len(triggers), i):
+            seconds[at].append(triggers[at].run(batches))
+    for trigger in triggers:
+        check_quiet(trigger.engine)
+        trigger.step = first + flushes * steps
+    return [median(times) for times in seconds]
+
+
+def compare_one_row(triggers: list[Trigger], window: int, calls: int) -> list[float]:
+    """Median CPU seconds of a call with one row (rotating over the series), alternating."""
+    series = series_for(window)
+    rng = random.Random(window + 1)
+    first = max(t.step for t in triggers)
+    seconds: list[list[float]] = [[] for _ in triggers]
+    for i in range(calls):
+        batches = one_row(rng, i % series, first + i // series)
+        for at in _turns(len(triggers), i):
+            seconds[at].append(triggers[at].run(batches))
+    for trigger in triggers:
+        check_quiet(trigger.engine)
+    return [median(times) for times in seconds]
+
+
+def bytes_per_value(version: Version, window: int) -> float:
     """Everything the trigger retains once every window is full, per retained value.
 
     Rows (and their tag strings) are made while tracing, so the series keys kept from them count.
     """
+    series = series_for(window)
+    steps = ROWS_PER_FLUSH // series
     rng = random.Random(7)
-    call(plugin, make_engine(TABLES), flush(rng, 0, 1), args)  # imports happen outside tracing
-    engine = make_engine(TABLES)
-    gc.collect()
-    tracemalloc.start()
-    for step in range(0, window, STEPS_PER_FLUSH):
-        call(plugin, engine, flush(rng, step), args)
-    engine.take_logs()
-    gc.collect()
-    retained, _ = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return retained / (SERIES * window)
+    args = madcheck_args(window)
+    with version.active():
+        call(make_engine(TABLES), flush(rng, series, 0, 1), args)  # imports happen untraced
+        engine = make_engine(TABLES)
+        gc.collect()
+        tracemalloc.start()
+        for step in range(0, window, steps):
+            call(engine, flush(rng, series, step, steps), args)
+        engine.take_logs()
+        gc.collect()
+        retained, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return retained / (series * window)
+
+
+def path_of(version: Version) -> str:
+    with version.active():
+        try:
+            vectorized = importlib.import_module("madcheck.detect.vectorized")
+        except ImportError:
+            return "pure Python"
+        return "numpy" if vectorized.available() else "pure Python"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--before-rev", default="main", help="git revision to compare with")
     parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
-    parser.add_argument("--flushes", type=int, default=8, help="timed flushes for madcheck")
-    parser.add_argument(
-        "--naive-rows", type=int, default=10_000, help="rows timed for the naive plugin"
-    )
-    parser.add_argument(
-        "--naive-rows-large", type=int, default=1_000, help="the same, at windows over 1,000"
-    )
+    parser.add_argument("--flushes", type=int, default=12, help="timed flushes per version")
+    parser.add_argument("--one-row-calls", type=int, default=400, help="one-row calls timed")
+    parser.add_argument("--memory-windows", type=int, nargs="*", default=[100, 1_000])
     options = parser.parse_args()
-    rng = random.Random(42)
 
-    print(
-        f"Python {platform.python_version()} on {platform.machine()}, "
-        f"{SERIES} series, {ROWS_PER_FLUSH} rows per flush, plugin files run engine-style\n"
-    )
-    print(
-        "| window | madcheck rows/s (CPU) | naive rows/s (CPU) | speed-up "
-        "| madcheck rows/s (wall) | naive rows/s (wall) | rows timed: madcheck, naive |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for window in options.windows:
-        fast_cpu, fast_wall = bench_madcheck(window, options.flushes, rng)
-        rows = options.naive_rows if window <= 1_000 else options.naive_rows_large
-        naive_cpu, naive_wall = bench_naive(window, rows, rng)
-        print(
-            f"| {window:,} | {fast_cpu:,.0f} | {naive_cpu:,.0f} | {fast_cpu / naive_cpu:,.0f}x "
-            f"| {fast_wall:,.0f} | {naive_wall:,.0f} "
-            f"| {options.flushes * ROWS_PER_FLUSH:,}, {rows:,} |",
-            flush=True,
+    with tempfile.TemporaryDirectory() as directory:
+        before = load_version(
+            options.before_rev, export_revision(options.before_rev, Path(directory))
         )
-    window = 100
-    print(
-        f"\nbytes per retained value at window {window} (tracemalloc, whole trigger state): "
-        f"madcheck {bytes_per_value(MAD_PLUGIN, madcheck_args(window), window):.1f}, "
-        f"naive {bytes_per_value(NAIVE_PLUGIN, naive_args(window), window):.1f}"
-    )
+        after = load_version("working tree", REPO / "src")
+        print(
+            f"Python {platform.python_version()} on {platform.machine()}; "
+            f"before: {options.before_rev} ({path_of(before)}); "
+            f"after: the working tree ({path_of(after)}"
+            f"{', MADCHECK_PURE_PYTHON=1' if os.environ.get('MADCHECK_PURE_PYTHON') else ''}); "
+            f"{ROWS_PER_FLUSH:,} rows per flush, {options.flushes} flushes each, alternating; "
+            f"CPU time, medians\n"
+        )
+        print(
+            "| window | series | before rows/s | after rows/s | ratio "
+            "| one-row call before | one-row call after |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        for window in options.windows:
+            triggers = [steady(before, window), steady(after, window)]
+            flush_s = compare_flushes(triggers, window, options.flushes)
+            row_s = compare_one_row(triggers, window, options.one_row_calls)
+            rates = [ROWS_PER_FLUSH / s for s in flush_s]
+            print(
+                f"| {window:,} | {series_for(window):,} | {rates[0]:,.0f} | {rates[1]:,.0f} "
+                f"| {rates[1] / rates[0]:.2f} | {row_s[0] * 1e6:.1f} µs "
+                f"| {row_s[1] * 1e6:.1f} µs |",
+                flush=True,
+            )
+            del triggers
+            gc.collect()
+        for window in options.memory_windows:
+            print(
+                f"\nbytes per retained value at window {window:,} ({series_for(window):,} series, "
+                f"tracemalloc, whole trigger state): before {bytes_per_value(before, window):.1f}, "
+                f"after {bytes_per_value(after, window):.1f}",
+                end="",
+            )
+        print()
 
 
 if __name__ == "__main__":

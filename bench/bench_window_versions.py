@@ -6,7 +6,10 @@ same flushes, alternating: whatever the machine does hits both. The "before" win
 ``src/madcheck/detect/window.py`` as it was at a git revision (or any file with a ``RollingMAD``),
 loaded as a module of its own; the "after" one is the working tree's. Everything else (plugin,
 detector, engine API, data) is shared, as in ``bench_process_writes.py``, whose set-up this
-reuses: 1,000 series, 10,000 rows per flush, steady state, no alert.
+reuses: 10,000 rows per flush (1,000 series up to window 100, 50 above), steady state, no alert.
+With numpy, windows up to 128 values do not use ``RollingMAD`` (``detect/vectorized.py``): run
+with ``MADCHECK_PURE_PYTHON=1`` to compare the window there. To compare whole versions of the
+package, use ``bench_process_writes.py --before-rev``.
 
 Rows/s is that of the median flush by CPU time; "best" is the fastest flush. Two identical
 versions differ by up to about 5 % here, so smaller differences are noise.
@@ -66,15 +69,14 @@ def steady_engine(window: int, window_class: type) -> tuple[EngineAPI, dict[str,
     """An engine whose 1,000 series have full windows of ``window_class``."""
     original = detector.RollingMAD
     detector.RollingMAD = window_class  # windows are made when a series is first seen
+    series = setup.series_for(window)
+    steps = setup.ROWS_PER_FLUSH // series
     try:
         rng = random.Random(42)
         engine = setup.make_engine(setup.TABLES)
         args = setup.madcheck_args(window)
-        fill = setup.flush(rng, 0)
-        for _ in range(-(-window // setup.STEPS_PER_FLUSH)):
-            setup.call(setup.MAD_PLUGIN, engine, fill, args)
-            for row in fill[0]["rows"]:
-                row["usage"] = rng.gauss(50.0, 5.0)
+        for step in range(0, window, steps):
+            setup.call(engine, setup.flush(rng, series, step, steps), args)
     finally:
         detector.RollingMAD = original
     setup.check_quiet(engine)
@@ -87,12 +89,15 @@ def compare(window: int, before: type, flushes: int) -> str:
         "after": steady_engine(window, detector.RollingMAD),
     }
     rng = random.Random(window)
-    timed = [setup.flush(rng, window + i * setup.STEPS_PER_FLUSH) for i in range(flushes)]
+    series = setup.series_for(window)
+    steps = setup.ROWS_PER_FLUSH // series
+    first = -(-window // steps) * steps
+    timed = [setup.flush(rng, series, first + i * steps, steps) for i in range(flushes)]
     seconds: dict[str, list[float]] = {name: [] for name in versions}
     for batches in timed:
         for name, (engine, args) in versions.items():
             started = time.process_time()
-            setup.call(setup.MAD_PLUGIN, engine, batches, args)
+            setup.call(engine, batches, args)
             seconds[name].append(time.process_time() - started)
     for engine, _ in versions.values():
         setup.check_quiet(engine)

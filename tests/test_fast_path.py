@@ -15,16 +15,22 @@ import random
 import statistics
 import tracemalloc
 from collections import Counter
+from contextlib import nullcontext
 from itertools import pairwise
 from unittest.mock import patch
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from madcheck.config.thresholds import Threshold
+from madcheck.detect import detector as detector_module
+from madcheck.detect import vectorized
 from madcheck.detect import window as window_module
 from madcheck.detect.detector import Detector
 from madcheck.detect.window import RollingMAD
+
+needs_numpy = pytest.mark.skipif(vectorized.numpy is None, reason="numpy is not installed")
 
 S = 1_000_000_000
 
@@ -74,10 +80,12 @@ def reference_masks(stream: list[float], size: int, ks: list[float]) -> list[int
 
 
 def advanced_masks(
-    stream: list[float], size: int, ks: list[float], chunks: list[int]
+    stream: list[float], size: int, ks: list[float], chunks: list[int], compact: bool = False
 ) -> list[int | None]:
-    """The same, from RollingMAD.advance fed in the given chunk sizes (as the detector does)."""
-    window = RollingMAD(size)
+    """The same, from RollingMAD.advance fed in the given chunk sizes (as the detector does);
+    ``compact``: the window drops its sorted half after each chunk, as the detector has it do
+    after each batch."""
+    window = RollingMAD(size, compact)
     masks: list[int | None] = []
     position = 0
     chunk_sizes = iter(chunks)
@@ -95,6 +103,7 @@ def advanced_masks(
                     stream[max(0, position + done - size) : position + done]
                 )
         position += len(chunk)
+        window.compact()
     return masks
 
 
@@ -115,15 +124,88 @@ band_settings = st.sampled_from(
     chunks=st.lists(st.integers(min_value=1, max_value=15), max_size=20),
     move_from=view_from,
     band=band_settings,
+    compact=st.booleans(),
 )
-def test_verdicts_match_the_definition(size, stream, ks, chunks, move_from, band):
+def test_verdicts_match_the_definition(size, stream, ks, chunks, move_from, band, compact):
     values = [float(v) for v in stream]  # ints enter windows as floats (DESIGN.md §3)
     with (
         patch.object(window_module, "_VIEW_FROM", move_from),
         patch.object(window_module, "_BAND_FROM", band[0]),
         patch.object(window_module, "_BAND_SHIFT", band[1]),
     ):
-        assert advanced_masks(values, size, ks, chunks) == reference_masks(values, size, ks)
+        assert advanced_masks(values, size, ks, chunks, compact) == reference_masks(
+            values, size, ks
+        )
+
+
+def test_compacted_window_keeps_its_values_and_statistics():
+    window = RollingMAD(8, compact=True)
+    stream = [3.0, -1.0, 7.5, 2.0, 2.0, 9.0, -4.0, 0.5, 6.0, 1.0]
+    for end, value in enumerate(stream, start=1):
+        window.add(value)
+        window.compact()
+        assert window.values() == stream[:end][-8:]
+    window.compact()
+    assert window.median_and_mad() == definition(stream[-8:])
+    assert window.advance([100.0], 0, (3.0,)) == (1, 0, 1)
+
+
+# -- SeriesBlock: every series of a window group, a batch at a time (numpy) --------------------
+
+
+@needs_numpy
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.integers(min_value=1, max_value=24),
+    streams=st.lists(streams, min_size=1, max_size=4),
+    ks=k_sets,
+    splits=st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=40),
+    few=st.booleans(),
+)
+def test_series_block_verdicts_match_the_definition(size, streams, ks, splits, few):
+    """Several series through one SeriesBlock, in batches of uneven sizes per series (some
+    series absent from a batch), by judge (numpy) or judge_few (plain Python)."""
+    np = vectorized.numpy
+    block = vectorized.SeriesBlock(size)
+    block.reserve(len(streams))
+    values = [[float(v) for v in stream] for stream in streams]
+    expected = [reference_masks(stream, size, ks) for stream in values]
+    got: list[list[int | None]] = [[] for _ in values]
+    taken = [0] * len(values)
+    turn = 0
+    while any(t < len(v) for t, v in zip(taken, values, strict=True)):
+        rows, counts, batch = [], [], []
+        for series, stream in enumerate(values):
+            count = min(splits[turn % len(splits)], len(stream) - taken[series])
+            turn += 1
+            if count:
+                rows.append(series)
+                counts.append(count)
+                batch += stream[taken[series] : taken[series] + count]
+        if not rows:  # nothing drawn for the unfinished series this time: one value of the first
+            series = next(i for i, v in enumerate(values) if taken[i] < len(v))
+            rows, counts, batch = [series], [1], [values[series][taken[series]]]
+        if few:
+            codes, windows = block.judge_few(rows, counts, batch, ks)
+        else:
+            judged, ordered = block.judge(
+                np.array(rows), np.array(counts), np.array(batch, dtype=float), ks
+            )
+            codes, windows = judged.tolist(), ordered.tolist()
+        verdicts = iter(windows)
+        done = 0
+        for series, count in zip(rows, counts, strict=True):
+            for offset, code in enumerate(codes[done : done + count]):
+                end = taken[series] + offset + 1
+                got[series].append(None if code == -1 else code)
+                if code != -1:  # the window handed back for alerts is the value's, sorted
+                    window = values[series][end - size : end]
+                    assert next(verdicts) == sorted(window)
+            taken[series] += count
+            done += count
+    assert got == expected
+    for series, stream in enumerate(values):
+        assert block.values(series) == stream[-size:]
 
 
 @settings(max_examples=300, deadline=None)
@@ -217,7 +299,8 @@ def plain_detector(rows, tag_names, thresholds, state_change_count, recovery_cou
                 continue
             median, mad = definition(window)
             for threshold in members:
-                outlier = outside(float(raw), median, mad, threshold.k)
+                floor = max(threshold.mad_floor, threshold.mad_floor_pct / 100 * abs(median))
+                outlier = outside(float(raw), median, max(mad, floor), threshold.k)
                 outliers[field] += outlier
                 history = verdicts.setdefault((tags, threshold), [])
                 history.append(outlier)
@@ -272,6 +355,7 @@ thresholds_strategy = st.lists(
         k=st.sampled_from([1.0, 1.5, 2.0, 3.0]),
         window_count=st.integers(min_value=2, max_value=9),
         count=st.integers(min_value=1, max_value=3),
+        mad_floor=st.sampled_from([0.0, 0.0, 0.0, 0.5, 3.0]),  # issue 16's MAD floor
     )
     | st.builds(
         Threshold,
@@ -279,6 +363,7 @@ thresholds_strategy = st.lists(
         k=st.sampled_from([1.0, 2.0, 3.0]),
         window_count=st.integers(min_value=2, max_value=9),
         duration_ns=st.sampled_from([0, 10 * S, 25 * S]),
+        mad_floor_pct=st.sampled_from([0.0, 0.0, 50.0]),
     ),
     min_size=1,
     max_size=4,
@@ -320,6 +405,18 @@ def batches(draw):
     return result
 
 
+#: The detector's ways to a verdict: numpy's SeriesBlock (with and without the plain-Python path
+#: for a handful of rows, _FEW), RollingMAD windows that compact between batches (numpy there,
+#: windows above the block size), and pure Python (no numpy, or MADCHECK_PURE_PYTHON=1).
+PATHS = {
+    "numpy": {"vectorize": True},
+    "numpy, no small-batch path": {"vectorize": True, "_FEW": 0},
+    "numpy, compacting windows": {"vectorize": True, "BLOCK_MAX_WINDOW": 4},
+    "pure Python": {"vectorize": False},
+}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
 @settings(max_examples=100, deadline=None)
 @given(
     thresholds=thresholds_strategy,
@@ -328,10 +425,23 @@ def batches(draw):
     batch_list=batches(),
 )
 def test_detector_alerts_match_a_plain_implementation(
-    thresholds, state_change_count, recovery_count, batch_list
+    path, thresholds, state_change_count, recovery_count, batch_list
 ):
+    settings_of_path = dict(PATHS[path])
+    vectorize = settings_of_path.pop("vectorize")
+    if vectorize and vectorized.numpy is None:
+        pytest.skip("numpy is not installed")
     tag_names = ["host", "region"]
-    detector = Detector("cpu", thresholds, state_change_count, recovery_count)
+    with patch.multiple(detector_module, **settings_of_path) if settings_of_path else nullcontext():
+        detector = Detector("cpu", thresholds, state_change_count, recovery_count, vectorize)
+        check_against_plain(
+            detector, tag_names, thresholds, state_change_count, recovery_count, batch_list
+        )
+
+
+def check_against_plain(
+    detector, tag_names, thresholds, state_change_count, recovery_count, batch_list
+):
     fast_alerts = []
     fast_outliers: Counter[str] = Counter()
     # The plain detector sees every batch at once; it sorts by time only within a batch, so
@@ -379,18 +489,19 @@ def test_recovery_in_the_middle_of_a_run_of_floats_is_reported_where_it_complete
 # -- memory ------------------------------------------------------------------------------------
 
 
-def test_at_most_24_bytes_per_retained_value_at_window_100():
-    """Everything the detector keeps for 400 full windows of 100, measured by tracemalloc (the
-    bench measures the whole trigger state with 1,000 series: docs/performance.md)."""
+def retained_per_value(series: int, size: int, vectorize: bool) -> float:
+    """Bytes the detector keeps per value once ``series`` windows of ``size`` are full, by
+    tracemalloc (the bench measures the whole trigger state: docs/performance.md)."""
     rng = random.Random(11)
-    series, size = 400, 100
+    steps = max(1, 2_000 // series)  # rows of several timestamps per batch, as a flush has
     gc.collect()
     tracemalloc.start()
     try:
-        detector = Detector("cpu", [Threshold("usage", 3.0, size, count=5)])
-        for step in range(size):
+        detector = Detector("cpu", [Threshold("usage", 3.0, size, count=5)], vectorize=vectorize)
+        for first in range(0, size, steps):
             rows = [
                 {"host": f"host{s:04d}", "usage": rng.gauss(50.0, 5.0), "time": step * S}
+                for step in range(first, first + steps)
                 for s in range(series)
             ]
             detector.process(rows, ["host"])
@@ -400,4 +511,79 @@ def test_at_most_24_bytes_per_retained_value_at_window_100():
     finally:
         tracemalloc.stop()
     assert detector.series_count == series
-    assert retained / (series * size) <= 24
+    return retained / (series * size)
+
+
+def test_at_most_24_bytes_per_retained_value_at_window_100_in_pure_python():
+    assert retained_per_value(400, 100, vectorize=False) <= 24
+
+
+@needs_numpy
+def test_at_most_16_bytes_per_retained_value_with_numpy():
+    """Window 100: one matrix row of 8-byte values per series; window 1,000: a RollingMAD that
+    keeps only its ring between batches."""
+    assert retained_per_value(400, 100, vectorize=True) <= 16
+    assert retained_per_value(50, 1_000, vectorize=True) <= 16
+
+
+class RecordingObserver:
+    """A ``VerdictObserver`` that keeps every call, traced series being those of host ``a``."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple] = Counter()
+        self.last_ns: dict[tuple, int] = {}
+        self.outliers: list[tuple] = []
+        self.values: list[tuple] = []
+
+    def entered(self, series, field, cell, count, last_ns):
+        window_count = cell.states[0].threshold.window_count
+        self.counts[(series.tags(), field, window_count)] += count
+        self.last_ns[(series.tags(), field, window_count)] = last_ns
+
+    def outlier(self, series, field, cell, position, time_ns):
+        self.outliers.append((series.tags(), field, cell.states[position].threshold, time_ns))
+
+    def traces(self, series):
+        return dict(series.tags()).get("host") == "a"
+
+    def judged(self, series, field, cell, time_ns, value, median, mad):
+        window_count = cell.states[0].threshold.window_count
+        self.values.append((series.tags(), field, window_count, time_ns, value, median, mad))
+
+
+def observed(path, thresholds, state_change_count, recovery_count, batch_list):
+    settings_of_path = dict(PATHS[path])
+    vectorize = settings_of_path.pop("vectorize")
+    observer = RecordingObserver()
+    outliers: Counter[str] = Counter()
+    with patch.multiple(detector_module, **settings_of_path) if settings_of_path else nullcontext():
+        detector = Detector("cpu", thresholds, state_change_count, recovery_count, vectorize)
+        detector.observer = observer
+        for rows in batch_list:
+            outliers.update(detector.process(rows, ["host", "region"]).outliers)
+    return observer, outliers
+
+
+@needs_numpy
+@pytest.mark.parametrize("path", [name for name in PATHS if name != "pure Python"])
+@settings(max_examples=60, deadline=None)
+@given(
+    thresholds=thresholds_strategy,
+    state_change_count=st.sampled_from([0, 2]),
+    recovery_count=st.sampled_from([0, 2]),
+    batch_list=batches(),
+)
+def test_every_path_reports_the_same_verdicts_to_an_observer(
+    path, thresholds, state_change_count, recovery_count, batch_list
+):
+    """What ``madcheck replay`` counts and charts (``Detector.observer``) does not depend on
+    the path the detector takes to its verdicts."""
+    fast, fast_outliers = observed(path, thresholds, state_change_count, recovery_count, batch_list)
+    plain, plain_outliers = observed(
+        "pure Python", thresholds, state_change_count, recovery_count, batch_list
+    )
+    assert fast.counts == plain.counts
+    assert fast.last_ns == plain.last_ns
+    assert sorted(fast.outliers, key=repr) == sorted(plain.outliers, key=repr)
+    assert sorted(fast.values, key=repr) == sorted(plain.values, key=repr)
+    assert len(plain.outliers) == sum(plain_outliers.values()) == sum(fast_outliers.values())

@@ -5,6 +5,10 @@ the values), each keeping its own rule state because ``k`` differs. Rows are pro
 order per series whatever order the batch arrived in, since both rules are defined on data time.
 With recovery notifications on, each threshold also has a ``RecoveryWatch`` (detect/lifecycle.py)
 that reports ``resolved`` events in the same list as the fired rules, in data-time order.
+
+With numpy, windows of up to ``BLOCK_MAX_WINDOW`` values are not ``RollingMAD`` objects: each
+window group keeps every series' values in one ``SeriesBlock`` (detect/vectorized.py) and judges
+a whole batch at once; the rules are then applied series by series, to the events only.
 """
 
 from __future__ import annotations
@@ -17,10 +21,23 @@ from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from madcheck.config.thresholds import Threshold
+from madcheck.detect import vectorized
 from madcheck.detect.alerts import Alert, Tags
 from madcheck.detect.lifecycle import RecoveryWatch
 from madcheck.detect.rules import CountRule, DurationRule, FlipHistory
+from madcheck.detect.vectorized import (
+    BLOCK_MAX_WINDOW,
+    COMPACT_MAX_WINDOW,
+    SeriesBlock,
+    sorted_median,
+    sorted_median_and_mad,
+)
 from madcheck.detect.window import RollingMAD
+
+try:
+    import numpy
+except ImportError:  # pragma: no cover - the pure-Python path needs no numpy
+    numpy = None  # type: ignore[assignment]
 
 Row = Mapping[str, Any]
 
@@ -56,12 +73,19 @@ class _ThresholdState:
 
 
 class _FieldWindow:
+    """One series' window of one group (None when the group's ``SeriesBlock`` holds the values)
+    and the state of each of the group's thresholds."""
+
     __slots__ = ("states", "window")
 
     def __init__(
-        self, window_count: int, thresholds: Sequence[Threshold], flips: bool, recovery_count: int
+        self,
+        window: RollingMAD | None,
+        thresholds: Sequence[Threshold],
+        flips: bool,
+        recovery_count: int,
     ) -> None:
-        self.window = RollingMAD(window_count)
+        self.window = window
         self.states = tuple(_ThresholdState(t, flips, recovery_count) for t in thresholds)
 
     def reset_rules(self) -> None:
@@ -81,7 +105,8 @@ class _FieldWindow:
 
 
 class _Series(NamedTuple):
-    """One series' state: its key, the tag names the key was read with, a window per group.
+    """One series' state: its key, the tag names the key was read with, a window per group, and
+    its row in the groups' ``SeriesBlock`` matrices (its number, in order of first sight).
 
     The (name, value) tag pairs are only made when an alert needs them: kept here they would
     cost more memory than ten values of a window.
@@ -90,6 +115,7 @@ class _Series(NamedTuple):
     key: Any
     tag_names: tuple[str, ...]
     windows: tuple[_FieldWindow, ...]
+    number: int
 
     def tags(self) -> Tags:
         values = (self.key,) if len(self.tag_names) == 1 else self.key
@@ -100,15 +126,12 @@ class _Series(NamedTuple):
         )
 
 
-@dataclass(frozen=True)
-class _FieldGroup:
-    field: str
-    window_count: int
-    thresholds: tuple[Threshold, ...]
+class _Stats(Protocol):
+    """A window as an alert reads it."""
 
-    @property
-    def ks(self) -> tuple[float, ...]:
-        return tuple(threshold.k for threshold in self.thresholds)
+    def median_and_mad(self) -> tuple[float, float]: ...
+
+    def median(self) -> float: ...
 
 
 class VerdictObserver(Protocol):
@@ -117,7 +140,10 @@ class VerdictObserver(Protocol):
 
     ``series`` is the detector's own per-series object (``series.tags()`` gives its tags) and
     ``cell`` its per-field window, both stable for the series' life, so they can key a dict.
-    Off, the hot path pays one ``is None`` test per series and batch and per outlier.
+    Every path (numpy blocks, pure Python) reports the same calls. Off, the hot path pays one
+    ``is None`` test per window group and batch; on, the pure-Python path does not let
+    outliers pass ``advance`` (``_feed_passing``), so that each one is reported where it is
+    judged.
     """
 
     def entered(self, series: Any, field: str, cell: Any, count: int, last_ns: int) -> None:
@@ -137,9 +163,98 @@ class VerdictObserver(Protocol):
         """A value of a traced series, after it entered the full window (median, MAD incl.)."""
 
 
+class _BlockGroup(NamedTuple):
+    """A window group judged by a ``SeriesBlock``: its place in ``_fields``, field, and ks."""
+
+    position: int
+    name: str
+    ks: tuple[float, ...]
+
+
+class _SortedWindow:
+    """The sorted window ``SeriesBlock.judge`` gave the value at one position of a batch, read
+    only for an alert."""
+
+    __slots__ = ("_at", "_batch")
+
+    def __init__(self, batch: _BlockBatch, at: int) -> None:
+        self._batch = batch
+        self._at = at
+
+    def median_and_mad(self) -> tuple[float, float]:
+        values = self._batch.window(self._at)
+        return sorted_median_and_mad(values if isinstance(values, list) else values.tolist())
+
+    def median(self) -> float:
+        return self.median_and_mad()[0]
+
+
+class _BlockBatch:
+    """One window group's batch, series by series (positions into ``order``): the verdict codes
+    of ``SeriesBlock.judge`` (-2 where the value could not enter the window) and what an alert
+    at a position reads."""
+
+    __slots__ = (
+        "_ranks",
+        "codes",
+        "events",
+        "first_event",
+        "normals_before",
+        "order",
+        "rows",
+        "values",
+        "windows",
+    )
+
+    def __init__(
+        self, rows: Sequence[Row], order: list[int], values: Any, codes: list[int], windows: Any
+    ) -> None:
+        self.rows = rows
+        self.order = order
+        self.values = values
+        self.codes = codes
+        self.windows = windows  # one per code >= 0, in order
+        self._ranks: list[int] | None = None
+        # for _walk_events: positions of the events, how many normal verdicts come before each
+        # position, and each series' first event (an index into events)
+        self.events: list[int] = []
+        self.normals_before: list[int] = []
+        self.first_event: list[int] = []
+
+    def point(self, at: int) -> tuple[Row, float, _SortedWindow]:
+        """The row, value and window of the verdict at ``at``."""
+        index = self.order[at]
+        return self.rows[index], float(self.values[index]), _SortedWindow(self, at)
+
+    def window(self, at: int) -> Any:
+        if self._ranks is None:
+            ranks, rank = [], -1
+            for code in self.codes:
+                rank += code >= 0
+                ranks.append(rank)
+            self._ranks = ranks
+        return self.windows[self._ranks[at]]
+
+
+@dataclass(frozen=True)
+class _FieldGroup:
+    field: str
+    window_count: int
+    thresholds: tuple[Threshold, ...]
+
+    @property
+    def ks(self) -> tuple[float, ...]:
+        return tuple(threshold.k for threshold in self.thresholds)
+
+
 class Detector:
     """Detection state of every series of one table. ``recovery_count`` > 0 turns recovery
-    tracking on: that many consecutive normal verdicts after a sent alert report it resolved."""
+    tracking on: that many consecutive normal verdicts after a sent alert report it resolved.
+
+    ``vectorize``: judge windows of up to ``BLOCK_MAX_WINDOW`` values a batch at a time with
+    numpy (``vectorized.SeriesBlock``); by default when numpy is there (see
+    ``vectorized.available``). Both ways give the same verdicts and alerts.
+    """
 
     def __init__(
         self,
@@ -147,6 +262,7 @@ class Detector:
         thresholds: Sequence[Threshold],
         state_change_count: int = 0,
         recovery_count: int = 0,
+        vectorize: bool | None = None,
     ) -> None:
         self.table = table
         self.state_change_count = state_change_count
@@ -164,8 +280,22 @@ class Detector:
         )
         # key: the row's tag values, as _key_reader reads them (one tag: the value alone)
         self._series: dict[Any, _Series] = {}
+        self._entries: list[_Series] = []  # by index
         #: see ``VerdictObserver``; None (the default) costs the hot path nothing
         self.observer: VerdictObserver | None = None
+        if vectorize is None:
+            vectorize = vectorized.available()
+        self._blocks = tuple(
+            SeriesBlock(group.window_count)
+            if vectorize and group.window_count <= BLOCK_MAX_WINDOW
+            else None
+            for group in self._groups
+        )
+        # with numpy, windows up to COMPACT_MAX_WINDOW keep only their ring between batches
+        self._compact = tuple(
+            vectorize and BLOCK_MAX_WINDOW < group.window_count <= COMPACT_MAX_WINDOW
+            for group in self._groups
+        )
 
     @property
     def series_count(self) -> int:
@@ -195,35 +325,54 @@ class Detector:
             entry = self._series.get(key)
             if entry is None:
                 entry = self._new_series(key, tag_names)
-            for group, cell in zip(self._groups, entry.windows, strict=True):
+            for group, cell, block in zip(self._groups, entry.windows, self._blocks, strict=True):
                 value = _numeric(row.get(group.field), ignored)
                 if value is not None:
-                    cell.window.add(value)
+                    if block is not None:
+                        block.add(entry.number, value)
+                    elif cell.window is not None:
+                        cell.window.add(value)
                     added += 1
         return added
 
     def process(self, rows: Sequence[Row], tag_names: Sequence[str]) -> BatchResult:
         """Feed a batch of rows (any order) and return what fired.
 
-        Rows are taken series by series (each series' rows in time order), so one series' state
-        is fetched once per batch and stays in the CPU cache while its rows go through; alerts
-        are then put back in row order. When all of a series' values are finite floats (the
-        usual case) they go to the window in one call; otherwise value by value, resetting the
-        rules at each value that cannot enter the window.
+        Each window group in turn. A ``SeriesBlock`` group judges the whole batch at once
+        (``_process_block``). Otherwise rows are taken series by series (each series' rows in
+        time order), so one series' state is fetched once per batch and stays in the CPU cache
+        while its rows go through; when all of a series' values are finite floats (the usual
+        case) they go to the window in one call, else value by value, resetting the rules at
+        each value that cannot enter the window. Alerts are then put back in row order.
         """
         result = BatchResult()
         ordered = self._in_time_order(rows, result)
         result.points = len(ordered)
         fired: list[tuple[Row, Alert]] = []
-        series = self._series
-        fields = self._fields
-        observer = self.observer
-        for key, series_rows in _by_series(ordered, tag_names).items():
-            entry = series.get(key)
-            if entry is None:
-                entry = self._new_series(key, tag_names)
-            traced = observer is not None and observer.traces(entry)
-            for (name, read, ks), cell in zip(fields, entry.windows, strict=True):
+        by_series: list[tuple[_Series, list[Row]]] | None = None
+        numbers = None
+        for position, ((name, read, ks), block) in enumerate(
+            zip(self._fields, self._blocks, strict=True)
+        ):
+            if block is not None:
+                if numbers is None:
+                    numbers = self._numbers(ordered, tag_names)
+                group = _BlockGroup(position, name, ks)
+                if len(ordered) <= _FEW:
+                    self._process_few(block, group, numbers, ordered, fired, result)
+                else:
+                    self._process_block(block, group, numbers, ordered, read, fired, result)
+                continue
+            if by_series is None:
+                by_series = [
+                    (self._series.get(key) or self._new_series(key, tag_names), series_rows)
+                    for key, series_rows in _by_series(ordered, tag_names).items()
+                ]
+            compact = self._compact[position]
+            observer = self.observer
+            for entry, series_rows in by_series:
+                cell = entry.windows[position]
+                traced = observer is not None and observer.traces(entry)
                 try:
                     values: list[Any] = list(map(read, series_rows))
                 except KeyError:  # some row lacks the field: None, as row.get gives
@@ -232,20 +381,23 @@ class Detector:
                     self._feed(entry, name, ks, cell, values, series_rows, fired, result)
                     if observer is not None:
                         observer.entered(entry, name, cell, len(values), series_rows[-1]["time"])
-                    continue
-                entered, last_ns = 0, 0
-                for row, raw in zip(series_rows, values, strict=True):
-                    value = _numeric(raw, result)
-                    if value is None:
-                        cell.reset_rules()
-                        continue
-                    self._feed(entry, name, ks, cell, (value,), (row,), fired, result)
-                    entered, last_ns = entered + 1, row["time"]
-                    if traced and cell.window.full:
-                        median, mad = cell.window.median_and_mad()
-                        observer.judged(entry, name, cell, last_ns, value, median, mad)  # type: ignore[union-attr]
-                if observer is not None and entered:
-                    observer.entered(entry, name, cell, entered, last_ns)
+                else:
+                    entered, last_ns = 0, 0
+                    for row, raw in zip(series_rows, values, strict=True):
+                        value = _numeric(raw, result)
+                        if value is None:
+                            cell.reset_rules()
+                            continue
+                        self._feed(entry, name, ks, cell, (value,), (row,), fired, result)
+                        entered, last_ns = entered + 1, row["time"]
+                        if traced and cell.window is not None and cell.window.full:
+                            median, mad = cell.window.median_and_mad()
+                            observer.judged(entry, name, cell, last_ns, value, median, mad)  # type: ignore[union-attr]
+                    if observer is not None and entered:
+                        observer.entered(entry, name, cell, entered, last_ns)
+                if compact:
+                    assert cell.window is not None
+                    cell.window.compact()
         result.alerts = _in_row_order(fired, ordered)
         return result
 
@@ -266,57 +418,131 @@ class Detector:
         that completes it: at those points the window is as the alert must report it.
         """
         window = cell.window
+        assert window is not None  # a group without a SeriesBlock
         done = 0
+        simple = self.state_change_count < 2 and not self.recovery_count
+        observer = self.observer
         while done < len(values):
+            if simple and observer is None:
+                pass_limit = _pass_limit(cell)
+                if pass_limit:
+                    done = self._feed_passing(
+                        entry, name, ks, cell, values, rows, fired, result, done, pass_limit
+                    )
+                    continue
             limit = cell.normals_to_recovery() if self.recovery_count else 0
             done, normals, mask = window.advance(values, done, ks, limit)
             last = done - 1
             if normals:
                 # every state saw `normals` normal verdicts, the last of them at values[last]
                 # if the run stopped on one (no mask)
-                for state in cell.states:
-                    state.rule.reset()
-                    if state.flips is not None:
-                        state.flips.update(False, normals)
-                    if state.recovery is not None and state.recovery.since_ns is not None:
-                        for _ in range(normals):
-                            started = state.recovery.update(False, False, rows[last]["time"])
-                        if started is not None:
-                            event = self._alert(
-                                entry, name, window, state, values[last], rows[last], started
-                            )
-                            fired.append((rows[last], event))
-            if not mask:
-                continue
-            # values[last] is an outlier for some k, and the window is as it was then
-            row = rows[last]
-            observer = self.observer
-            for bit, state in enumerate(cell.states):
-                outlier = bool(mask >> bit & 1)
-                if outlier and state.threshold.has_floor:  # MAD floor: outside its band too
-                    outlier = state.threshold.beyond_floor(values[last], window.median())
-                if outlier:
-                    result.outliers[name] += 1
+                self._normals(entry, name, cell, normals, values[last], rows[last], window, fired)
+            if mask:  # values[last] is an outlier for some k, and the window is as it was then
+                mask = _floored(cell, mask, values[last], window.median())
+                self._outlier(entry, name, cell, mask, values[last], rows[last], window, fired)
+                if mask:
+                    result.outliers[name] += mask.bit_count()
                     if observer is not None:
-                        observer.outlier(entry, name, cell, bit, row["time"])
-                if state.flips is not None:
-                    state.flips.update(outlier)
-                opens = False
-                if state.rule.update(outlier, row["time"]):
-                    alert = self._alert(entry, name, window, state, values[last], row)
-                    fired.append((row, alert))
-                    opens = not alert.suppressed
-                if state.recovery is not None:
-                    started = state.recovery.update(outlier, opens, row["time"])
-                    if started is not None:  # a larger k found this value normal
-                        event = self._alert(entry, name, window, state, values[last], row, started)
-                        fired.append((row, event))
+                        _report_outliers(observer, entry, name, cell, mask, rows[last]["time"])
+
+    def _feed_passing(
+        self,
+        entry: _Series,
+        name: str,
+        ks: tuple[float, ...],
+        cell: _FieldWindow,
+        values: Sequence[float],
+        rows: Sequence[Row],
+        fired: list[tuple[Row, Alert]],
+        result: BatchResult,
+        start: int,
+        pass_limit: int,
+    ) -> int:
+        """``_feed``'s step without flap history or recovery, letting through the outliers on
+        which no count rule can fire yet (``_pass_limit``): their verdicts are applied to the
+        rules afterwards, in order. Returns where the step ended."""
+        window = cell.window
+        assert window is not None
+        passed: list[tuple[int, int]] = []
+        done, normals, mask = window.advance(values, start, ks, 0, passed, pass_limit)
+        judged = normals + len(passed) + (1 if mask else 0)
+        after = done - judged  # the first value with a verdict
+        states = cell.states
+        for index, code in passed:
+            if index > after:  # normal verdicts came between
+                for state in states:
+                    state.rule.reset()
+            time_ns = rows[index]["time"]
+            for bit, state in enumerate(states):
+                state.rule.update(bool(code >> bit & 1), time_ns)  # cannot fire (pass limit)
+            after = index + 1
+        last = done - 1
+        if (last if mask else done) > after:
+            for state in states:
+                state.rule.reset()
+        if mask:
+            self._outlier(entry, name, cell, mask, values[last], rows[last], window, fired)
+        outliers = mask.bit_count() + sum(code.bit_count() for _, code in passed)
+        if outliers:
+            result.outliers[name] += outliers
+        return done
+
+    def _normals(
+        self,
+        entry: _Series,
+        name: str,
+        cell: _FieldWindow,
+        normals: int,
+        value: float,
+        row: Row,
+        window: _Stats,
+        fired: list[tuple[Row, Alert]],
+    ) -> None:
+        """``normals`` normal verdicts in a row, the last for ``value`` of ``row``, with
+        ``window`` as it was then."""
+        for state in cell.states:
+            state.rule.reset()
+            if state.flips is not None:
+                state.flips.update(False, normals)
+            if state.recovery is not None and state.recovery.since_ns is not None:
+                for _ in range(normals):
+                    started = state.recovery.update(False, False, row["time"])
+                if started is not None:
+                    event = self._alert(entry, name, window, state, value, row, started)
+                    fired.append((row, event))
+
+    def _outlier(
+        self,
+        entry: _Series,
+        name: str,
+        cell: _FieldWindow,
+        mask: int,
+        value: float,
+        row: Row,
+        window: _Stats,
+        fired: list[tuple[Row, Alert]],
+    ) -> None:
+        """An outlier for the thresholds whose bit is set in ``mask`` (normal for the rest)."""
+        for bit, state in enumerate(cell.states):
+            outlier = bool(mask >> bit & 1)
+            if state.flips is not None:
+                state.flips.update(outlier)
+            opens = False
+            if state.rule.update(outlier, row["time"]):
+                alert = self._alert(entry, name, window, state, value, row)
+                fired.append((row, alert))
+                opens = not alert.suppressed
+            if state.recovery is not None:
+                started = state.recovery.update(outlier, opens, row["time"])
+                if started is not None:  # a larger k found this value normal
+                    event = self._alert(entry, name, window, state, value, row, started)
+                    fired.append((row, event))
 
     def _alert(
         self,
         entry: _Series,
         field: str,
-        window: RollingMAD,
+        window: _Stats,
         state: _ThresholdState,
         value: float,
         row: Row,
@@ -344,6 +570,291 @@ class Detector:
             started_ns=started_ns,
         )
 
+    # -- the numpy path: every series of a window group at once ------------------------------
+
+    def _numbers(self, ordered: Sequence[Row], tag_names: Sequence[str]) -> list[int]:
+        """Each row's series number (``_Series.number``); new series are made in order of first
+        sight. C-level passes: key reads, a set difference, two look-ups a row."""
+        try:
+            keys = list(map(_key_reader(tag_names), ordered))
+        except KeyError:  # some row lacks a tag: its absence is part of its series' identity
+            keys = [_lenient_key(row, tag_names) for row in ordered]
+        series = self._series
+        new = set(keys).difference(series)
+        if new:
+            for key in keys:
+                if key in new and key not in series:
+                    self._new_series(key, tag_names)
+        return list(map(_NUMBER, map(series.__getitem__, keys)))
+
+    def _process_block(
+        self,
+        block: SeriesBlock,
+        group: _BlockGroup,
+        numbers_list: list[int],
+        ordered: Sequence[Row],
+        read: Callable[[Row], Any],
+        fired: list[tuple[Row, Alert]],
+        result: BatchResult,
+    ) -> None:
+        """One window group, the whole batch through ``block``; then the rules, series by
+        series, with one step per series that saw only normal verdicts."""
+        name = group.name
+        numbers = numpy.array(numbers_list, dtype=numpy.intp)
+        try:
+            raw: list[Any] = list(map(read, ordered))
+        except KeyError:  # some row lacks the field: None, as row.get gives
+            raw = [row.get(name) for row in ordered]
+        if set(map(type, raw)) == _FLOATS:
+            values = numpy.array(raw, dtype=numpy.float64)
+            usable = numpy.isfinite(values)
+            unusable = len(raw) - int(usable.sum())
+            result.skipped[SKIP_NOT_FINITE] += unusable
+        else:
+            converted = [_numeric(value, result) for value in raw]
+            usable = numpy.array([value is not None for value in converted], dtype=bool)
+            values = numpy.array([_NAN if value is None else value for value in converted])
+            unusable = len(raw) - int(usable.sum())
+        order = numpy.argsort(numbers, kind="stable")  # series by series, each in time order
+        grouped = numbers[order]
+        taken = order if not unusable else order[usable[order]]
+        taken_numbers = grouped if not unusable else numbers[taken]
+        code_array = numpy.full(len(order), -2, dtype=numpy.int64)  # -2: not usable
+        windows: Any = []
+        if len(taken):
+            rows, counts = _runs(taken_numbers)
+            taken_values = values[taken]
+            if len(taken) <= _FEW:
+                few, windows = block.judge_few(
+                    rows.tolist(), counts.tolist(), taken_values.tolist(), group.ks
+                )
+                judged = numpy.array(few, dtype=numpy.int64)
+            else:
+                judged, windows = block.judge(rows, counts, taken_values, group.ks)
+            thresholds = self._groups[group.position].thresholds
+            if any(threshold.has_floor for threshold in thresholds):
+                floored = _floor_codes(thresholds, judged.tolist(), taken_values.tolist(), windows)
+                judged = numpy.array(floored, dtype=numpy.int64)
+            if unusable:
+                code_array[usable[order]] = judged
+            else:
+                code_array = judged
+        starts = numpy.flatnonzero(numpy.diff(grouped)) + 1
+        starts = numpy.concatenate(([0], starts))
+        starts_list = starts.tolist()
+        ends = [*starts_list[1:], len(order)]
+        normal = code_array == 0
+        normal_counts = numpy.add.reduceat(normal, starts).tolist()
+        eventful = (code_array > 0) | (code_array == -2)
+        special = numpy.logical_or.reduceat(eventful, starts).tolist()
+        outliers = code_array[code_array > 0]
+        if len(outliers):
+            for bit in range(len(group.ks)):
+                result.outliers[name] += int(numpy.count_nonzero(outliers >> bit & 1))
+        entries = self._entries
+        position = group.position
+        codes = code_array.tolist()
+        batch = _BlockBatch(ordered, order.tolist(), values, codes, windows)
+        simple = self.state_change_count < 2 and not self.recovery_count
+        if simple and any(special):
+            # the rules only need the events (outliers, unusable values) and whether normal
+            # verdicts came between them
+            events = numpy.flatnonzero(eventful)
+            normals_before = numpy.concatenate(([0], numpy.cumsum(normal)))
+            batch.events = events.tolist()
+            batch.normals_before = normals_before.tolist()
+            batch.first_event = numpy.searchsorted(events, [*starts_list, len(order)]).tolist()
+        numbers_of_series = grouped[starts].tolist()
+        if self.observer is not None:
+            self._observe(group, batch, zip(numbers_of_series, starts_list, ends, strict=True))
+        limits = [t.count for t in self._groups[position].thresholds if t.count is not None]
+        at_once = simple and any(special) and len(limits) == len(group.ks)
+        if at_once:  # count rules only: most series need no walk (_count_runs)
+            cells = [entries[number].windows[position] for number in numbers_of_series]
+            runs, special = _count_runs(cells, limits, code_array, starts, ends)
+            for cell, walk, final in zip(cells, special, runs, strict=True):
+                if not walk:
+                    for state, run in zip(cell.states, final, strict=True):
+                        state.rule.run = run
+        for series_index, (number, start, end, walk, normals) in enumerate(
+            zip(numbers_of_series, starts_list, ends, special, normal_counts, strict=True)
+        ):
+            cell = entries[number].windows[position]
+            if at_once:
+                if walk:
+                    self._walk_events(
+                        entries[number], group, cell, batch, series_index, start, end, fired
+                    )
+            elif simple:
+                if walk:
+                    self._walk_events(
+                        entries[number], group, cell, batch, series_index, start, end, fired
+                    )
+                elif normals:
+                    for state in cell.states:
+                        state.rule.reset()
+            elif walk or (self.recovery_count and cell.normals_to_recovery()):
+                self._walk(entries[number], group, cell, batch, start, end, fired)
+            elif normals:
+                for state in cell.states:
+                    state.rule.reset()
+                    if state.flips is not None:
+                        state.flips.update(False, normals)
+
+    def _process_few(
+        self,
+        block: SeriesBlock,
+        group: _BlockGroup,
+        numbers: list[int],
+        ordered: Sequence[Row],
+        fired: list[tuple[Row, Alert]],
+        result: BatchResult,
+    ) -> None:
+        """``_process_block`` for a handful of rows, without numpy (whose fixed cost per call
+        would be most of a small flush's): the same verdicts through ``judge_few``."""
+        by_series: dict[int, list[int]] = {}
+        for index, number in enumerate(numbers):
+            by_series.setdefault(number, []).append(index)
+        name = group.name
+        values = [_numeric(row.get(name), result) for row in ordered]
+        order: list[int] = []
+        series: list[int] = []
+        counts: list[int] = []
+        taken: list[float] = []
+        for number, indexes in by_series.items():
+            order += indexes
+            usable = [value for value in map(values.__getitem__, indexes) if value is not None]
+            if usable:
+                series.append(number)
+                counts.append(len(usable))
+                taken += usable
+        judged, windows = block.judge_few(series, counts, taken, group.ks)
+        judged = _floor_codes(self._groups[group.position].thresholds, judged, taken, windows)
+        if len(taken) == len(order):
+            codes = judged
+        else:
+            codes = [-2] * len(order)
+            verdicts = iter(judged)
+            for at, index in enumerate(order):
+                if values[index] is not None:
+                    codes[at] = next(verdicts)
+        outliers = sum(code.bit_count() for code in codes if code > 0)
+        if outliers:
+            result.outliers[name] += outliers
+        batch = _BlockBatch(ordered, order, values, codes, windows)
+        segments = []
+        start = 0
+        for number, indexes in by_series.items():
+            end = start + len(indexes)
+            entry = self._entries[number]
+            cell = entry.windows[group.position]
+            self._walk(entry, group, cell, batch, start, end, fired)
+            segments.append((number, start, end))
+            start = end
+        if self.observer is not None:
+            self._observe(group, batch, segments)
+
+    def _observe(
+        self, group: _BlockGroup, batch: _BlockBatch, segments: Iterable[tuple[int, int, int]]
+    ) -> None:
+        """Report a block batch's verdicts to ``observer``, series by series (``segments``:
+        series number, start and end in ``batch``), as the pure-Python path reports them."""
+        observer = self.observer
+        assert observer is not None
+        name = group.name
+        codes = batch.codes
+        for number, start, end in segments:
+            entry = self._entries[number]
+            cell = entry.windows[group.position]
+            traced = observer.traces(entry)
+            entered, last_ns = 0, 0
+            for at in range(start, end):
+                code = codes[at]
+                if code == -2:  # could not enter the window
+                    continue
+                row, value, window = batch.point(at)
+                entered, last_ns = entered + 1, row["time"]
+                if code > 0:
+                    _report_outliers(observer, entry, name, cell, code, last_ns)
+                if traced and code >= 0:  # a full window judged it
+                    median, mad = window.median_and_mad()
+                    observer.judged(entry, name, cell, last_ns, value, median, mad)
+            if entered:
+                observer.entered(entry, name, cell, entered, last_ns)
+
+    def _walk_events(
+        self,
+        entry: _Series,
+        group: _BlockGroup,
+        cell: _FieldWindow,
+        batch: _BlockBatch,
+        series_index: int,
+        start: int,
+        end: int,
+        fired: list[tuple[Row, Alert]],
+    ) -> None:
+        """``_walk`` without flap history or recovery: only a series' events (outliers and
+        unusable values) are visited; normal verdicts between them just reset the rules."""
+        normals_before = batch.normals_before
+        codes = batch.codes
+        states = cell.states
+        after = start  # just after the previous event
+        first = batch.first_event
+        for event in batch.events[first[series_index] : first[series_index + 1]]:
+            if normals_before[event] != normals_before[after]:
+                for state in states:
+                    state.rule.reset()
+            after = event + 1
+            code = codes[event]
+            if code == -2:
+                cell.reset_rules()
+                continue
+            row = batch.rows[batch.order[event]]
+            time_ns = row["time"]
+            for bit, state in enumerate(states):
+                if state.rule.update(bool(code >> bit & 1), time_ns):
+                    _, value, window = batch.point(event)
+                    fired.append((row, self._alert(entry, group.name, window, state, value, row)))
+        if normals_before[end] != normals_before[after]:
+            for state in states:
+                state.rule.reset()
+
+    def _walk(
+        self,
+        entry: _Series,
+        group: _BlockGroup,
+        cell: _FieldWindow,
+        batch: _BlockBatch,
+        start: int,
+        end: int,
+        fired: list[tuple[Row, Alert]],
+    ) -> None:
+        """Apply one series' verdicts of ``batch[start:end]`` to its rules, in time order: what
+        ``_feed`` does with ``advance``'s runs."""
+        codes = batch.codes
+        at = start
+        while at < end:
+            code = codes[at]
+            if code == -2:
+                cell.reset_rules()
+                at += 1
+            elif code == -1:
+                at += 1
+            elif code:
+                row, value, window = batch.point(at)
+                self._outlier(entry, group.name, cell, code, value, row, window, fired)
+                at += 1
+            else:
+                run_end = at
+                while run_end < end and codes[run_end] == 0:
+                    run_end += 1
+                limit = cell.normals_to_recovery() if self.recovery_count else 0
+                if limit:
+                    run_end = min(run_end, at + limit)
+                row, value, window = batch.point(run_end - 1)
+                self._normals(entry, group.name, cell, run_end - at, value, row, window, fired)
+                at = run_end
+
     def _in_time_order(self, rows: Sequence[Row], result: BatchResult) -> Sequence[Row]:
         if set(map(type, rows)) == {dict}:  # the engine's rows: checked without a Python loop
             try:
@@ -363,23 +874,126 @@ class Detector:
         return usable
 
     def _new_series(self, key: Any, tag_names: Sequence[str]) -> _Series:
+        index = len(self._entries)
         windows = tuple(
             _FieldWindow(
-                group.window_count,
+                RollingMAD(group.window_count, compact) if block is None else None,
                 group.thresholds,
                 self.state_change_count >= 2,
                 self.recovery_count,
             )
-            for group in self._groups
+            for group, block, compact in zip(self._groups, self._blocks, self._compact, strict=True)
         )
-        entry = _Series(key, tuple(tag_names), windows)
+        for block in self._blocks:
+            if block is not None:
+                block.reserve(index + 1)
+        entry = _Series(key, tuple(tag_names), windows, index)
         self._series[key] = entry
+        self._entries.append(entry)
         return entry
 
 
 _TIME = itemgetter("time")
+_NUMBER = itemgetter(3)  # _Series.number
 _FLOATS = {float}
 _INF = math.inf
+_NAN = math.nan
+#: Batches of up to this many values of a group go through ``SeriesBlock.judge_few``.
+_FEW = 16
+
+
+def _count_runs(
+    cells: list[_FieldWindow], limits: list[int], codes: Any, starts: Any, ends: list[int]
+) -> tuple[list[list[int]], list[bool]]:
+    """Count rules of a batch's series at once, for the series none of them can fire in.
+
+    Per series and rule: the run after the batch (the outliers for that rule after its last
+    break, a normal or unusable value; the old run plus them if there was no break), and
+    whether it might fire (the old run plus every outlier for it reaches the limit): those
+    series are walked value by value instead."""
+    old = numpy.array([[state.rule.run for state in cell.states] for cell in cells])  # type: ignore[union-attr]
+    positions = numpy.arange(len(codes))
+    last = numpy.array(ends) - 1
+    outlier = codes > 0
+    walk = numpy.zeros(len(cells), dtype=bool)
+    runs = []
+    for bit, limit in enumerate(limits):
+        counted = outlier & (codes >> bit & 1).astype(bool)
+        breaks = (codes == 0) | (codes == -2) | (outlier & ~counted)
+        total = numpy.add.reduceat(counted, starts)
+        last_break = numpy.maximum.reduceat(numpy.where(breaks, positions, -1), starts)
+        so_far = numpy.cumsum(counted)
+        since_break = so_far[last] - so_far[numpy.maximum(last_break, 0)]
+        runs.append(numpy.where(last_break >= starts, since_break, old[:, bit] + total))
+        walk |= old[:, bit] + total >= limit
+    return numpy.stack(runs, axis=1).tolist(), walk.tolist()
+
+
+def _report_outliers(
+    observer: VerdictObserver,
+    entry: _Series,
+    name: str,
+    cell: _FieldWindow,
+    mask: int,
+    time_ns: int,
+) -> None:
+    """One ``observer.outlier`` call per threshold whose bit is set in ``mask``."""
+    for bit in range(mask.bit_length()):
+        if mask >> bit & 1:
+            observer.outlier(entry, name, cell, bit, time_ns)
+
+
+def _floored(cell: _FieldWindow, mask: int, value: float, median: float) -> int:
+    """``mask`` with the bits of thresholds whose MAD floor keeps ``value`` inside the band
+    cleared (``Threshold.beyond_floor``: an outlier must be outside both bands)."""
+    for bit, state in enumerate(cell.states):
+        threshold = state.threshold
+        if mask >> bit & 1 and threshold.has_floor and not threshold.beyond_floor(value, median):
+            mask &= ~(1 << bit)
+    return mask
+
+
+def _floor_codes(
+    thresholds: Sequence[Threshold], codes: list[int], values: list[float], windows: Any
+) -> list[int]:
+    """Block verdict codes with ``_floored`` applied; ``windows`` holds the sorted window of
+    each value with a verdict (code >= 0), in order."""
+    if not any(threshold.has_floor for threshold in thresholds):
+        return codes
+    floored = list(codes)
+    rank = -1
+    for at, code in enumerate(codes):
+        rank += code >= 0
+        if code <= 0:
+            continue
+        window = windows[rank]
+        median = sorted_median(window if isinstance(window, list) else window.tolist())
+        for bit, threshold in enumerate(thresholds):
+            floor = threshold.has_floor
+            if code >> bit & 1 and floor and not threshold.beyond_floor(values[at], median):
+                code &= ~(1 << bit)
+        floored[at] = code
+    return floored
+
+
+def _pass_limit(cell: _FieldWindow) -> int:
+    """How many outliers in a row none of the cell's rules can fire on: each brings a count
+    rule's run at most one nearer its limit. 0 with a duration rule (any outlier may fire it)."""
+    room: int | None = None
+    for state in cell.states:
+        rule = state.rule
+        if not isinstance(rule, CountRule) or state.threshold.has_floor:
+            return 0  # (a MAD floor needs the median at the outlier)
+        left = rule.limit - rule.run - 1
+        room = left if room is None or left < room else room
+    return room if room is not None and room > 0 else 0
+
+
+def _runs(numbers: Any) -> tuple[Any, Any]:
+    """The distinct values of a sorted array and how many times each occurs."""
+    starts = numpy.flatnonzero(numpy.diff(numbers)) + 1
+    bounds = numpy.concatenate(([0], starts, [len(numbers)]))
+    return numbers[bounds[:-1]], numpy.diff(bounds)
 
 
 def _no_tags(row: Row) -> tuple[()]:

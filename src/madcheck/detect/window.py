@@ -19,7 +19,8 @@ window is also kept sorted, so:
 Storage is one ``array('d')`` of ``2 * size`` C doubles, allocated once: the ring of values in
 arrival order, then the same values sorted. While the window fills, both are padded with +inf
 (values are finite, so the padding always sorts last, and a ring slot not yet filled reads as
-the padding to evict). 16 bytes per value.
+the padding to evict). 16 bytes per value; a window made with ``compact=True`` drops the sorted
+half between batches (``compact``) and sorts its ring again when next used: 8 bytes per value.
 
 The arithmetic is the same as the definition's (``(a + b) / 2`` for even sizes, ``abs(x - m)``
 for deviations, since ``m - x == -(x - m)`` exactly in IEEE 754), and every shortcut is a proof
@@ -33,6 +34,11 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from functools import cache
+
+try:
+    import numpy
+except ImportError:  # pragma: no cover - sorted() does the same, slower
+    numpy = None  # type: ignore[assignment]
 
 _INF = float("inf")
 #: Trial MADs of ``is_outlier``, just either side of the critical one (any factor is exact).
@@ -53,14 +59,27 @@ _NO_BAND = (_INF, -_INF, 0.0)
 class RollingMAD:
     """The last ``size`` finite values of one series field, in arrival and in sorted order."""
 
-    __slots__ = ("_band", "_band_uses", "_count", "_data", "_layout", "_next", "_reach", "size")
+    __slots__ = (
+        "_band",
+        "_band_uses",
+        "_compact",
+        "_count",
+        "_data",
+        "_layout",
+        "_next",
+        "_reach",
+        "size",
+    )
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, compact: bool = False) -> None:
+        """``compact``: between batches keep only the ring (see ``compact``)."""
         if size < 1:
             raise ValueError("window size must be at least 1")
         self.size = size
+        self._compact = compact
         # [0, size): the ring, in arrival order; [size, 2 * size): the same values, sorted
-        self._data = array("d", [_INF]) * (2 * size)
+        # (absent while compacted)
+        self._data = array("d", [_INF]) * (size if compact else 2 * size)
         self._count = 0  # values held, up to size
         self._next = 0  # ring slot the next value goes to (the oldest once full)
         self._layout = _layout(size)
@@ -77,6 +96,23 @@ class RollingMAD:
     def full(self) -> bool:
         return self._count == self.size
 
+    def compact(self) -> None:
+        """Drop the sorted half until the window is next updated or read (windows made with
+        ``compact=True`` only): 8 bytes a value between batches instead of 16, for one sort of
+        the ring (numpy's, if installed) at the start of the next batch."""
+        if self._compact and len(self._data) > self.size:
+            self._data = self._data[: self.size]
+
+    def _expand(self) -> None:
+        """Bring the sorted half back after ``compact`` (the ring's +inf padding sorts last, as
+        the sorted half's own does)."""
+        ring = self._data
+        if numpy is not None:
+            ordered = numpy.sort(numpy.frombuffer(ring, dtype=numpy.float64))
+            ring.frombytes(ordered.tobytes())
+        else:
+            ring.extend(sorted(ring))  # type: ignore[unreachable]
+
     def add(self, value: float) -> None:
         """Append a finite ``value``, evicting the oldest one once the window is full.
 
@@ -85,6 +121,8 @@ class RollingMAD:
         tests go through both, since windows fill through this method.
         """
         self._band_uses = 0  # pushes without verdicts are not counted: drop the band
+        if len(self._data) == self.size:
+            self._expand()
         data = self._data
         size = self.size
         slot = self._next
@@ -111,7 +149,13 @@ class RollingMAD:
             data[j] = value
 
     def advance(
-        self, values: Sequence[float], start: int, ks: Sequence[float], normals_limit: int = 0
+        self,
+        values: Sequence[float],
+        start: int,
+        ks: Sequence[float],
+        normals_limit: int = 0,
+        passed: list[tuple[int, int]] | None = None,
+        pass_limit: int = 0,
     ) -> tuple[int, int, int]:
         """Push finite ``values[start:]`` in turn, stopping after the first outlier for any ``k``
         (or after ``normals_limit`` normal verdicts, if that is not 0).
@@ -122,11 +166,18 @@ class RollingMAD:
         ended without one). Stopping there leaves the window as it was at that point, so the
         caller can read the exact median and MAD for an alert. No ``ks``: push, judge nothing.
 
+        ``passed`` (an empty list) lets up to ``pass_limit`` outliers through without stopping,
+        appended as ``(index, mask)``; they are not counted in ``normals``. The detector does
+        that when no rule can fire on them: stopping costs more than the update at large
+        windows.
+
         This is the detector's hot loop, so it works on local names and inlines the update and
         the common verdict. A value inside the band for the smallest ``k`` is inside it for
         every ``k`` (the band widens with ``k``): a normal value costs one verdict however many
         thresholds share the window.
         """
+        if len(self._data) == self.size:
+            self._expand()
         stop = len(values)
         index = start
         while index < stop and (self._count < self.size - 1 or not ks):
@@ -206,14 +257,19 @@ class RollingMAD:
                 for bit, k_bit in enumerate(ks):
                     if k_bit == k or self.is_outlier(value, median, k_bit):
                         mask |= 1 << bit
+                if passed is not None and len(passed) < pass_limit:
+                    passed.append((index - 1, mask))
+                    continue
                 self._next = slot
                 if reach:
                     self._keep_band(normal_low, normal_high, band_k, band_end - index)
-                return index, index - 1 - judged_from, mask
+                through = len(passed) if passed is not None else 0
+                return index, index - 1 - judged_from - through, mask
         self._next = slot
         if reach:
             self._keep_band(normal_low, normal_high, band_k, band_end - index)
-        return index, index - judged_from, 0
+        through = len(passed) if passed is not None else 0
+        return index, index - judged_from - through, 0
 
     def _keep_band(self, low: float, high: float, k: float, uses: int) -> None:
         self._band = (low, high, k)
@@ -223,6 +279,8 @@ class RollingMAD:
         n = self._count
         if n == 0:
             raise ValueError("median of an empty window")
+        if len(self._data) == self.size:
+            self._expand()
         middle = self.size + n // 2
         if n % 2:
             return self._data[middle]
@@ -259,6 +317,8 @@ class RollingMAD:
         deviation = abs(value - median)
         if deviation == 0.0:
             return False  # V(m) is False for every m >= 0
+        if len(self._data) == self.size:
+            self._expand()
         data = self._data
         start = self.size
         n = self._count
