@@ -18,6 +18,7 @@ import os
 import secrets as random_ids
 import string
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -57,6 +58,8 @@ from madcheck.plugin.schema import (
     infer_schema,
 )
 from madcheck.plugin.warmstart import warm_start
+from madcheck.route.inhibit import Inhibitor
+from madcheck.route.pipeline import INHIBITED, RECORDED_FATES, SEND, SUPPRESSED, Router
 
 SKIP_BAD_TAGS = "tag value not text"
 _TEXT_OR_NONE = frozenset({str, type(None)})
@@ -78,8 +81,8 @@ class TriggerState:
     outbox: Outbox
     #: what the sender did since the last call logged it; carried over like the outbox
     outcomes: Outcomes
-    #: repeat control (``repeat_interval``); None when every alert is sent
-    repeats: RepeatGate | None = None
+    #: the noise-control stages and repeat control between detector and outbox
+    router: Router = field(default_factory=Router)
     #: held by a call while it detects: calls of one trigger may overlap (``run_async``)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: the background thread posting the outbox; it holds this state only weakly
@@ -209,13 +212,14 @@ def _build_state(
             config.measurement,
             config.thresholds,
             config.state_change_count,
-            config.recovery_count if config.notify_recovery else 0,
+            # severity inhibition needs to know when an incident is over, even unnotified
+            config.recovery_count if config.notify_recovery or config.noise.inhibit else 0,
         ),
         client=client,
         secrets=secrets,
         outbox=carried_outbox(previous.outbox if previous else None, config, log),
         outcomes=previous.outcomes if previous else Outcomes(),
-        repeats=RepeatGate(config.repeat_interval_ns) if config.repeat_interval_ns else None,
+        router=_router(config),
     )
     if previous is not None:
         previous.sender.stop()  # its replacement takes the outbox over at its next pass
@@ -230,6 +234,14 @@ def _build_state(
         f"{_lifecycle_text(config)}"
     )
     return state
+
+
+def _router(config: Config) -> Router:
+    return Router(
+        inhibitor=Inhibitor() if config.noise.inhibit else None,
+        repeats=RepeatGate(config.repeat_interval_ns) if config.repeat_interval_ns else None,
+        notify_recovery=config.notify_recovery,
+    )
 
 
 def _lifecycle_text(config: Config) -> str:
@@ -324,20 +336,30 @@ def _process_table(
     if bad_tags:
         result.skipped[SKIP_BAD_TAGS] += bad_tags
     _log_batch(config.measurement, result, log)
-    repeats = state.repeats
+    router = state.router
     unrecorded: list[str] = []
-    for alert in result.alerts:
-        if repeats is not None and not repeats.admits(alert):
-            continue  # a still-firing alert within repeat_interval: counted, reported below
-        problem = _record(engine, config, alert)
+    fates: Counter[str] = Counter()
+    for alert, fate in router.route(result.alerts):
+        fates[fate] += 1
+        if fate != SEND and fate not in RECORDED_FATES:
+            continue  # a repeat within repeat_interval, or a close only the inhibitor needs
+        problem = _record(engine, config, alert, alert.state if fate == SEND else fate)
         if problem:
             unrecorded.append(problem)
-        _queue_alert(state, alert, log, queued)
+        if fate == SUPPRESSED:
+            _log_suppressed(config, alert, log)
+        elif fate == SEND:
+            _queue_alert(state, alert, queued)
     if unrecorded:
         log.warn(
             f"could not write {len(unrecorded)} alert(s) to {config.alerts_table}: {unrecorded[0]}"
         )
-    withheld = repeats.report() if repeats is not None else None
+    if fates[INHIBITED]:
+        log.info(
+            f"{fates[INHIBITED]} alert(s) inhibited: a higher level of the same series and "
+            "field is firing"
+        )
+    withheld = router.repeats.report() if router.repeats is not None else None
     if withheld:
         log.info(withheld)
 
@@ -387,12 +409,13 @@ def render(template: str, alert: Alert) -> str:
     return string.Template(template).safe_substitute(alert.variables())
 
 
-def _record(engine: Any, config: Config, alert: Alert) -> str | None:
-    """Write ``alert`` to the alerts table; the problem, if that failed (logged per call)."""
+def _record(engine: Any, config: Config, alert: Alert, state: str) -> str | None:
+    """Write ``alert`` in ``state`` to the alerts table; the problem, if that failed (logged per
+    call)."""
     if not config.alerts_table:
         return None
     try:
-        engine.write(history_line(config.alerts_table, alert, alert.state))
+        engine.write(history_line(config.alerts_table, alert, state))
     except Exception as error:  # the history must never cost the alert itself
         return f"{type(error).__name__}: {error}"
     return None
@@ -420,25 +443,26 @@ def _summary(alert: Alert) -> str:
     return f"{where}: value {variables['value']} outside {band} (alert {alert.alert_id})"
 
 
-def _queue_alert(state: TriggerState, alert: Alert, log: CallLog, queued: _Queued) -> None:
-    """Put a fired alert in the outbox, with a new ``event_id``, or log its suppression.
+def _log_suppressed(config: Config, alert: Alert, log: CallLog) -> None:
+    log.info(
+        f"alert suppressed, {alert.transitions} state changes in the last "
+        f"{alert.threshold.window_count} verdicts (state_change_count="
+        f"{config.state_change_count}): {_summary(alert)}"
+    )
+
+
+def _queue_alert(state: TriggerState, alert: Alert, queued: _Queued) -> None:
+    """Put a fired alert in the outbox, with a new ``event_id``, routed by its level.
 
     The id is random rather than derived from the alert: two triggers watching the same series
     with the same rule but different channels must not look like retries of one event to a
     shared notifier. It is drawn once, so every retry of this event carries the same id.
     """
     config = state.config
-    if alert.suppressed:
-        log.info(
-            f"alert suppressed, {alert.transitions} state changes in the last "
-            f"{alert.threshold.window_count} verdicts (state_change_count="
-            f"{config.state_change_count}): {_summary(alert)}"
-        )
-        return
     pending = PendingAlert(
         text=render(_template(config, alert), alert),
         context={**alert.as_dict(), "event_id": random_ids.token_hex(16)},
-        senders=tuple(config.sender_names),
+        senders=config.noise.senders_for(alert.threshold.severity),
         summary=_summary(alert),
         kind="recovery" if alert.resolved else "alert",
     )

@@ -1,0 +1,8 @@
+"""What happens to alerts between the detector and the outbox: the noise-control stages.
+
+Like Alertmanager's notify pipeline, each stage is a small plain object fed the alerts of one
+call in data-time order, knowing nothing of InfluxDB or HTTP: ``inhibit`` (one incident per
+series and field at its highest level), ``silence`` (silences from a table, maintenance windows
+from the config). The plugin glue (``madcheck.plugin.writes``) chains them and records every
+alert's fate in the alerts table.
+"""
