@@ -1,4 +1,4 @@
-"""Settings of the noise-control stages (docs/noise-control.md): severity routes so far.
+"""Settings of the noise-control stages (docs/noise-control.md).
 
 Kept apart from ``settings.py`` so the general config stays readable; ``settings.py`` calls
 ``sender_routes`` and stores the result in ``Config.noise``.
@@ -10,11 +10,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from madcheck.config.durations import parse_seconds
+from madcheck.config.quoting import unquote
 from madcheck.config.senders import parse_sender_names
 from madcheck.config.thresholds import DEFAULT_LEVEL, LEVELS, Threshold
 
 #: arguments this module reads
-NOISE_ARGUMENTS = frozenset(f"senders_{level}" for level in LEVELS)
+NOISE_ARGUMENTS = frozenset(
+    {*(f"senders_{level}" for level in LEVELS), "silences_table", "silences_refresh"}
+)
+DEFAULT_SILENCES_TABLE = "mad_silences"
 
 
 class NoiseConfigError(ValueError):
@@ -27,6 +32,10 @@ class NoiseSettings:
     routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: some field has conditions of more than one level: inhibition between them is on
     inhibit: bool = False
+    #: table of silences (docs/noise-control.md); empty: silences are off
+    silences_table: str = DEFAULT_SILENCES_TABLE
+    #: how long the silences read from it are used before it is read again (wall clock)
+    silences_refresh_s: float = 30.0
 
     def senders_for(self, level: str) -> tuple[str, ...]:
         return self.routes.get(level) or self.routes.get(DEFAULT_LEVEL, ())
@@ -51,14 +60,45 @@ def all_sender_names(default: Sequence[str], levels: Mapping[str, Sequence[str]]
     return names
 
 
+def table_name(merged: Mapping[str, Any], name: str, default: str, measurement: str) -> str:
+    """A table argument the engine can query and write: empty turns the feature off."""
+    raw = merged.get(name)
+    table = default if raw is None else (unquote(raw) if isinstance(raw, str) else str(raw))
+    if table and (
+        table.startswith("#")
+        or "\\" in table
+        or any(c.isspace() or not c.isprintable() for c in table)
+    ):
+        raise NoiseConfigError(
+            f"{name} {table!r} cannot be used: give a name without spaces, control characters "
+            "or backslashes, not starting with '#'"
+        )
+    if table == measurement:
+        raise NoiseConfigError(f"{name} must differ from measurement ({measurement})")
+    return table
+
+
+def _seconds(merged: Mapping[str, Any], name: str, default: float) -> float:
+    raw = merged.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse_seconds(unquote(raw) if isinstance(raw, str) else str(raw))
+    except ValueError as error:
+        raise NoiseConfigError(f"{name}: {error}") from None
+
+
 def noise_settings(
+    merged: Mapping[str, Any],
+    measurement: str,
     default: Sequence[str],
     levels: Mapping[str, Sequence[str]],
     usable: Mapping[str, Any],
     thresholds: Sequence[Threshold],
 ) -> NoiseSettings:
-    """Route each level to its usable channels; raises ``NoiseConfigError`` when a level used by
-    a condition would reach no channel."""
+    """The noise-control settings: each level routed to its usable channels (a level used by a
+    condition that would reach none is an error), the silences table. Raises
+    ``NoiseConfigError`` naming the argument."""
     routes: dict[str, tuple[str, ...]] = {}
     for level in LEVELS:
         wanted = levels.get(level) or default
@@ -73,4 +113,9 @@ def noise_settings(
     by_field: dict[str, set[str]] = {}
     for threshold in thresholds:
         by_field.setdefault(threshold.field, set()).add(threshold.severity)
-    return NoiseSettings(routes=routes, inhibit=any(len(found) > 1 for found in by_field.values()))
+    return NoiseSettings(
+        routes=routes,
+        inhibit=any(len(found) > 1 for found in by_field.values()),
+        silences_table=table_name(merged, "silences_table", DEFAULT_SILENCES_TABLE, measurement),
+        silences_refresh_s=_seconds(merged, "silences_refresh", 30.0),
+    )

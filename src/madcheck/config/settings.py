@@ -224,7 +224,9 @@ def _validated(
     if not senders_config:
         raise ConfigError("no usable sender: " + "; ".join(sender_warnings))
     try:
-        noise = noise_settings(default_names, level_names, senders_config, thresholds)
+        noise = noise_settings(
+            merged, measurement, default_names, level_names, senders_config, thresholds
+        )
     except NoiseConfigError as problem:
         raise ConfigError(str(problem)) from None
 

@@ -57,9 +57,18 @@ from madcheck.plugin.schema import (
     has_unknown_columns,
     infer_schema,
 )
+from madcheck.plugin.silences import SilenceReader
 from madcheck.plugin.warmstart import warm_start
 from madcheck.route.inhibit import Inhibitor
-from madcheck.route.pipeline import INHIBITED, RECORDED_FATES, SEND, SUPPRESSED, Router
+from madcheck.route.pipeline import (
+    INHIBITED,
+    RECORDED_FATES,
+    SEND,
+    SUPPRESSED,
+    Router,
+    Silencer,
+)
+from madcheck.route.silences import SilenceSet
 
 SKIP_BAD_TAGS = "tag value not text"
 _TEXT_OR_NONE = frozenset({str, type(None)})
@@ -83,6 +92,8 @@ class TriggerState:
     outcomes: Outcomes
     #: the noise-control stages and repeat control between detector and outbox
     router: Router = field(default_factory=Router)
+    #: the silences table's reader; None when ``silences_table`` is empty
+    silences: SilenceReader | None = None
     #: held by a call while it detects: calls of one trigger may overlap (``run_async``)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: the background thread posting the outbox; it holds this state only weakly
@@ -220,6 +231,11 @@ def _build_state(
         outbox=carried_outbox(previous.outbox if previous else None, config, log),
         outcomes=previous.outcomes if previous else Outcomes(),
         router=_router(config),
+        silences=(
+            SilenceReader(config.noise.silences_table, config.noise.silences_refresh_s)
+            if config.noise.silences_table
+            else None
+        ),
     )
     if previous is not None:
         previous.sender.stop()  # its replacement takes the outbox over at its next pass
@@ -339,7 +355,9 @@ def _process_table(
     router = state.router
     unrecorded: list[str] = []
     fates: Counter[str] = Counter()
-    for alert, fate in router.route(result.alerts):
+    silenced_by: Counter[str] = Counter()
+    silencer = _silencer(engine, state, log, silenced_by)
+    for alert, fate in router.route(result.alerts, silencer):
         fates[fate] += 1
         if fate != SEND and fate not in RECORDED_FATES:
             continue  # a repeat within repeat_interval, or a close only the inhibitor needs
@@ -359,9 +377,39 @@ def _process_table(
             f"{fates[INHIBITED]} alert(s) inhibited: a higher level of the same series and "
             "field is firing"
         )
+    if silenced_by:
+        detail = ", ".join(f"{name} x{n}" for name, n in silenced_by.most_common(5))
+        more = len(silenced_by) - 5
+        log.info(
+            f"{silenced_by.total()} alert(s) silenced, not sent: {detail}"
+            + (f" and {more} more" if more > 0 else "")
+        )
     withheld = router.repeats.report() if router.repeats is not None else None
     if withheld:
         log.info(withheld)
+
+
+def _silencer(
+    engine: Any, state: TriggerState, log: CallLog, silenced_by: Counter[str]
+) -> Silencer | None:
+    """Whether an alert is silenced, naming the silence; the table is read only when a call
+    has an alert to ask about (and then at most once per ``silences_refresh``)."""
+    reader = state.silences
+    if reader is None:
+        return None
+    loaded: list[SilenceSet] = []
+
+    def silenced(alert: Alert) -> str | None:
+        if not loaded:
+            loaded.append(reader.silences(engine, log))
+        silence = loaded[0].matching(alert)
+        if silence is None:
+            return None
+        name = silence.describe()
+        silenced_by[name] += 1
+        return name
+
+    return silenced
 
 
 def _with_text_tags(rows: Sequence[Any], tags: Sequence[str]) -> tuple[Sequence[Any], int]:

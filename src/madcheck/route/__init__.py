@@ -4,5 +4,6 @@ Like Alertmanager's notify pipeline, each stage is a small plain object fed the 
 call in data-time order, knowing nothing of InfluxDB or HTTP: ``inhibit`` (one incident per
 series and field at its highest level), ``silence`` (silences from a table, maintenance windows
 from the config). The plugin glue (``madcheck.plugin.writes``) chains them and records every
-alert's fate in the alerts table.
+alert's fate in the alerts table. ``command.py`` is the ``madcheck silence`` command line, which
+writes and reads silence rows through the ordinary engine client.
 """
