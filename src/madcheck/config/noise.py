@@ -14,10 +14,16 @@ from madcheck.config.durations import parse_seconds
 from madcheck.config.quoting import unquote
 from madcheck.config.senders import parse_sender_names
 from madcheck.config.thresholds import DEFAULT_LEVEL, LEVELS, Threshold
+from madcheck.route.maintenance import MaintenanceError, MaintenanceWindow, parse_windows
 
 #: arguments this module reads
 NOISE_ARGUMENTS = frozenset(
-    {*(f"senders_{level}" for level in LEVELS), "silences_table", "silences_refresh"}
+    {
+        *(f"senders_{level}" for level in LEVELS),
+        "silences_table",
+        "silences_refresh",
+        "maintenance",
+    }
 )
 DEFAULT_SILENCES_TABLE = "mad_silences"
 
@@ -36,6 +42,8 @@ class NoiseSettings:
     silences_table: str = DEFAULT_SILENCES_TABLE
     #: how long the silences read from it are used before it is read again (wall clock)
     silences_refresh_s: float = 30.0
+    #: recurring quiet periods (``[[maintenance]]`` in the TOML file)
+    maintenance: tuple[MaintenanceWindow, ...] = ()
 
     def senders_for(self, level: str) -> tuple[str, ...]:
         return self.routes.get(level) or self.routes.get(DEFAULT_LEVEL, ())
@@ -118,4 +126,12 @@ def noise_settings(
         inhibit=any(len(found) > 1 for found in by_field.values()),
         silences_table=table_name(merged, "silences_table", DEFAULT_SILENCES_TABLE, measurement),
         silences_refresh_s=_seconds(merged, "silences_refresh", 30.0),
+        maintenance=_windows(merged.get("maintenance")),
     )
+
+
+def _windows(value: object) -> tuple[MaintenanceWindow, ...]:
+    try:
+        return parse_windows(value)
+    except MaintenanceError as error:
+        raise NoiseConfigError(str(error)) from None

@@ -60,6 +60,7 @@ from madcheck.plugin.schema import (
 from madcheck.plugin.silences import SilenceReader
 from madcheck.plugin.warmstart import warm_start
 from madcheck.route.inhibit import Inhibitor
+from madcheck.route.maintenance import window_covering
 from madcheck.route.pipeline import (
     INHIBITED,
     RECORDED_FATES,
@@ -392,21 +393,25 @@ def _process_table(
 def _silencer(
     engine: Any, state: TriggerState, log: CallLog, silenced_by: Counter[str]
 ) -> Silencer | None:
-    """Whether an alert is silenced, naming the silence; the table is read only when a call
-    has an alert to ask about (and then at most once per ``silences_refresh``)."""
+    """Whether an alert is silenced (by a silence row or a maintenance window), naming what
+    silenced it; the silences table is read only when a call has an alert to ask about (and
+    then at most once per ``silences_refresh``)."""
     reader = state.silences
-    if reader is None:
+    windows = state.config.noise.maintenance
+    if reader is None and not windows:
         return None
     loaded: list[SilenceSet] = []
 
     def silenced(alert: Alert) -> str | None:
-        if not loaded:
+        if reader is not None and not loaded:
             loaded.append(reader.silences(engine, log))
-        silence = loaded[0].matching(alert)
-        if silence is None:
-            return None
-        name = silence.describe()
-        silenced_by[name] += 1
+        silence = loaded[0].matching(alert) if loaded else None
+        name = silence.describe() if silence is not None else None
+        if name is None:
+            window = window_covering(windows, alert)
+            name = window.describe() if window is not None else None
+        if name is not None:
+            silenced_by[name] += 1
         return name
 
     return silenced
