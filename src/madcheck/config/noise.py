@@ -14,6 +14,7 @@ from madcheck.config.durations import parse_seconds
 from madcheck.config.quoting import unquote
 from madcheck.config.senders import parse_sender_names
 from madcheck.config.thresholds import DEFAULT_LEVEL, LEVELS, Threshold
+from madcheck.route.grouping import DEFAULT_GROUP_TEXT
 from madcheck.route.maintenance import MaintenanceError, MaintenanceWindow, parse_windows
 
 #: arguments this module reads
@@ -23,6 +24,10 @@ NOISE_ARGUMENTS = frozenset(
         "silences_table",
         "silences_refresh",
         "maintenance",
+        "group_by",
+        "group_wait",
+        "notification_group_text",
+        "max_notifications_per_minute",
     }
 )
 DEFAULT_SILENCES_TABLE = "mad_silences"
@@ -44,6 +49,13 @@ class NoiseSettings:
     silences_refresh_s: float = 30.0
     #: recurring quiet periods (``[[maintenance]]`` in the TOML file)
     maintenance: tuple[MaintenanceWindow, ...] = ()
+    #: tags whose values group firing alerts into one notification; empty: no grouping
+    group_by: tuple[str, ...] = ()
+    #: how long (wall clock) a group gathers alerts after its first
+    group_wait_s: float = 30.0
+    group_text: str = DEFAULT_GROUP_TEXT
+    #: notifications per minute per trigger past which alerts are held for a summary; 0: no cap
+    max_per_minute: int = 0
 
     def senders_for(self, level: str) -> tuple[str, ...]:
         return self.routes.get(level) or self.routes.get(DEFAULT_LEVEL, ())
@@ -127,7 +139,51 @@ def noise_settings(
         silences_table=table_name(merged, "silences_table", DEFAULT_SILENCES_TABLE, measurement),
         silences_refresh_s=_seconds(merged, "silences_refresh", 30.0),
         maintenance=_windows(merged.get("maintenance")),
+        group_by=_group_by(merged.get("group_by")),
+        group_wait_s=_group_wait(merged),
+        group_text=_text(merged.get("notification_group_text")) or DEFAULT_GROUP_TEXT,
+        max_per_minute=_count(merged, "max_notifications_per_minute", 1_000_000),
     )
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    return unquote(value) if isinstance(value, str) else str(value)
+
+
+def _group_by(value: object) -> tuple[str, ...]:
+    """``region`` / ``region.dc`` (dot-separated, like ``senders``) or a TOML list."""
+    names = [str(n) for n in value] if isinstance(value, list) else _text(value).split(".")
+    unique: list[str] = []
+    for name in (n.strip() for n in names):
+        if name and name not in unique:
+            unique.append(name)
+    if len(unique) > 16:
+        raise NoiseConfigError("group_by names at most 16 tags")
+    return tuple(unique)
+
+
+def _group_wait(merged: Mapping[str, Any]) -> float:
+    wait = _seconds(merged, "group_wait", 30.0)
+    if wait > 3600:
+        raise NoiseConfigError("group_wait must be at most 1h: a group is held in memory")
+    return wait
+
+
+def _count(merged: Mapping[str, Any], name: str, maximum: int) -> int:
+    raw = merged.get(name)
+    if raw is None or raw == "":
+        return 0
+    try:
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise ValueError
+        value = int(_text(raw) if isinstance(raw, str) else raw)
+    except (TypeError, ValueError):
+        raise NoiseConfigError(f"{name} must be a whole number") from None
+    if not 0 <= value <= maximum:
+        raise NoiseConfigError(f"{name} must be between 0 and {maximum}")
+    return value
 
 
 def _windows(value: object) -> tuple[MaintenanceWindow, ...]:

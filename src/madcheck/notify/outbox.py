@@ -145,6 +145,20 @@ class Outbox:
             self.added_total += 1
             return self._trim()
 
+    def amend(self, item: PendingAlert, change: Callable[[PendingAlert], None]) -> bool:
+        """Apply ``change`` to ``item`` if it is still waiting for its first try: queued, never
+        tried, and not yet due (its ``not_before`` in the future). Returns False otherwise, when
+        the caller must start a new message. A grouped notification gathers members this way
+        until it is due; once due it is never changed again (the clock only moves forward), so
+        a pass never sends a half-changed message: it checks dueness under the same lock."""
+        with self._lock:
+            if item.tries or self.clock() >= item.not_before:
+                return False
+            if not any(waiting is item for waiting in self._items):
+                return False
+            change(item)
+            return True
+
     def _trim(self) -> int:
         dropped = 0
         while len(self._items) > self.capacity:
@@ -189,7 +203,7 @@ class Outbox:
         for item in pending:
             if not keep_going():
                 return report
-            if item.not_before > self.clock() or not self._holds(item):
+            if not self._due_and_held(item):
                 continue
             delivery = send(item)
             with self._lock:
@@ -197,8 +211,11 @@ class Outbox:
                     return report
         return report
 
-    def _holds(self, item: PendingAlert) -> bool:
+    def _due_and_held(self, item: PendingAlert) -> bool:
+        """Whether ``item`` is due and still queued, under the lock ``amend`` takes."""
         with self._lock:
+            if item.not_before > self.clock():
+                return False
             return any(waiting is item for waiting in self._items)
 
     def _settle(self, item: PendingAlert, delivery: Delivery, report: PassReport) -> bool:

@@ -15,7 +15,6 @@ state's own lock: every row enters its window once and each qualifying run alert
 from __future__ import annotations
 
 import os
-import secrets as random_ids
 import string
 import threading
 from collections import Counter
@@ -34,7 +33,7 @@ from madcheck.detect.alerts import Alert
 from madcheck.detect.detector import SKIP_MISSING, BatchResult, Detector
 from madcheck.detect.lifecycle import RepeatGate
 from madcheck.notify.client import NotifierClient
-from madcheck.notify.outbox import Outbox, PendingAlert
+from madcheck.notify.outbox import Outbox
 from madcheck.notify.retry import RetryPolicy
 from madcheck.notify.sender import OutboxSender
 from madcheck.plugin.calllog import CallLog
@@ -48,6 +47,7 @@ from madcheck.plugin.delivery import (
     new_sender,
 )
 from madcheck.plugin.history import history_line
+from madcheck.plugin.notices import CAPPED, Notices, Queued
 from madcheck.plugin.schema import (
     FALLBACK_TTL_S,
     SCHEMA_TTL_S,
@@ -95,6 +95,8 @@ class TriggerState:
     router: Router = field(default_factory=Router)
     #: the silences table's reader; None when ``silences_table`` is empty
     silences: SilenceReader | None = None
+    #: alert -> outbox message(s): one by one, grouped (``group_by``), capped
+    notices: Notices = field(init=False, repr=False)
     #: held by a call while it detects: calls of one trigger may overlap (``run_async``)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: the background thread posting the outbox; it holds this state only weakly
@@ -102,6 +104,12 @@ class TriggerState:
 
     def __post_init__(self) -> None:
         self.sender = new_sender(self, self.outbox, self.outcomes)
+        config = self.config
+        self.notices = Notices(
+            config,
+            self.outbox,
+            lambda alert: (render(_template(config, alert), alert), _summary(alert)),
+        )
 
 
 def process_writes(
@@ -123,7 +131,7 @@ def process_writes(
             return
         log.hide(state.secrets)
         measurement = state.config.measurement
-        queued = _Queued()
+        queued = Queued()
         if not isinstance(table_batches, list | tuple):
             log.warn(f"table_batches is not a list ({type(table_batches).__name__}); ignored")
             table_batches = ()
@@ -321,16 +329,8 @@ def _schema(engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog)
     return schema
 
 
-@dataclass
-class _Queued:
-    """Alerts one call put in the outbox, and old ones the full outbox dropped for them."""
-
-    added: int = 0
-    dropped: int = 0
-
-
 def _process_table(
-    engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog, queued: _Queued
+    engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog, queued: Queued
 ) -> None:
     schema = _schema(engine, state, rows, log)
     config = state.config
@@ -362,21 +362,37 @@ def _process_table(
         fates[fate] += 1
         if fate != SEND and fate not in RECORDED_FATES:
             continue  # a repeat within repeat_interval, or a close only the inhibitor needs
-        problem = _record(engine, config, alert, alert.state if fate == SEND else fate)
+        # sent alerts are recorded as firing/resolved, or capped when the storm cap held them
+        recorded = state.notices.queue(alert, queued) if fate == SEND else fate
+        fates[CAPPED] += recorded == CAPPED
+        problem = _record(engine, config, alert, recorded)
         if problem:
             unrecorded.append(problem)
         if fate == SUPPRESSED:
             _log_suppressed(config, alert, log)
-        elif fate == SEND:
-            _queue_alert(state, alert, queued)
     if unrecorded:
         log.warn(
             f"could not write {len(unrecorded)} alert(s) to {config.alerts_table}: {unrecorded[0]}"
         )
+    _log_fates(config, fates, silenced_by, log)
+    withheld = router.repeats.report() if router.repeats is not None else None
+    if withheld:
+        log.info(withheld)
+
+
+def _log_fates(
+    config: Config, fates: Counter[str], silenced_by: Counter[str], log: CallLog
+) -> None:
+    """One line per kind of held-back alert in this call, never one per alert."""
     if fates[INHIBITED]:
         log.info(
             f"{fates[INHIBITED]} alert(s) inhibited: a higher level of the same series and "
             "field is firing"
+        )
+    if fates[CAPPED]:
+        log.warn(
+            f"storm cap: {fates[CAPPED]} alert(s) held back for this minute's summary "
+            f"(max_notifications_per_minute={config.noise.max_per_minute}); recorded as capped"
         )
     if silenced_by:
         detail = ", ".join(f"{name} x{n}" for name, n in silenced_by.most_common(5))
@@ -385,9 +401,6 @@ def _process_table(
             f"{silenced_by.total()} alert(s) silenced, not sent: {detail}"
             + (f" and {more} more" if more > 0 else "")
         )
-    withheld = router.repeats.report() if router.repeats is not None else None
-    if withheld:
-        log.info(withheld)
 
 
 def _silencer(
@@ -502,22 +515,3 @@ def _log_suppressed(config: Config, alert: Alert, log: CallLog) -> None:
         f"{alert.threshold.window_count} verdicts (state_change_count="
         f"{config.state_change_count}): {_summary(alert)}"
     )
-
-
-def _queue_alert(state: TriggerState, alert: Alert, queued: _Queued) -> None:
-    """Put a fired alert in the outbox, with a new ``event_id``, routed by its level.
-
-    The id is random rather than derived from the alert: two triggers watching the same series
-    with the same rule but different channels must not look like retries of one event to a
-    shared notifier. It is drawn once, so every retry of this event carries the same id.
-    """
-    config = state.config
-    pending = PendingAlert(
-        text=render(_template(config, alert), alert),
-        context={**alert.as_dict(), "event_id": random_ids.token_hex(16)},
-        senders=config.noise.senders_for(alert.threshold.severity),
-        summary=_summary(alert),
-        kind="recovery" if alert.resolved else "alert",
-    )
-    queued.dropped += state.outbox.add(pending)
-    queued.added += 1
