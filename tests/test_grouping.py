@@ -68,8 +68,10 @@ def member(host: str, value: float = 100.0, severity: str = "warning") -> Alert:
 
 def test_the_series_list_is_the_longest_that_fits_then_and_n_more():
     grouper = Grouper(("region",), 30.0, clock=lambda: 0.0)
-    for i in range(200):
-        group, _ = grouper.join(member(f"web{i:03d}"))
+    group = grouper.restart(member("web000"))
+    for i in range(1, 200):
+        assert grouper.open_for(member(f"web{i:03d}")) is group
+        group.add(member(f"web{i:03d}"))
     text = render_group("$count in $group: $series", group, 2000)
     assert len(text) <= 2000 and text.startswith("200 in region=eu: host=web000,region=eu (100)")
     shown = text.count("(100)")
@@ -81,13 +83,13 @@ def test_the_series_list_is_the_longest_that_fits_then_and_n_more():
 def test_alerts_after_the_wait_open_a_new_group():
     now = [0.0]
     grouper = Grouper(("region",), 30.0, clock=lambda: now[0])
-    first, new_first = grouper.join(member("a"))
+    assert grouper.open_for(member("a")) is None
+    first = grouper.restart(member("a"))
     now[0] = 29.0
-    same, new_same = grouper.join(member("b"))
+    assert grouper.open_for(member("b")) is first
     now[0] = 31.0
-    later, new_later = grouper.join(member("c"))
-    assert (new_first, new_same, new_later) == (True, False, True)
-    assert same is first and first.count == 2 and later.count == 1
+    assert grouper.open_for(member("c")) is None  # the wait is over: c opens the next group
+    assert grouper.restart(member("c")).count == 1
 
 
 def test_group_wait_defaults_to_30s_with_group_by():
@@ -165,3 +167,37 @@ def test_recoveries_are_not_grouped():
         pass_the_wait(engine)
     assert recoveries == ["resolved", "resolved"]  # at once, one each
     assert notifier.requests[-1].body["alert"]["count"] == 2
+
+
+# -- the outbox side: a waiting message takes members until it is due, then never again --------
+
+
+def test_a_waiting_message_takes_members_until_due_and_is_written_once():
+    from madcheck.notify.outbox import Outbox, PendingAlert
+    from madcheck.notify.retry import Delivery
+
+    now = [0.0]
+    outbox = Outbox(clock=lambda: now[0])
+    members: list[str] = []
+    completed: list[int] = []
+
+    def complete(item):
+        completed.append(len(members))
+        item.text = ", ".join(members)
+
+    item = PendingAlert("", {}, ("http",), "group", not_before=10.0, complete=complete)
+    outbox.add(item)
+    assert outbox.amend(item, lambda: members.append("a"))
+    sent: list[str] = []
+
+    def send(pending):
+        sent.append(pending.text)
+        return Delivery(ok=True, attempts=1, reason="HTTP 200", status=200, answer={})
+
+    outbox.deliver(send)
+    assert sent == []  # not due yet
+    assert outbox.amend(item, lambda: members.append("b"))
+    now[0] = 10.0
+    assert not outbox.amend(item, lambda: members.append("late"))  # due: a new message
+    outbox.deliver(send)
+    assert sent == ["a, b"] and completed == [2] and members == ["a", "b"]

@@ -2,8 +2,10 @@
 
 The stages' decisions (``madcheck.route.grouping``, ``madcheck.route.cap``) become outbox
 entries here. A group's notification and a cap summary are queued at once with ``not_before``
-at the end of their wait, and amended (``Outbox.amend``) while members arrive; the background
-sender sends them when they fall due, with or without further writes. All of it runs on the
+at the end of their wait; members join them through ``Outbox.amend`` while they wait, and their
+final text is written once, when they fall due (``PendingAlert.complete``), so a group of
+thousands costs one rendering, not one per member. The background sender sends them then, with
+or without further writes. All of it runs on the
 outbox's clock, so the waits and the sender agree (and tests can move that clock).
 
 Every alert gets a new random ``event_id`` per message, as before; a group or a summary has one
@@ -15,6 +17,7 @@ from __future__ import annotations
 import secrets as random_ids
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from madcheck.config.settings import Config
 from madcheck.detect.alerts import Alert
@@ -69,19 +72,16 @@ class Notices:
     def queue(self, alert: Alert, queued: Queued) -> str:
         """Send ``alert`` on its way; returns the state to record it under (``capped`` when the
         storm cap held it, otherwise the alert's own)."""
-        if self.grouper is not None and not alert.resolved:
-            group, new = self.grouper.join(alert)
-            handle = group.handle
-            if (
-                not new
-                and isinstance(handle, PendingAlert)
-                and self.outbox.amend(handle, lambda item: self._fill_group(item, group))
+        grouper = self.grouper
+        if grouper is not None and not alert.resolved:
+            gathering = grouper.open_for(alert)
+            if gathering is not None and self._joined(
+                gathering.handle, partial(gathering.add, alert)
             ):
                 return alert.state
-            if not new:  # its message went out already: this alert opens the next group
-                group = self.grouper.restart(alert)
             if not self._admitted(alert, queued):
                 return CAPPED
+            group = grouper.restart(alert)
             group.handle = self._add(self._group_message(group), queued)
             return alert.state
         if not self._admitted(alert, queued):
@@ -97,6 +97,10 @@ class Notices:
         self._add(pending, queued)
         return alert.state
 
+    def _joined(self, handle: object, add: Callable[[], None]) -> bool:
+        """Whether the waiting message ``handle`` took one more member (``add`` ran)."""
+        return isinstance(handle, PendingAlert) and self.outbox.amend(handle, add)
+
     def _add(self, pending: PendingAlert, queued: Queued) -> PendingAlert:
         queued.dropped += self.outbox.add(pending)
         queued.added += 1
@@ -107,21 +111,18 @@ class Notices:
         cap = self.cap
         if cap is None or cap.admit():
             return True
-        held, new = cap.hold(alert)
-        handle = held.handle
-        if (
-            not new
-            and isinstance(handle, PendingAlert)
-            and self.outbox.amend(handle, lambda item: self._fill_summary(item, held))
-        ):
+        current = cap.current()
+        if current is not None and self._joined(current.handle, partial(current.add, alert)):
             return False
-        # a new minute's summary, or the last one went out early (a config change flushes it)
+        # the minute's first held alert, or its summary went out early (a config change)
+        held = cap.restart(alert)
         held.handle = self._add(self._summary_message(held), queued)
         return False
 
     # -- messages ------------------------------------------------------------------------------
 
     def _group_message(self, group: Group) -> PendingAlert:
+        """The group's message, due when its wait is over and written then, once."""
         pending = PendingAlert(
             text="",
             context={"event_id": random_ids.token_hex(16)},
@@ -129,8 +130,9 @@ class Notices:
             summary="",
             kind="group",
             not_before=group.opened_at + self.config.noise.group_wait_s,
+            complete=lambda item: self._fill_group(item, group),
         )
-        self._fill_group(pending, group)
+        self._fill_group(pending, group)  # a readable message even before (logs, config change)
         return pending
 
     def _fill_group(self, item: PendingAlert, group: Group) -> None:
@@ -144,6 +146,7 @@ class Notices:
         )
 
     def _summary_message(self, held: Held) -> PendingAlert:
+        """The minute's summary, due when the minute ends and written then, once."""
         pending = PendingAlert(
             text="",
             context={"event_id": random_ids.token_hex(16)},
@@ -151,6 +154,7 @@ class Notices:
             summary="",
             kind="storm summary",
             not_before=held.window_end,
+            complete=lambda item: self._fill_summary(item, held),
         )
         self._fill_summary(pending, held)
         return pending

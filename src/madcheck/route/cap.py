@@ -95,12 +95,14 @@ class StormCap:
             return True
         return False
 
-    def hold(self, alert: Alert) -> tuple[Held, bool]:
-        """Count ``alert`` into this window's summary; True when it opens a new summary."""
+    def current(self) -> Held | None:
+        """This window's summary, if one was started; the caller adds the held alert to it
+        (``Held.add``) if its message can still take it."""
         held = self.held
-        if held is None or held.window_end != self._window_end:
-            held = self.held = Held(self._window_end, alert.table)
-            held.add(alert)
-            return held, True
-        held.add(alert)
-        return held, False
+        return held if held is not None and held.window_end == self._window_end else None
+
+    def restart(self, alert: Alert) -> Held:
+        """A new summary holding ``alert`` (none yet this window, or it went out early)."""
+        self.held = Held(self._window_end, alert.table)
+        self.held.add(alert)
+        return self.held

@@ -80,19 +80,17 @@ class Grouper:
         tags = dict(alert.tags)
         return tuple((name, tags.get(name, "")) for name in self.group_by)
 
-    def join(self, alert: Alert) -> tuple[Group, bool]:
-        """The group ``alert`` belongs to, and whether it was opened by this alert."""
-        now = self.clock()
-        key = (alert.table, alert.field, self.labels_of(alert))
-        group = self._open.get(key)
-        if group is not None and now - group.opened_at < self.wait_s:
-            group.add(alert)
-            return group, False
-        return self.restart(alert, now), True
+    def open_for(self, alert: Alert) -> Group | None:
+        """The group of ``alert``'s key still gathering (its wait not over), if any; the caller
+        adds the alert to it (``Group.add``) if its message can still take it."""
+        group = self._open.get((alert.table, alert.field, self.labels_of(alert)))
+        if group is not None and self.clock() - group.opened_at < self.wait_s:
+            return group
+        return None
 
-    def restart(self, alert: Alert, now: float | None = None) -> Group:
-        """A new group for ``alert``'s key (the open one went out already, or its wait is over)."""
-        opened = self.clock() if now is None else now
+    def restart(self, alert: Alert) -> Group:
+        """A new group holding ``alert`` (none was open, or the open one's message is out)."""
+        opened = self.clock()
         key = (alert.table, alert.field, self.labels_of(alert))
         self._open.pop(key, None)
         if len(self._open) >= MAX_OPEN_GROUPS:
