@@ -130,6 +130,9 @@ def test_without_levels_alerts_are_warnings_and_go_to_senders():
     (request,) = notifier.requests
     assert request.body["alert"]["severity"] == "warning"
     assert set(request.body["senders_config"]) == {"slack"}
+    # the alerts table's rows stay as they were before levels existed
+    ((write),) = history(engine)
+    assert "severity" not in tags_of(write.line)
 
 
 # -- one incident at its highest level -------------------------------------------------------

@@ -43,6 +43,9 @@ class NoiseSettings:
     routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: some field has conditions of more than one level: inhibition between them is on
     inhibit: bool = False
+    #: levels are in use (a condition with a level other than warning, or a senders_<level>):
+    #: the alerts table then has a ``severity`` tag
+    levels: bool = False
     #: table of silences (docs/noise-control.md); empty: silences are off
     silences_table: str = DEFAULT_SILENCES_TABLE
     #: how long the silences read from it are used before it is read again (wall clock)
@@ -136,6 +139,7 @@ def noise_settings(
     return NoiseSettings(
         routes=routes,
         inhibit=any(len(found) > 1 for found in by_field.values()),
+        levels=bool(levels) or any(t.severity != DEFAULT_LEVEL for t in thresholds),
         silences_table=table_name(merged, "silences_table", DEFAULT_SILENCES_TABLE, measurement),
         silences_refresh_s=_seconds(merged, "silences_refresh", 30.0),
         maintenance=_windows(merged.get("maintenance")),

@@ -80,9 +80,12 @@ def history_tags(series_tags: tuple[tuple[str, str], ...]) -> list[tuple[str, st
     return written
 
 
-def history_line(table: str, alert: Alert, state: str) -> Any:
+def history_line(table: str, alert: Alert, state: str, *, severity_tag: bool = False) -> Any:
     """One ``LineBuilder`` row describing ``alert`` in ``state`` (firing, suppressed, resolved,
     or a fate the noise-control stages gave it: inhibited, silenced, capped).
+
+    ``severity_tag`` adds the ``severity`` tag: the trigger uses severity levels (without
+    them every row would only say ``warning``, and rows stay as they were before levels).
 
     Raises :class:`UnwritableHistoryRow` (or the builder's own error) for a row the engine
     would reject, so that the caller can leave it out of the call's writes.
@@ -95,7 +98,7 @@ def history_line(table: str, alert: Alert, state: str) -> Any:
         ("rule", alert.rule),
         ("state", state),
         ("alert_id", alert.alert_id),
-        ("severity", alert.threshold.severity),
+        ("severity", alert.threshold.severity if severity_tag else ""),
     ):
         text = _CONTROL_CHARACTERS.sub(" ", value)
         if text:

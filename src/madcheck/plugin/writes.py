@@ -481,7 +481,9 @@ def _record(engine: Any, config: Config, alert: Alert, state: str) -> str | None
     if not config.alerts_table:
         return None
     try:
-        engine.write(history_line(config.alerts_table, alert, state))
+        engine.write(
+            history_line(config.alerts_table, alert, state, severity_tag=config.noise.levels)
+        )
     except Exception as error:  # the history must never cost the alert itself
         return f"{type(error).__name__}: {error}"
     return None
