@@ -153,7 +153,7 @@ def threshold_from_parts(parts: Sequence[object]) -> Threshold:
         level = DEFAULT_LEVEL
     if len(parts) != 4:
         raise ThresholdError(
-            "expected field:k:window_count:threshold[:level] (4 or 5 parts), "
+            "expected field:k:window_count:threshold[:level] (4 parts, or 5 with a level), "
             f"got {len(parts)} part(s)"
         )
     raw_field, raw_k, raw_window, raw_limit = parts
