@@ -6,9 +6,12 @@ Alert times follow test_plugin_writes: the second outlier of ``anomaly_batch`` i
 
 from __future__ import annotations
 
+import shutil
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from madcheck.engine.api import EngineAPI
 from madcheck.engine.cache import TriggerCache
@@ -23,8 +26,8 @@ from madcheck.route.silences import (
     parse_rfc3339_ns,
 )
 from tests.datafusion_engine import DataFusionQueries
-from tests.engine_harness import ServeProcess, admin_auth, run_cli
-from tests.support import make_engine, receiver, rows, run_and_settle
+from tests.engine_harness import ServeProcess, admin_auth, query, run_cli, wait_for
+from tests.support import MAD_PLUGIN, make_engine, receiver, rows, run_and_settle
 from tests.test_alert_history import history, tags_of
 from tests.test_plugin_writes import BASE, args_for
 
@@ -303,3 +306,46 @@ def test_silence_add_list_expire_against_madcheck_serve(tmp_path: Path):
         bad = run_cli("silence", "add", *connection, "--match", "host", "--for", "2h")
     assert unknown.returncode == 1 and "no silence 'nope'" in unknown.stderr
     assert bad.returncode == 1 and "key=value" in bad.stderr
+
+
+def test_a_silence_added_by_the_cli_silences_the_trigger_on_madcheck_serve(tmp_path: Path):
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    shutil.copy(MAD_PLUGIN, plugin_dir / "mad_check_plugin.py")
+    with receiver() as notifier, ServeProcess(tmp_path / "data", plugin_dir) as server:
+        token, auth = admin_auth(server.url)
+        base = ",".join(
+            f"{k}={v}"
+            for k, v in args_for(notifier.port, silences_refresh="0", warm_start="false").items()
+            if k != "influxdb3_auth_token"
+        )
+        created = run_cli(
+            "create", "trigger", *auth, "--database", "mydb", "--plugin-filename",
+            "mad_check_plugin.py", "--trigger-spec", "all_tables", "--trigger-arguments", base,
+            "mad",
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        added = run_cli(
+            "silence", "add", *auth, "--database", "mydb", "--match", "host=web*", "--for", "1h"
+        )
+        assert added.returncode == 0, added.stderr
+        now_s = int(time.time()) + 1
+        lines = [
+            f"cpu,host={host} temp={value} {(now_s + i) * 10**9}"
+            for host in ("web1", "db1")
+            for i, value in enumerate([*BASE, 100, 100])
+        ]
+        wrote = run_cli("write", *auth, "-d", "mydb", "--precision", "ns", "\n".join(lines))
+        assert wrote.returncode == 0, wrote.stderr
+
+        def rows_by_host():
+            sql = "SELECT host, state FROM mad_alerts ORDER BY host"
+            try:
+                return query(server.url, "mydb", sql, token)
+            except requests.HTTPError:  # no alert row written yet: no table
+                return []
+
+        recorded = wait_for(lambda: len(rows_by_host()) == 2 and rows_by_host(), "alert rows")
+        wait_for(lambda: notifier.requests, "the db1 alert")
+    assert recorded == [{"host": "db1", "state": "firing"}, {"host": "web1", "state": "silenced"}]
+    assert [r.body["alert"]["tags"]["host"] for r in notifier.requests] == ["db1"]
