@@ -6,8 +6,11 @@ sender thread) lives in one ``TriggerState`` object kept in the trigger's ``infl
 It is rebuilt only when the trigger's arguments (or the TOML file, or the relevant environment)
 change.
 
-A call never waits on the network: fired alerts go to the outbox and the trigger's background
-sender posts them (``madcheck.plugin.delivery``). With ``--run-asynchronous`` the engine may run
+A call never waits on the network: fired alerts pass the noise-control stages
+(``madcheck.route``: severity inhibition, silences, maintenance windows, repeat control), go to the
+outbox, one by one or grouped or held by the storm cap (``madcheck.plugin.notices``), and the
+trigger's background sender posts them (``madcheck.plugin.delivery``). Every alert's fate is a row
+of the alerts table. With ``--run-asynchronous`` the engine may run
 calls of one trigger at once, so the state is built under a lock and each call detects under the
 state's own lock: every row enters its window once and each qualifying run alerts once.
 """
@@ -275,6 +278,19 @@ def _lifecycle_text(config: Config) -> str:
         parts.append(f"notify_recovery=true, recovery_count={config.recovery_count}")
     if config.repeat_interval_ns:
         parts.append(f"repeat_interval={format_duration_ns(config.repeat_interval_ns)}")
+    noise = config.noise
+    if noise.levels:
+        routes = ", ".join(f"{level}->{'.'.join(names)}" for level, names in noise.routes.items())
+        parts.append(f"severity routes {routes}")
+    if noise.silences_table:
+        parts.append(f"silences_table={noise.silences_table}")
+    if noise.maintenance:
+        parts.append(f"{len(noise.maintenance)} maintenance window(s)")
+    if noise.group_by:
+        wait = format_duration_ns(round(noise.group_wait_s * 1e9))
+        parts.append(f"group_by={'.'.join(noise.group_by)}, group_wait={wait}")
+    if noise.max_per_minute:
+        parts.append(f"max_notifications_per_minute={noise.max_per_minute}")
     return "".join(", " + part for part in parts)
 
 
