@@ -11,7 +11,9 @@ dependencies). Written with the standard library only, as the engine's side of t
   trigger does; the port reaches the MAD check as ``port_override``;
 * call ``process_writes`` with a stream whose tail is an outlier run, with an ``influxdb3_local``
   that answers the schema queries, keeps a cache and records log lines;
-* wait (bounded) for the notifier to have answered, then print one JSON report on stdout.
+* call ``process_scheduled_call`` (another trigger, its own cache) with ``missing_after=5m`` and a
+  ``call_time`` ten minutes after the table's last point, built as the engine builds it;
+* wait (bounded) for the notifier to have answered each, then print one JSON report on stdout.
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import queue
 import sys
 import threading
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 WAIT_S = 30.0
+#: the last point of host a in table cpu (and the first of the stream process_writes gets)
+BASE_NS = 1_700_000_000 * 10**9
 
 
 class Cache:
@@ -69,6 +75,8 @@ class Local:
                 {"column_name": "temp", "data_type": "Float64"},
                 {"column_name": "time", "data_type": "Timestamp(Nanosecond, None)"},
             ]
+        if 'MAX("time")' in sql:  # the missing-data query: a timestamp comes back as int ns
+            return [{"host": "a", "last_seen": BASE_NS}]
         return []
 
     def write(self, line: Any) -> None:
@@ -116,9 +124,12 @@ def main() -> None:
         or name.startswith("madcheck.")
     )  # fmt: skip
     process_request = load_function_from_module(plugin_dir / "madcheck", "process_request")
+    process_scheduled_call = load_function_from_module(
+        plugin_dir / "madcheck", "process_scheduled_call"
+    )
 
     notifier = Local()
-    answered = threading.Event()
+    answered: queue.Queue[int] = queue.Queue()
 
     class Notify(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -133,7 +144,7 @@ def main() -> None:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
-            answered.set()
+            answered.put(status)
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -141,9 +152,8 @@ def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Notify)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     mad = Local()
-    base = 1_700_000_000 * 10**9
     values = [20.0 + (i % 5) * 0.5 for i in range(25)] + [90.0] * 6
-    rows = [{"host": "a", "temp": v, "time": base + i * 10**9} for i, v in enumerate(values)]
+    rows = [{"host": "a", "temp": v, "time": BASE_NS + i * 10**9} for i, v in enumerate(values)]
     arguments = {
         "measurement": "cpu",
         "mad_thresholds": "temp:2.5:20:5",
@@ -153,9 +163,16 @@ def main() -> None:
         "config_file_path": "mad.toml",
     }
     process_writes(mad, [{"table_name": "cpu", "rows": rows}], arguments)
-    report["notifier_answered"] = answered.wait(WAIT_S)
+    report["notifier_answered"] = _answer(answered)
+
+    scheduled = Local()
+    call_time = datetime.fromtimestamp(BASE_NS // 10**9 + 600)  # naive local, as the engine
+    process_scheduled_call(scheduled, call_time, {**arguments, "missing_after": "5m"})
+    report["scheduled_answered"] = _answer(answered)
     server.shutdown()
     report["mad_logs"] = mad.logs
+    report["scheduled_logs"] = scheduled.logs
+    report["scheduled_history"] = [line.build() for line in scheduled.writes]
     report["notifier_logs"] = notifier.logs
     third_party = {  # modules loaded from a file that the standard library does not name
         name.split(".")[0]
@@ -166,6 +183,14 @@ def main() -> None:
     }
     report["third_party_modules"] = sorted(third_party)
     print(json.dumps(report))
+
+
+def _answer(answered: queue.Queue[int]) -> int | None:
+    """The status of the notifier's next answer, or None if none came within WAIT_S."""
+    try:
+        return answered.get(timeout=WAIT_S)
+    except queue.Empty:
+        return None
 
 
 if __name__ == "__main__":

@@ -83,11 +83,24 @@ def install() -> None:
     original_writes = writes.process_writes
 
     @functools.wraps(original_writes)
-    def harvesting_writes(engine: Any, table_batches: Any, args: Any = None) -> None:
+    def harvesting_writes(
+        engine: Any, table_batches: Any, args: Any = None, **options: Any
+    ) -> None:
         secrets.harvest_arguments(args)
-        original_writes(engine, table_batches, args)
+        original_writes(engine, table_batches, args, **options)
 
     writes.process_writes = harvesting_writes
+
+    import madcheck.plugin.missing as missing
+
+    original_scheduled = missing.process_scheduled_call
+
+    @functools.wraps(original_scheduled)
+    def harvesting_scheduled(engine: Any, call_time: Any, args: Any = None, **options: Any) -> None:
+        secrets.harvest_arguments(args)
+        original_scheduled(engine, call_time, args, **options)
+
+    missing.process_scheduled_call = harvesting_scheduled
 
     import madcheck.plugin.notifier as notifier
 

@@ -2,8 +2,9 @@
 
 Secrets get here two ways:
 
-- **harvested**: every call of the two plugin entry points (``madcheck.plugin.writes.
-  process_writes`` and ``madcheck.plugin.notifier.process_request``) is watched by
+- **harvested**: every call of the plugin entry points (``madcheck.plugin.writes.
+  process_writes``, ``madcheck.plugin.missing.process_scheduled_call`` and
+  ``madcheck.plugin.notifier.process_request``) is watched by
   ``tests/logscan.py``; the values of secret trigger arguments (webhook URLs, header blobs, Twilio
   credentials and numbers, the auth token), the ``senders_config`` of notifier requests and the
   secret environment variables are registered before the call runs. A new test that passes its

@@ -17,6 +17,7 @@ import requests
 
 import madcheck
 from tests.engine_harness import ServeProcess, admin_auth, run_cli
+from tests.support import receiver
 
 PACKAGE = Path(madcheck.__file__).parent
 
@@ -168,7 +169,9 @@ def test_wal_plugin_test_runs_the_package_directory_and_needs_a_database(tmp_pat
     assert not [line for line in output["log_lines"] if line.startswith("ERROR")]
 
 
-def test_schedule_plugin_test_calls_with_the_next_fire_time_in_utc(tmp_path: Path) -> None:
+def test_schedule_plugin_test_calls_with_the_next_fire_time_as_the_engine_passes_it(
+    tmp_path: Path,
+) -> None:
     plugin = tmp_path / "job.py"
     plugin.write_text(SCHEDULED)
     result = run_cli(
@@ -179,7 +182,8 @@ def test_schedule_plugin_test_calls_with_the_next_fire_time_in_utc(tmp_path: Pat
     output = json.loads(result.stdout)
     fired = datetime.strptime(output["trigger_time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert (fired.weekday(), fired.hour, fired.minute, fired.second) == (0, 9, 0, 0)
-    assert output["log_lines"][1] == "INFO: datetime 0:00:00 {'k': 'v'}"
+    # call_time as InfluxDB 3 builds it: datetime.fromtimestamp(seconds), naive local time
+    assert output["log_lines"][1] == "INFO: datetime None {'k': 'v'}"
     assert output["database_writes"] == {"mydb": [f"ran at={int(fired.timestamp())}i"]}
     assert output["errors"] == []
 
@@ -188,9 +192,9 @@ def test_schedule_plugin_test_calls_with_the_next_fire_time_in_utc(tmp_path: Pat
     ("schedule", "message"),
     [
         ("* * * * *", "expected 6 or 7 fields"),
-        ("0 0 0 30 FEB *", "never fires"),
-        ("61 * * * * *", "out of range"),
-        ("*/0 * * * * *", "step of 0"),
+        ("0 0 0 30 FEB *", "never triggers"),
+        ("61 * * * * *", "61 is outside 0..59"),
+        ("*/0 * * * * *", "step 0 is outside 1..59"),
     ],
 )
 def test_schedule_plugin_test_refuses_bad_schedules(
@@ -201,3 +205,51 @@ def test_schedule_plugin_test_refuses_bad_schedules(
     result = run_cli("test", "schedule_plugin", "-d", "db", "--schedule", schedule, str(plugin))
     assert result.returncode == 2
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("plugin_dir", "filename"),
+    [(PACKAGE.parent, "madcheck"), (Path(__file__).parents[1] / "plugins", "mad_check_plugin.py")],
+    ids=["directory", "single-file"],
+)
+def test_schedule_plugin_test_runs_the_mad_missing_data_check(
+    plugin_dir: Path, filename: str
+) -> None:
+    now_s = int(datetime.now(UTC).timestamp())
+    lines = f"cpu,host=quiet temp=1 {now_s - 600}\ncpu,host=busy temp=1 {now_s}"
+    with receiver() as notifier:
+        arguments = (
+            "measurement=cpu,missing_after=5m,senders=http,http_webhook_url=http://127.0.0.1:9/h,"
+            f"port_override={notifier.port},notification_attempts=1"
+        )
+        result = run_cli(
+            "test", "schedule_plugin", "-d", "mydb", "--lp", lines, "--input-arguments",
+            arguments, "--plugin-dir", str(plugin_dir), filename,
+        )  # fmt: skip
+        # the command waited for the background sender before printing: the post is done
+        texts = notifier.texts()
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = json.loads(result.stdout)
+    assert output["errors"] == []
+    assert len(texts) == 1 and texts[0].startswith("MAD missing data: no data in cpu for 10m")
+    assert texts[0].endswith("Tags: host=quiet")
+    (history,) = output["database_writes"]["mydb"]
+    assert history.startswith("mad_alerts,host=quiet,rule=missing,state=firing,")
+    logs = output["log_lines"]
+    assert any("configuration loaded" in line and "missing_after=5m" in line for line in logs)
+    assert any(line.startswith("INFO: ") and "alert sent to http" in line for line in logs)
+    assert not [line for line in logs if line.startswith("ERROR")]
+
+
+def test_schedule_plugin_test_of_the_mad_check_on_an_empty_database_says_so() -> None:
+    arguments = (
+        "measurement=cpu,missing_after=5m,senders=http,http_webhook_url=http://127.0.0.1:9/h"
+    )
+    result = run_cli(
+        "test", "schedule_plugin", "-d", "mydb", "--input-arguments", arguments,
+        "--plugin-dir", str(PACKAGE.parent), "madcheck",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output["database_writes"] == {}
+    assert any("could not read the last points of 'cpu'" in line for line in output["log_lines"])

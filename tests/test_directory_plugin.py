@@ -1,4 +1,5 @@
-"""The package directory is the plugin: copied into an empty plugin dir, it runs both triggers.
+"""The package directory is the plugin: copied into an empty plugin dir, it runs every trigger:
+the MAD check's data-writes and scheduled (missing-data) entry points and the notifier.
 
 The run happens in a separate ``python -I -S`` (no site-packages, so no installed madcheck, no
 rich or matplotlib), with only ``requests`` and its dependencies linked in, loaded the way
@@ -42,7 +43,7 @@ def _copy_package(plugin_dir: Path) -> Path:
     return target
 
 
-def test_the_copied_package_runs_the_mad_check_and_the_notifier_with_only_requests(
+def test_the_copied_package_runs_both_mad_entry_points_and_the_notifier_with_only_requests(
     tmp_path: Path,
 ) -> None:
     plugin_dir = tmp_path / "plugins"
@@ -70,12 +71,22 @@ def test_the_copied_package_runs_the_mad_check_and_the_notifier_with_only_reques
     assert Path(report["madcheck_file"]) == copy / "__init__.py"
     assert report["path_entry_left"] is False
     assert report["light_import"] == []  # loading the package imports none of its modules
-    assert report["notifier_answered"] is True, report
+    assert report["notifier_answered"] == 200, report
+    assert report["scheduled_answered"] == 200, report
     assert set(report["third_party_modules"]) <= {"madcheck", *REQUESTS_AND_DEPENDENCIES}
     assert not [line for line in report["mad_logs"] if line.startswith("ERROR")], report
+    assert not [line for line in report["scheduled_logs"] if line.startswith("ERROR")], report
+    assert any("missing_after=5m" in line for line in report["scheduled_logs"]), report
     assert any("http delivered" in line for line in report["notifier_logs"]), report
-    assert len(bodies) == 1
+    assert len(bodies) == 2
     assert bodies[0]["notification_text"].startswith("from TOML: temp host=a")
+    # the scheduled entry point: host a's last point is 10 minutes before the call
+    assert bodies[1]["notification_text"] == (
+        "MAD missing data: no data in cpu for 10m (last point 2023-11-14T22:13:20Z). Tags: host=a"
+    )
+    assert (bodies[1]["alert"]["rule"], bodies[1]["alert"]["state"]) == ("missing", "firing")
+    (history,) = report["scheduled_history"]
+    assert history.startswith("mad_alerts,host=a,rule=missing,state=firing,")
 
 
 def test_importing_madcheck_imports_neither_its_modules_nor_heavy_libraries() -> None:

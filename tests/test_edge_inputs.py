@@ -1,15 +1,18 @@
 """Inputs at the edges that once stopped a trigger or lost alerts (found in review)."""
 
 import sys
+from datetime import datetime
 
 import pytest
 
 from madcheck.config.settings import load_config
 from madcheck.config.thresholds import Threshold
 from madcheck.detect.alerts import alert_id_for
+from madcheck.engine.loader import load_entry_point
 from madcheck.plugin.delivery import wait_for_delivery
 from tests.support import (
     DELIVERY_WAIT_S,
+    MAD_PLUGIN,
     delivered_and_logged,
     make_engine,
     receiver,
@@ -111,12 +114,32 @@ def test_a_2xx_that_names_a_failed_sender_keeps_that_sender_waiting():
 
 def test_a_missing_dependency_is_named_by_the_plugin_file(monkeypatch):
     monkeypatch.setitem(sys.modules, "requests", None)
-    for name in [m for m in sys.modules if m.startswith("madcheck.plugin.writes")]:
-        monkeypatch.delitem(sys.modules, name)
-    for name in [m for m in sys.modules if m.startswith("madcheck.notify.client")]:
+    # forget the modules between the plugin file and requests, so that they are imported again
+    importers = (
+        "madcheck.plugin.writes",
+        "madcheck.plugin.trigger_state",
+        "madcheck.notify.client",
+    )
+    for name in [m for m in sys.modules if m.startswith(importers)]:
         monkeypatch.delitem(sys.modules, name)
     engine = make_engine()
     run_mad_plugin(engine, alert_batch("a"), args_for(9))
+    (error,) = engine.log_texts("ERROR")
+    assert "influxdb3 install package requests" in error
+
+
+def test_a_missing_dependency_is_named_by_the_scheduled_entry_point_too(monkeypatch):
+    monkeypatch.setitem(sys.modules, "requests", None)
+    importers = (
+        "madcheck.plugin.missing",
+        "madcheck.plugin.trigger_state",
+        "madcheck.notify.client",
+    )
+    for name in [m for m in sys.modules if m.startswith(importers)]:
+        monkeypatch.delitem(sys.modules, name)
+    engine = make_engine()
+    entry = load_entry_point(MAD_PLUGIN, "process_scheduled_call")
+    entry(engine, datetime.fromtimestamp(1_700_000_000), {**args_for(9), "missing_after": "5m"})
     (error,) = engine.log_texts("ERROR")
     assert "influxdb3 install package requests" in error
 

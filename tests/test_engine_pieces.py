@@ -37,7 +37,7 @@ def test_trigger_specs() -> None:
     assert parse_trigger_spec("table:cpu").matches_table("cpu")
     assert not parse_trigger_spec("table:cpu").matches_table("mem")
     assert parse_trigger_spec("request:/a/b/") == TriggerSpec("request", path="a/b")
-    for bad in ("every:10s", "tables", "table:", "request:/"):
+    for bad in ("every:10 parsecs", "cron:* * * * *", "tables", "table:", "request:/"):
         with pytest.raises(TriggerSpecError):
             parse_trigger_spec(bad)
 

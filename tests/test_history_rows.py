@@ -7,14 +7,28 @@ the plugin wrote in one call the same way and check that every row arrives.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from madcheck.engine.api import EngineAPI
+from madcheck.engine.cache import TriggerCache
 from madcheck.engine.lineprotocol import parse_line
+from madcheck.engine.loader import load_entry_point
 from madcheck.engine.storage import Storage
+from madcheck.plugin.delivery import wait_for_sender
 from madcheck.plugin.history import history_tags
-from tests.support import free_port, make_engine, rows, run_mad_plugin
+from tests.datafusion_engine import DataFusionQueries
+from tests.support import (
+    DELIVERY_WAIT_S,
+    MAD_PLUGIN,
+    free_port,
+    make_engine,
+    receiver,
+    rows,
+    run_mad_plugin,
+)
 from tests.test_plugin_writes import BASE, args_for
 
 ODD_TAGS = {
@@ -110,3 +124,33 @@ def test_a_unicode_alerts_table_is_fine(storage: Storage) -> None:
     (write,) = engine.writes
     assert parse_line(write.line, "ns").measurement == "alertes_médicales,v2"
     _apply_like_the_engine(storage, [write.line])
+
+
+def test_missing_data_rows_sanitise_tag_keys_like_the_alert_rows(storage: Storage) -> None:
+    """``gap_history_line`` takes the same path: keys the engine's LineBuilder refuses, a tag
+    named like a history column, unicode; applied all or nothing as the engine applies them."""
+    queries = DataFusionQueries()
+    t0 = 1_700_000_000 * 10**9
+    queries.write_lp(
+        f"cpu,host\\ name=web\\ 1,re\\,gion=eu\\,west,k\\=v=a\\=b,温度=värme,state=tag\\ state "
+        f"temp=1 {t0}"
+    )
+    engine = EngineAPI(database="mydb", query_handler=queries, cache=TriggerCache())
+    with receiver() as notifier:
+        arguments = {**args_for(notifier.port), "missing_after": "5m"}
+        load_entry_point(MAD_PLUGIN, "process_scheduled_call")(
+            engine, datetime.fromtimestamp(t0 // 10**9 + 600, tz=UTC), arguments
+        )
+        assert wait_for_sender(engine, DELIVERY_WAIT_S)
+    assert queries.failed == [] and not engine.log_texts("ERROR"), engine.log_texts()
+    (line,) = _history_lines(engine)
+    _apply_like_the_engine(storage, [line])
+    (row,) = storage.query("mydb", "SELECT * FROM mad_alerts")
+    assert (row["host_name"], row["re_gion"], row["k_v"], row["温度"]) == (
+        "web 1",
+        "eu,west",
+        "a=b",
+        "värme",
+    )
+    assert row["tag_state"] == "tag state" and row["state"] == "firing"
+    assert row["rule"] == "missing" and row["duration_s"] == 600.0

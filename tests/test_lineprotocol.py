@@ -377,3 +377,50 @@ def test_fast_path_never_disagrees_with_the_scanner(text):
 def test_any_input_yields_points_or_line_errors_never_an_exception(body):
     for item in parse_lines(body, default_time_ns=NOW):
         assert isinstance(item, Point | LineError)
+
+
+# -- linear time on hostile bodies -------------------------------------------------------------
+
+#: Bodies that made the parser re-join and re-scan lines (issue 14): after an opening line,
+#: a unit line repeated. The last two took 4 times as long per byte at 4 times the size.
+HOSTILE_UNITS = {
+    "unterminated strings": 'm f="abc\n',
+    "no quote after an open string": "xxxxxxxxx\n",
+    "one long line": 'm f="' + "x" * 50,
+    "strings closing and reopening": "a" * 100 + '",b="c\n',
+    "escaped quotes only": 'x\\"' * 30 + "\n",
+}
+
+
+def _cpu_per_byte(body: str) -> float:
+    """The least CPU time per byte of three parses (the least is the least disturbed)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        for _ in parse_lines(body):
+            pass
+        best = min(best, time.process_time() - started)
+    return max(best, 1e-6) / len(body)
+
+
+@pytest.mark.parametrize("shape", sorted(HOSTILE_UNITS))
+def test_parsing_time_per_byte_stays_flat_as_hostile_bodies_grow(shape):
+    """16 times the body must not cost 16 times as much per byte (quadratic); the bound is
+    generous (4x) so a busy machine cannot fail it, and no absolute time is assumed."""
+    unit = HOSTILE_UNITS[shape]
+    opener = 'm f="x\n' if shape.startswith(("strings", "no quote", "escaped")) else ""
+
+    def body(size: int) -> str:
+        return opener + unit * (size // len(unit))
+
+    small, large = _cpu_per_byte(body(20_000)), _cpu_per_byte(body(320_000))
+    assert large < 4 * small, f"{shape}: {large / small:.1f}x the time per byte at 16x the size"
+
+
+def test_an_unterminated_string_reports_its_line_and_swallows_only_closed_strings():
+    body = 'log msg="open\nstill open",x="again\ncpu v=1 1\ncpu v=2 2'
+    parsed = list(parse_lines(body, default_time_ns=NOW))
+    assert isinstance(parsed[0], LineError) and parsed[0].line_number == 1
+    assert "unterminated string" in parsed[0].error_message
+    # lines after the last closing quote are read again as lines of their own
+    assert [p.fields["v"] for p in parsed[1:] if isinstance(p, Point)] == [1.0, 2.0]

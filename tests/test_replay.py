@@ -61,7 +61,7 @@ def test_alerts_file_holds_exactly_the_injected_anomalies(tmp_path, capsys):
         assert alert["suppressed"] is False
     summary = capsys.readouterr().out
     assert "4 alerts fired, 0 suppressed" in summary
-    assert "4 notifications captured" in summary
+    assert "4 notifications (none sent)" in summary
 
 
 def test_summary_counts_points_outliers_and_alerts_per_series(tmp_path, capsys):
@@ -186,7 +186,7 @@ def test_other_tables_are_ignored(tmp_path, capsys):
     out = tmp_path / "alerts.jsonl"
     replay(lp, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS, "--alerts", out)
     assert alert_keys(read_alerts(out)) == data.EXPECTED
-    assert "1 lines of other tables ignored" in capsys.readouterr().out
+    assert "1 line of other tables ignored" in capsys.readouterr().out
 
 
 def test_config_file_is_used_and_the_command_line_wins(tmp_path):
@@ -265,7 +265,7 @@ def test_recoveries_are_listed_as_resolved_events(tmp_path, capsys):
     assert durations == [30.0, 60.0, 30.0]
     out_text = capsys.readouterr().out
     assert "4 alerts fired, 0 suppressed, 3 resolved" in out_text
-    assert "7 notifications captured" in out_text
+    assert "7 notifications (none sent)" in out_text
 
 
 def test_csv_with_a_byte_order_mark_is_read(tmp_path):
@@ -292,7 +292,7 @@ def test_plugin_warnings_are_shown_once_and_delivery_errors_capped(tmp_path, cap
     code = replay(
         lp, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS, "--send",
         "--port", free_port(), "--senders", "http", "--http-webhook-url", "http://127.0.0.1:9/h",
-        "--notification-attempts", "1", "--max-errors-shown", "3",
+        "--notification-attempts", "1", "--max-errors-shown", "3", "--flush-interval", "1s",
     )  # fmt: skip
     assert code == 0
     err = capsys.readouterr().err
@@ -339,15 +339,39 @@ def test_several_files_are_one_stream(tmp_path):
     assert alert_keys(read_alerts(out)) == data.EXPECTED
 
 
-def test_without_the_replay_extra_the_command_says_how_to_install_it(monkeypatch, capsys):
+def test_replay_runs_without_rich_installed(monkeypatch, tmp_path, capsys):
     for name in [
         m for m in sys.modules if m == "rich" or m.startswith(("rich.", "madcheck.replay."))
     ]:
         if name != "madcheck.replay.command":
             monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "rich", None)
-    assert replay("any.lp", "--measurement", "cpu") == 2
-    assert "rich is not installed: pip install -e '.[replay]'" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "rich", None)  # import rich -> ImportError
+    lp = data.write_lp(tmp_path / "cpu.lp")
+    out = tmp_path / "alerts.jsonl"
+    assert replay(lp, "--mad-thresholds", data.THRESHOLDS, "--no-progress", "--alerts", out) == 0
+    assert alert_keys(read_alerts(out)) == data.EXPECTED
+    assert "4 alerts fired" in capsys.readouterr().out
+
+
+def test_measurement_is_needed_only_when_the_input_holds_several_tables(tmp_path, capsys):
+    lines = data.lp_lines()
+    lp = data.write_lp(tmp_path / "cpu.lp", lines)
+    out = tmp_path / "alerts.jsonl"
+    assert replay(lp, "--mad-thresholds", data.THRESHOLDS, "--alerts", out) == 0
+    assert alert_keys(read_alerts(out)) == data.EXPECTED
+    mixed = data.write_lp(tmp_path / "mixed.lp", ["mem,host=a used=1 1700000000", *lines])
+    assert replay(mixed, "--mad-thresholds", data.THRESHOLDS) == 2
+    assert "--measurement is needed: the input holds the tables cpu, mem" in (
+        capsys.readouterr().err
+    )
+
+
+def test_help_shows_examples_for_replay_and_sweep(capsys):
+    with pytest.raises(SystemExit):
+        main(["replay", "--help"])
+    text = capsys.readouterr().out
+    assert "madcheck replay week.lp.gz --mad-thresholds temp:2.5:20:5" in text
+    assert "--sweep k=2,2.5,3 window_count=10,20,50" in text
 
 
 def test_a_csv_export_of_the_local_engine_replays_to_the_same_alerts(tmp_path):

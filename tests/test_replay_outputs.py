@@ -14,7 +14,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from madcheck.cli import main
 from madcheck.config.settings import load_config
@@ -25,7 +24,7 @@ from madcheck.replay.arguments import ArgumentError, parse_trigger_options, trig
 from madcheck.replay.console import ReplayConsole
 from madcheck.replay.inputs import InputOptions
 from madcheck.replay.runner import PassSettings, replay_pass
-from madcheck.replay.stream import batches
+from madcheck.replay.stream import Admission, batches
 from madcheck.replay.sweep import SweepError, parse_sweep
 from tests import replay_data as data
 
@@ -67,7 +66,7 @@ def test_plot_writes_one_png_per_alerting_series(tmp_path, capsys):
     assert [f.name.split("_")[2] for f in files] == ["host=a", "host=b"]
     for file in files:
         assert_png(file.read_bytes())
-    assert "2 chart(s) written" in capsys.readouterr().err
+    assert "2 charts written" in capsys.readouterr().err
 
 
 def test_plot_limit_keeps_the_series_with_most_alerts(tmp_path, capsys):
@@ -120,24 +119,29 @@ def test_report_is_one_html_page_embedding_the_charts(tmp_path, capsys):
                   "--report", report, "--senders", "slack",
                   "--slack-webhook-url", secret) == 0  # fmt: skip
     text = report.read_text()
-    assert "thresholds=temp:3:20:3" in text  # the configuration replayed
+    assert "<dt>mad_thresholds</dt><dd>temp:3:20:3</dd>" in text  # the configuration replayed
+    assert "senders" not in text and "localhost" not in text  # no stand-in details
     assert "S3CRET" not in text and "S3CRET" not in "".join(capsys.readouterr())
     page = _Page()
     page.feed(text)
     page.close()
     assert page.open_tags == []  # every element closed
     assert text.startswith("<!DOCTYPE html>")
-    assert page.tables == 2
+    assert page.tables == 3  # the alerts of each alerting series, then every series
     assert len(page.images) == 2
     for src in page.images:
         assert src.startswith("data:image/png;base64,")
         assert_png(base64.b64decode(src.split(",", 1)[1]))
     # nothing to fetch: no external images, scripts or stylesheets
-    assert not re.search(r'(src|href)="(?!data:)', text)
-    alert_rows = [row for row in page.rows if len(row) == 12]
-    assert [(row[1], row[0]) for row in alert_rows] == [
-        (f"host={host}", data.rfc3339(index)) for host, index in data.EXPECTED
+    assert not re.search(r'(src|href)="(?!data:|#)', text)
+    alert_rows = [row for row in page.rows if len(row) == 9]
+    assert [(row[0], row[1]) for row in alert_rows] == [
+        (data.rfc3339(index), "firing") for _, index in data.EXPECTED
     ]
+    # the page opens with the summary, then the index linking to each series' section
+    assert text.index('class="summary"') < text.index('class="index"') < text.index("<figure>")
+    for anchor in re.findall(r'<a href="#([^"]+)"', text):
+        assert f'id="{anchor}"' in text
 
 
 def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch, capsys):
@@ -219,30 +223,37 @@ def test_trigger_options_become_trigger_arguments():
         parse_trigger_options(["--state-change-count"])
 
 
-def _points(times_s):
-    for number, t in enumerate(times_s, start=1):
-        yield Point("cpu", {"host": "a"}, {"temp": 1.0}, int(t * 1e9), number)
+def _points(times_s, admission):
+    points = (
+        Point("cpu", {"host": "a"}, {"temp": 1.0}, int(t * 1e9), number)
+        for number, t in enumerate(times_s, start=1)
+    )
+    return admission.points("test", points)
 
 
 def test_batches_follow_the_data_clock():
+    admission = Admission("cpu", lambda *_: None)
     got = [
         [row["time"] // 10**8 for row in batch.rows]
-        for batch in batches(_points([0, 0.5, 1.0, 1.2, 0.9, 3.5]), 10**9, 1000)
+        for batch in batches(
+            _points([0, 0.5, 1.0, 1.2, 0.9, 3.5], admission), admission, 10**9, 1000
+        )
     ]
     # a batch closes 1 s of data time after its first row; a late row joins the open batch
     assert got == [[0, 5], [10, 12, 9], [35]]
 
 
 def test_batches_are_bounded_and_lazy():
-    endless = _points(i / 1000 for i in itertools.count())
-    first = next(batches(endless, 10**9, max_rows=100))
+    admission = Admission("cpu", lambda *_: None)
+    endless = _points((i / 1000 for i in itertools.count()), admission)
+    first = next(batches(endless, admission, None, max_rows=100))
     assert len(first.rows) == 100
     assert first.new_tags == ["host"] and first.new_fields == ["temp"]
 
 
 class _RecordingConsole(ReplayConsole):
     def __init__(self) -> None:
-        super().__init__(progress=False, console=Console(file=io.StringIO()))
+        super().__init__(progress=False, stream=io.StringIO())
         self.records: list[LogRecord] = []
 
     def plugin_log(self, record: LogRecord) -> None:
@@ -250,9 +261,9 @@ class _RecordingConsole(ReplayConsole):
 
 
 def test_summary_outliers_match_what_the_plugin_itself_counted(tmp_path):
-    """The per-series counts are recomputed beside the plugin; they must agree with the
-    plugin's own per-batch outlier counts, also when a tag column appears half-way through
-    (the plugin then starts new series, and so must the recount)."""
+    """The per-series counts come from the plugin's detector; they must agree with the
+    plugin's own per-batch outlier counts (its log), also when a tag column appears half-way
+    through (the plugin then starts new series)."""
     lp = _noisy_file(tmp_path / "noisy.lp")
     lines = lp.read_text().splitlines()
     half = len(lines) // 2
@@ -261,11 +272,10 @@ def test_summary_outliers_match_what_the_plugin_itself_counted(tmp_path):
     arguments = trigger_arguments(
         {"measurement": "cpu", "mad_thresholds": "temp:2:10:2@temp:3:20:3"}, capture_port=9
     )
-    thresholds = load_config(arguments).config.thresholds
     settings = PassSettings(
         files=(lp,),
         inputs=InputOptions("cpu"),
-        thresholds=thresholds,
+        config=load_config(arguments).config,
         plugin=default_plugin() or Path("missing"),
     )
     console = _RecordingConsole()

@@ -3,7 +3,8 @@
 This package directory is also the plugin. Copied (or ``--upload``-ed) into an InfluxDB 3 plugin
 dir, ``influxdb3 create trigger --path madcheck`` imports it as a package named after the
 directory and calls the entry points below: ``process_writes`` for the MAD check (``all_tables``
-or ``table:NAME``) and ``process_request`` for the notifier (``request:notify``). Nothing beyond
+or ``table:NAME``), ``process_scheduled_call`` for its missing-data check (``every:1m`` or
+``cron:...``) and ``process_request`` for the notifier (``request:notify``). Nothing beyond
 ``requests`` and the standard library needs to be installed for them.
 
 The entry points import their modules when first called, so ``import madcheck`` stays light: the
@@ -28,9 +29,9 @@ __version__ = "0.1.0"
 
 NOT_IMPORTED = (
     "the engine ran madcheck/__init__.py on its own instead of importing the madcheck package "
-    "(influxdb3 test wal_plugin does that with a directory plugin) and no madcheck package is "
-    "loaded: create the triggers with --path madcheck, or try the plugin with "
-    "`madcheck test wal_plugin`"
+    "(influxdb3 test wal_plugin and test schedule_plugin do that with a directory plugin) and "
+    "no madcheck package is loaded: create the triggers with --path madcheck, or try the plugin "
+    "with `madcheck test wal_plugin` or `madcheck test schedule_plugin`"
 )
 
 
@@ -55,6 +56,25 @@ def process_writes(
         influxdb3_local.error(f"mad_check: {NOT_IMPORTED}")
         return
     run(influxdb3_local, table_batches, args, plugin_dir=plugin_dir or loaded_from())
+
+
+def process_scheduled_call(
+    influxdb3_local: Any,
+    call_time: Any,
+    args: Any = None,
+    *,
+    plugin_dir: Path | None = None,
+) -> None:
+    """The MAD check's missing-data alerts (scheduled trigger, e.g. ``every:1m``, with
+    ``missing_after``); ``config_file_path`` is resolved as for ``process_writes``."""
+    try:
+        from madcheck.plugin.missing import process_scheduled_call as run
+    except ModuleNotFoundError as error:
+        if error.name != "madcheck":
+            raise
+        influxdb3_local.error(f"mad_check: {NOT_IMPORTED}")
+        return
+    run(influxdb3_local, call_time, args, plugin_dir=plugin_dir or loaded_from())
 
 
 def process_request(

@@ -15,11 +15,12 @@ or its keys.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,9 @@ DEFAULT_TIME_TEXT = (
 )
 DEFAULT_RECOVERY_TEXT = (
     "MAD recovery: Field $field in $table back to normal after $duration. Tags: $tags"
+)
+DEFAULT_MISSING_TEXT = (
+    "MAD missing data: no data in $table for $duration (last point $last_seen). Tags: $tags"
 )
 MAX_RECOVERY_COUNT = 100_000
 MAX_CONFIG_FILE_BYTES = 1024 * 1024
@@ -94,6 +98,11 @@ KNOWN_ARGUMENTS = frozenset(
         "warm_start",
         "warm_start_lookback",
         "warm_start_max_rows",
+        "mad_floor",
+        "mad_floor_pct",
+        "missing_after",
+        "missing_lookback",
+        "notification_missing_text",
     }
     | SECRET_ARGUMENTS
     | NOISE_ARGUMENTS
@@ -135,6 +144,17 @@ class WarmStartSettings:
 
 
 @dataclass(frozen=True)
+class MissingSettings:
+    """Missing-data alerts of a scheduled trigger (``process_scheduled_call``): a series whose
+    last point is ``after_ns`` old or older is missing; only points of the last ``lookback_ns``
+    are looked at, so a series silent for longer is no longer looked for."""
+
+    after_ns: int
+    lookback_ns: int = 86_400_000_000_000
+    text: str = DEFAULT_MISSING_TEXT
+
+
+@dataclass(frozen=True)
 class Config:
     measurement: str
     thresholds: tuple[Threshold, ...]
@@ -154,6 +174,8 @@ class Config:
     repeat_interval_ns: int = 0
     #: severity routes and the other noise-control stages (docs/noise-control.md)
     noise: NoiseSettings = field(default_factory=NoiseSettings)
+    #: ``missing_after`` and friends; None when not set (process_writes does not need them)
+    missing: MissingSettings | None = None
 
     @property
     def sender_names(self) -> list[str]:
@@ -171,11 +193,14 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     *,
     plugin_dir: Path | None = None,
+    scheduled: bool = False,
 ) -> LoadedConfig:
     """Merge, validate and type every setting. Raises ``ConfigError`` if the trigger cannot run.
 
     ``plugin_dir`` is where ``config_file_path`` is looked up when ``PLUGIN_DIR`` is not set
-    (InfluxDB 3 never sets it; a directory plugin knows its own folder).
+    (InfluxDB 3 never sets it; a directory plugin knows its own folder). ``scheduled``: the
+    config of a scheduled trigger (missing data), which needs ``missing_after`` and may go
+    without ``mad_thresholds``, so that one set of arguments serves both kinds of trigger.
     """
     env = os.environ if environ is None else environ
     merged: dict[str, Any] = {key.strip(): value for key, value in (args or {}).items()}
@@ -189,13 +214,17 @@ def load_config(
         file_keys.update(from_file)
         merged.update(from_file)
     try:
-        return _validated(merged, env, warnings, file_keys)
+        return _validated(merged, env, warnings, file_keys, scheduled)
     except EnvReferenceError as problem:
         raise ConfigError(str(problem)) from None
 
 
 def _validated(
-    merged: dict[str, Any], env: Mapping[str, str], warnings: list[str], file_keys: set[str]
+    merged: dict[str, Any],
+    env: Mapping[str, str],
+    warnings: list[str],
+    file_keys: set[str],
+    scheduled: bool,
 ) -> LoadedConfig:
     """Type and check the merged settings (``file_keys``: those the TOML file set)."""
 
@@ -203,14 +232,13 @@ def _validated(
     if not measurement:
         raise ConfigError("measurement is required: the table to monitor, e.g. measurement=cpu")
 
-    if merged.get("mad_thresholds") in (None, ""):
+    thresholds = _thresholds(merged, warnings, required=not scheduled)
+    missing = _missing(merged)
+    if scheduled and missing is None:
         raise ConfigError(
-            "mad_thresholds is required, e.g. mad_thresholds=temp:2.5:20:5@load:3:10:2m"
+            "missing_after is required for a scheduled trigger: how old a series' last point "
+            "may get before it counts as missing, e.g. missing_after=5m"
         )
-    thresholds, problems = parse_thresholds(merged["mad_thresholds"])
-    warnings.extend(f"mad_thresholds: {problem}" for problem in problems)
-    if not thresholds:
-        raise ConfigError("mad_thresholds has no usable condition: " + "; ".join(problems))
 
     default_names, level_names = requested_senders(merged)
     names = all_sender_names(default_names, level_names)
@@ -289,6 +317,7 @@ def _validated(
         recovery_text=_text(merged.get("notification_recovery_text")) or DEFAULT_RECOVERY_TEXT,
         repeat_interval_ns=_repeat_interval(merged),
         noise=noise,
+        missing=missing,
     )
     if not config.notify_recovery:
         unused = [n for n in ("recovery_count", "notification_recovery_text") if merged.get(n)]
@@ -297,6 +326,66 @@ def _validated(
     if unknown:
         warnings.append(f"ignoring unknown argument(s), a typo? {', '.join(unknown)}")
     return LoadedConfig(config, tuple(warnings))
+
+
+def _thresholds(
+    merged: Mapping[str, Any], warnings: list[str], required: bool
+) -> tuple[Threshold, ...]:
+    """``mad_thresholds``, each carrying the trigger's MAD floor (``mad_floor``,
+    ``mad_floor_pct``); required unless the trigger is a scheduled one."""
+    floor = _number(merged, "mad_floor", 0.0)
+    floor_pct = _number(merged, "mad_floor_pct", 0.0)
+    if merged.get("mad_thresholds") in (None, ""):
+        if required:
+            raise ConfigError(
+                "mad_thresholds is required, e.g. mad_thresholds=temp:2.5:20:5@load:3:10:2m"
+            )
+        return ()
+    thresholds, problems = parse_thresholds(merged["mad_thresholds"])
+    warnings.extend(f"mad_thresholds: {problem}" for problem in problems)
+    if not thresholds:
+        raise ConfigError("mad_thresholds has no usable condition: " + "; ".join(problems))
+    return tuple(
+        replace(threshold, mad_floor=floor, mad_floor_pct=floor_pct) for threshold in thresholds
+    )
+
+
+def _missing(merged: Mapping[str, Any]) -> MissingSettings | None:
+    """``missing_after`` (with ``missing_lookback`` and its template), or None when not set."""
+    if merged.get("missing_after") in (None, ""):
+        return None
+    after_s = _seconds(merged, "missing_after", 0.0)
+    lookback_s = _seconds(merged, "missing_lookback", 86_400.0)
+    if after_s <= 0:
+        raise ConfigError("missing_after must be greater than zero, e.g. missing_after=5m")
+    if lookback_s > _MAX_LOOKBACK_S:
+        raise ConfigError(f"missing_lookback must be at most 366d, got {lookback_s:g}s")
+    if lookback_s <= after_s:
+        raise ConfigError(
+            "missing_lookback must be longer than missing_after: a series is looked for only "
+            "among the points of the last missing_lookback"
+        )
+    return MissingSettings(
+        after_ns=round(after_s * NS_PER_UNIT["s"]),
+        lookback_ns=round(lookback_s * NS_PER_UNIT["s"]),
+        text=_text(merged.get("notification_missing_text")) or DEFAULT_MISSING_TEXT,
+    )
+
+
+def _number(merged: Mapping[str, Any], name: str, default: float) -> float:
+    """A finite, non-negative number (``mad_floor``, ``mad_floor_pct``)."""
+    raw = merged.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        value = float(_text(raw) if isinstance(raw, str) else raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a finite number >= 0, got {raw!r}")
+    return value
 
 
 def _alerts_table(merged: Mapping[str, Any], measurement: str) -> str:

@@ -46,6 +46,28 @@ class Threshold:
     count: int | None = None
     duration_ns: int | None = None
     severity: str = DEFAULT_LEVEL
+    #: The band is never narrower than ``k * mad_floor`` on each side (``mad_floor`` argument),
+    #: nor than ``k * mad_floor_pct / 100 * |median|``; 0 for both is the plain definition.
+    mad_floor: float = 0.0
+    mad_floor_pct: float = 0.0
+
+    @property
+    def has_floor(self) -> bool:
+        return self.mad_floor > 0 or self.mad_floor_pct > 0
+
+    def effective_mad(self, median: float, mad: float) -> float:
+        """The MAD the band is drawn with: ``max(mad, mad_floor, mad_floor_pct% of |median|)``."""
+        return max(mad, self.mad_floor, self.mad_floor_pct / 100 * abs(median))
+
+    def beyond_floor(self, value: float, median: float) -> bool:
+        """Whether ``value`` lies outside the band drawn with the floor alone.
+
+        With ``max`` the band is the wider of the MAD's band and the floor's (both centred on
+        the median, and float rounding is monotone), so a value is an outlier exactly when it
+        is outside both: the detector's plain verdict and this test.
+        """
+        floor = max(self.mad_floor, self.mad_floor_pct / 100 * abs(median))
+        return value < median - self.k * floor or value > median + self.k * floor
 
     @property
     def rule(self) -> str:

@@ -63,11 +63,12 @@ class Alert:
 
     @property
     def lower(self) -> float:
-        return self.median - self.threshold.k * self.mad
+        """The band's lower edge, drawn with the MAD floor if there is one."""
+        return self.median - self.threshold.k * self.threshold.effective_mad(self.median, self.mad)
 
     @property
     def upper(self) -> float:
-        return self.median + self.threshold.k * self.mad
+        return self.median + self.threshold.k * self.threshold.effective_mad(self.median, self.mad)
 
     @property
     def alert_id(self) -> str:

@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from madcheck.config.thresholds import Threshold
 from madcheck.detect.alerts import Alert, Tags
@@ -111,6 +111,32 @@ class _FieldGroup:
         return tuple(threshold.k for threshold in self.thresholds)
 
 
+class VerdictObserver(Protocol):
+    """An optional view of every series' verdicts, for tools that report per series what the
+    detector did (``madcheck replay``); ``Detector.observer``, ``None`` by default.
+
+    ``series`` is the detector's own per-series object (``series.tags()`` gives its tags) and
+    ``cell`` its per-field window, both stable for the series' life, so they can key a dict.
+    Off, the hot path pays one ``is None`` test per series and batch and per outlier.
+    """
+
+    def entered(self, series: Any, field: str, cell: Any, count: int, last_ns: int) -> None:
+        """``count`` values of ``field`` entered the window, the last of them at ``last_ns``."""
+
+    def outlier(self, series: Any, field: str, cell: Any, position: int, time_ns: int) -> None:
+        """The threshold at ``position`` of ``cell.states`` judged the value at ``time_ns`` an
+        outlier."""
+
+    def traces(self, series: Any) -> bool:
+        """Whether ``judged`` should get each value of this series (slower: per value)."""
+
+    def judged(
+        self, series: Any, field: str, cell: Any, time_ns: int, value: float, median: float,
+        mad: float,
+    ) -> None:  # fmt: skip
+        """A value of a traced series, after it entered the full window (median, MAD incl.)."""
+
+
 class Detector:
     """Detection state of every series of one table. ``recovery_count`` > 0 turns recovery
     tracking on: that many consecutive normal verdicts after a sent alert report it resolved."""
@@ -138,6 +164,8 @@ class Detector:
         )
         # key: the row's tag values, as _key_reader reads them (one tag: the value alone)
         self._series: dict[Any, _Series] = {}
+        #: see ``VerdictObserver``; None (the default) costs the hot path nothing
+        self.observer: VerdictObserver | None = None
 
     @property
     def series_count(self) -> int:
@@ -189,24 +217,35 @@ class Detector:
         fired: list[tuple[Row, Alert]] = []
         series = self._series
         fields = self._fields
+        observer = self.observer
         for key, series_rows in _by_series(ordered, tag_names).items():
             entry = series.get(key)
             if entry is None:
                 entry = self._new_series(key, tag_names)
+            traced = observer is not None and observer.traces(entry)
             for (name, read, ks), cell in zip(fields, entry.windows, strict=True):
                 try:
                     values: list[Any] = list(map(read, series_rows))
                 except KeyError:  # some row lacks the field: None, as row.get gives
                     values = [row.get(name) for row in series_rows]
-                if set(map(type, values)) == _FLOATS and -_INF < sum(values) < _INF:
+                if not traced and set(map(type, values)) == _FLOATS and -_INF < sum(values) < _INF:
                     self._feed(entry, name, ks, cell, values, series_rows, fired, result)
+                    if observer is not None:
+                        observer.entered(entry, name, cell, len(values), series_rows[-1]["time"])
                     continue
+                entered, last_ns = 0, 0
                 for row, raw in zip(series_rows, values, strict=True):
                     value = _numeric(raw, result)
                     if value is None:
                         cell.reset_rules()
-                    else:
-                        self._feed(entry, name, ks, cell, (value,), (row,), fired, result)
+                        continue
+                    self._feed(entry, name, ks, cell, (value,), (row,), fired, result)
+                    entered, last_ns = entered + 1, row["time"]
+                    if traced and cell.window.full:
+                        median, mad = cell.window.median_and_mad()
+                        observer.judged(entry, name, cell, last_ns, value, median, mad)  # type: ignore[union-attr]
+                if observer is not None and entered:
+                    observer.entered(entry, name, cell, entered, last_ns)
         result.alerts = _in_row_order(fired, ordered)
         return result
 
@@ -251,10 +290,15 @@ class Detector:
                 continue
             # values[last] is an outlier for some k, and the window is as it was then
             row = rows[last]
+            observer = self.observer
             for bit, state in enumerate(cell.states):
                 outlier = bool(mask >> bit & 1)
+                if outlier and state.threshold.has_floor:  # MAD floor: outside its band too
+                    outlier = state.threshold.beyond_floor(values[last], window.median())
                 if outlier:
                     result.outliers[name] += 1
+                    if observer is not None:
+                        observer.outlier(entry, name, cell, bit, row["time"])
                 if state.flips is not None:
                     state.flips.update(outlier)
                 opens = False

@@ -28,8 +28,8 @@ from madcheck.engine.client import (
     EngineClient,
     upload_plugin,
 )
-from madcheck.engine.cron import DEFAULT_SCHEDULE, next_fire_time
 from madcheck.engine.formats import FORMATS
+from madcheck.engine.schedule import DEFAULT_TEST_SCHEDULE, next_cron_time
 from madcheck.engine.triggers import parse_trigger_arguments
 
 
@@ -514,16 +514,29 @@ def _register_test(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
             "Call the plugin's process_scheduled_call(influxdb3_local, call_time, args) once, "
             "call_time being the next time --schedule fires (a UTC datetime), and print "
             "{trigger_time, log_lines, database_writes, errors} as JSON, like influxdb3. It "
-            "runs here, on an empty scratch database; the plugin's writes are never applied."
+            "runs here, on a scratch database, empty unless --lp or --file give it lines (an "
+            "addition of madcheck's: influxdb3 queries the server's database); the plugin's "
+            "writes are never applied."
         ),
-        epilog="example: madcheck test schedule_plugin -d mydb --schedule '0 */5 * * * *' job.py",
+        epilog=(
+            "example: madcheck test schedule_plugin -d mydb --schedule '0 */5 * * * *' "
+            '--lp "cpu,host=a temp=1 1700000000" --input-arguments measurement=cpu,'
+            "missing_after=5m,senders=http,http_webhook_url=http://127.0.0.1:9000/hook "
+            "--plugin-dir plugins madcheck"
+        ),
+    )
+    schedule.add_argument(
+        "--lp", help="line protocol written to the scratch database before the call"
+    )
+    schedule.add_argument(
+        "--file", type=Path, help="file of line protocol written to the scratch database first"
     )
     schedule.add_argument(
         "--schedule",
         default=None,
         help=(
             "cron schedule, six or seven fields with seconds first (sec min hour day-of-month "
-            f"month day-of-week [year]); default '{DEFAULT_SCHEDULE}', the next whole second"
+            f"month day-of-week [year]); default '{DEFAULT_TEST_SCHEDULE}', the next whole second"
         ),
     )
     _add_test_options(schedule)
@@ -596,10 +609,13 @@ def _test_schedule_plugin(options: argparse.Namespace) -> int:
         return 2
     try:
         arguments = parse_trigger_arguments(options.input_arguments)
-        call_time = next_fire_time(options.schedule or DEFAULT_SCHEDULE, datetime.now(UTC))
-    except ValueError as exc:
+        trigger_time = next_cron_time(options.schedule or DEFAULT_TEST_SCHEDULE, datetime.now(UTC))
+        text = options.lp
+        if text is None and options.file is not None:
+            text = options.file.read_text(encoding="utf-8")
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = run_schedule_plugin(path, call_time, arguments, options.database)
+    result = run_schedule_plugin(path, trigger_time, arguments, options.database, text)
     print(json.dumps(result, indent=2))
     return 1 if result["errors"] else 0

@@ -174,6 +174,8 @@ def iter_lines(
 
 
 def _iter_parsed(source: Iterator[str], unit: str, now: int) -> Iterator[Point | LineError]:
+    """The common line (no escape, no quote, ``measurement,tags fields timestamp`` with single
+    spaces) is parsed inline by ``_fast_point``; anything else goes through ``_parse``."""
     pushed_back: deque[tuple[int, str]] = deque()
     counter = 0
 
@@ -187,17 +189,101 @@ def _iter_parsed(source: Iterator[str], unit: str, now: int) -> Iterator[Point |
         counter += 1
         return counter, raw.rstrip("\r\n")
 
-    while (item := next_line()) is not None:
-        number, text = item
-        stripped = text.lstrip(" \t")
-        if not stripped or stripped.startswith("#"):
+    fast = _fast_parser(unit)
+    for raw in source:
+        counter += 1
+        text = raw.rstrip("\r\n")
+        point = fast(text, counter)
+        if point is not None:
+            yield point
             continue
-        try:
-            yield _parse(text, unit, now, number)
-        except LineProtocolError as error:
-            yield LineError(number, text, str(error))
-        except _Incomplete:
-            yield _continue_string(text, number, unit, now, next_line, pushed_back)
+        pushed_back.append((counter, text))
+        while pushed_back:
+            number, text = pushed_back.popleft()
+            stripped = text.lstrip(" \t")
+            if not stripped or stripped.startswith("#"):
+                continue
+            try:
+                yield _parse(text, unit, now, number)
+            except LineProtocolError as error:
+                yield LineError(number, text, str(error))
+            except _Incomplete:
+                yield _continue_string(text, number, unit, now, next_line, pushed_back)
+
+
+#: Line heads (measurement and tags) ``_fast_parser`` remembers; past it, it starts afresh.
+_HEADS_CACHED = 4096
+
+
+def _fast_parser(unit: str) -> Callable[[str, int], Point | None]:
+    """A parser of the common line for ``unit``; it returns ``None`` for any other line (a blank
+    line, a comment, an error...), which the general path then reads, so it decides nothing the
+    scanner would decide differently. Written for speed: the local engine's writes and every
+    replay go through it, one call per line."""
+    scale = 1 if unit == "auto" else _NS_PER_UNIT[unit]
+    auto = unit == "auto"
+    # measurement and tags of the heads seen (a file has few series): parsed once each
+    heads: dict[str, tuple[str, dict[str, str]]] = {}
+
+    def parse_head(head: str) -> tuple[str, dict[str, str]] | None:
+        names = head.split(",")
+        tags: dict[str, str] = {}
+        for pair in names[1:]:
+            key, sep, tag_value = pair.partition("=")
+            if not key or not sep or not tag_value or key in tags or key == "time":
+                return None
+            tags[key] = tag_value
+        if len(heads) >= _HEADS_CACHED:
+            heads.clear()
+        parsed = heads[head] = (names[0], tags)
+        return parsed
+
+    def fast(text: str, number: int) -> Point | None:
+        if text[:1] <= " " or text[0] in "#," or "\\" in text or '"' in text:
+            return None
+        parts = text.split(" ")
+        if len(parts) != 3:
+            return None
+        head, body, stamp = parts
+        if not (stamp.isdigit() and stamp.isascii()):
+            return None
+        known = heads.get(head) or parse_head(head)
+        if known is None:
+            return None
+        measurement, tags = known
+        tags = tags.copy()  # each point owns its tags
+        fields: dict[str, FieldValue] = {}
+        for pair in body.split(","):
+            key, sep, raw = pair.partition("=")
+            if not key or not sep:
+                return None
+            digits = raw[1:] if raw[:1] == "-" else raw
+            if digits.replace(".", "", 1).isdigit() and digits.isascii():
+                fields[key] = float(raw)  # plain decimal: 1.5, -2, .5, 3.
+                continue
+            value = _unquoted_value(raw) if raw else None
+            if value is None:
+                return None
+            fields[key] = value
+        if "time" in fields or not tags.keys().isdisjoint(fields):
+            return None
+        written = int(stamp)
+        if auto:
+            if written < 5_000_000_000:
+                ns = written * 1_000_000_000
+            elif written < 5_000_000_000_000:
+                ns = written * 1_000_000
+            elif written < 5_000_000_000_000_000:
+                ns = written * 1_000
+            else:
+                ns = written
+        else:
+            ns = written * scale
+        if ns > INT64_MAX:
+            return None  # the general path says why
+        return Point(measurement, tags, fields, ns, number, text)
+
+    return fast
 
 
 def _continue_string(
@@ -208,34 +294,66 @@ def _continue_string(
     next_line: Callable[[], tuple[int, str] | None],
     pushed_back: deque[tuple[int, str]],
 ) -> Point | LineError:
-    """Join following physical lines to a line whose quoted string contains a newline."""
+    """Join following physical lines to a line whose quoted string contains a newline.
+
+    Linear in the lines taken: a line is scanned for the closing quote once (``_CLOSES``, the
+    string scanner's own rule, since a continuation line always starts inside the string), and
+    the parse resumes at the open string instead of starting the joined text again. If the
+    string never closes, the first line is reported and only the lines after the last close are
+    read again as lines of their own: such a line cannot open a string by itself (a line that
+    opens one has a quote that would have closed it), so none is read more than twice.
+    """
+    scanner = _Scanner(first.strip(" \t"))
+    try:
+        return _finished(scanner.parse(unit, now), first, number)
+    except LineProtocolError as error:  # pragma: no cover - _parse raised _Incomplete before
+        return LineError(number, first, str(error))
+    except _Incomplete:
+        pass
+    parts = [scanner.text[scanner.string_start :]]  # the open string and what follows
     taken: list[tuple[int, str]] = []
-    joined = first
+    closed_at = 0  # how many of ``taken`` belong to strings that closed
     while len(taken) < MAX_CONTINUATION_LINES and (item := next_line()) is not None:
         taken.append(item)
-        joined += "\n" + item[1]
-        if '"' not in item[1]:
-            continue  # the string cannot have ended on this line: no need to parse again
+        parts.append(item[1])
+        if not _CLOSES.match(item[1]):
+            continue  # still inside the string at the end of this line
+        closed_at = len(taken)
         try:
-            return _parse(joined, unit, now, number)
+            point = scanner.resume("\n".join(parts).rstrip(" \t"), unit, now)
         except LineProtocolError as error:
-            return LineError(number, joined, str(error))
-        except _Incomplete:
+            return LineError(number, _original(first, taken), str(error))
+        except _Incomplete:  # another string opened after the one that closed
+            parts = [scanner.text[scanner.string_start :]]
             continue
-    # Never closed: report the first line alone and read the others again as lines of their own.
-    pushed_back.extendleft(reversed(taken))
-    return LineError(number, first, _UNTERMINATED)
+        return _finished(point, _original(first, taken), number)
+    pushed_back.extendleft(reversed(taken[closed_at:]))
+    return LineError(number, _original(first, taken[:closed_at]), _UNTERMINATED)
 
 
+def _original(first: str, taken: list[tuple[int, str]]) -> str:
+    return "\n".join([first, *(text for _, text in taken)])
+
+
+def _finished(point: Point, line: str, number: int) -> Point:
+    point.line_number = number
+    point.line = line
+    return point
+
+
+#: From the start of a line inside a quoted string: does the string close on this line?
+#: ``\\`` escapes the next character in pairs (only ``\"`` and ``\\`` mean anything, but pairing
+#: any character gives the same answer), so an unescaped quote is one not paired with a ``\\``.
+_CLOSES = re.compile(r'(?:[^"\\]|\\.)*"')
 _UNTERMINATED = 'unterminated string field value: a string must end with an unescaped "'
 
 
 def to_engine_row(point: Point) -> dict[str, FieldValue]:
     """The Processing Engine's row shape: tags and fields as keys plus ``time`` in ns."""
-    row: dict[str, FieldValue] = dict(point.tags)
+    row: dict[str, FieldValue] = {**point.tags, **point.fields, "time": point.time_ns}
     for key, value in point.fields.items():
-        row[key] = int(value) if type(value) is UInt64 else value
-    row["time"] = point.time_ns
+        if type(value) is UInt64:
+            row[key] = int(value)
     return row
 
 
@@ -332,6 +450,12 @@ class _Scanner:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
+        # what ``resume`` needs after a string field ran past the end of the text
+        self.measurement = ""
+        self.tags: dict[str, str] = {}
+        self.fields: dict[str, FieldValue] = {}
+        self.key = ""
+        self.string_start = 0
 
     def fail(self, message: str) -> LineProtocolError:
         return LineProtocolError(message)
@@ -364,18 +488,34 @@ class _Scanner:
         measurement = self.read_name(", ", _MEASUREMENT_ESCAPABLE)
         if not measurement:
             raise self.fail("missing measurement name at the start of the line")
-        tags = self.parse_tags(measurement)
+        self.measurement = measurement
+        self.tags = self.parse_tags(measurement)
         if self.skip_spaces() == 0 or self.pos == len(self.text):
             raise self.fail(
                 f"missing fields: expected a space and then field=value after {measurement!r}"
             )
-        fields = self.parse_fields()
+        self.parse_fields()
+        return self.finish(unit, now)
+
+    def resume(self, text: str, unit: str, now: int) -> Point:
+        """Go on after ``_Incomplete``: ``text`` is the open string field (from its quote) with
+        the following lines joined; what came before the string is kept."""
+        self.text = text
+        self.pos = 0
+        self.fields[self.key] = self.parse_string()
+        if self.peek() == ",":
+            self.pos += 1
+            self.parse_fields()
+        return self.finish(unit, now)
+
+    def finish(self, unit: str, now: int) -> Point:
+        tags, fields = self.tags, self.fields
         if "time" in tags or "time" in fields:
             raise self.fail("'time' cannot be used as a tag or field key: it is the timestamp")
         shared = sorted(tags.keys() & fields.keys())
         if shared:
             raise self.fail(f"{shared[0]!r} is used as both a tag and a field in this line")
-        return Point(measurement, tags, fields, self.parse_time(unit, now))
+        return Point(self.measurement, tags, fields, self.parse_time(unit, now))
 
     def parse_tags(self, measurement: str) -> dict[str, str]:
         tags: dict[str, str] = {}
@@ -395,8 +535,8 @@ class _Scanner:
             tags[key] = value
         return tags
 
-    def parse_fields(self) -> dict[str, FieldValue]:
-        fields: dict[str, FieldValue] = {}
+    def parse_fields(self) -> None:
+        fields = self.fields
         while True:
             key = self.read_name("=, ", _KEY_ESCAPABLE)
             if not key:
@@ -404,9 +544,10 @@ class _Scanner:
             if self.peek() != "=":
                 raise self.fail(f"field {key!r} has no value: expected {key}=value")
             self.pos += 1
+            self.key = key
             fields[key] = self.parse_field_value(key)
             if self.peek() != ",":
-                return fields
+                return
             self.pos += 1
 
     def parse_field_value(self, key: str) -> FieldValue:
@@ -425,6 +566,7 @@ class _Scanner:
 
     def parse_string(self) -> str:
         text, out = self.text, []
+        self.string_start = self.pos
         self.pos += 1
         while self.pos < len(text):
             char = text[self.pos]

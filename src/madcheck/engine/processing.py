@@ -14,7 +14,10 @@ handed to each enabled data-writes trigger of their database. As in InfluxDB 3
 - a failing call follows the trigger's ``error_behavior``: ``log`` logs it and goes on, ``retry``
   runs the call again on the same flush until it succeeds, ``disable`` disables the trigger;
 - a call's writes are applied after it returns, per database as one write with
-  ``accept_partial=false``: one rejected line loses all of that call's lines for that database.
+  ``accept_partial=false``: one rejected line loses all of that call's lines for that database;
+- a scheduled trigger (``every:``, ``cron:``) calls ``process_scheduled_call`` at each time of
+  its schedule (``madcheck.engine.schedule``, ``madcheck.engine.scheduler``), with the same
+  ``run_async`` and ``error_behavior``; a disabled one stops, and starts afresh when enabled.
 
 One difference is deliberate: a plugin's own writes never wait for room in a queue (in InfluxDB 3
 they can, and a trigger writing to a table it watches can then wait on itself forever).
@@ -35,6 +38,8 @@ from typing import Any
 from madcheck.engine.api import EngineAPI, LogRecord, PendingWrite
 from madcheck.engine.cache import GlobalCache, TriggerCache
 from madcheck.engine.loader import load_entry_point
+from madcheck.engine.schedule import call_time
+from madcheck.engine.scheduler import ScheduleWorker
 from madcheck.engine.storage import (
     ERROR_BEHAVIORS,
     Storage,
@@ -191,6 +196,7 @@ class _Trigger:
     cache: TriggerCache
     call_lock: threading.Lock = field(default_factory=threading.Lock)
     worker: _WritesWorker | None = None
+    scheduler: ScheduleWorker | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -285,10 +291,15 @@ class ProcessingEngine:
                     break
         with self._lock:
             workers = [t.worker for t in self._triggers.values() if t.worker is not None]
+            schedulers = [t.scheduler for t in self._triggers.values() if t.scheduler is not None]
+        for scheduler in schedulers:
+            scheduler.stop()
         for worker in workers:
             worker.stop(drain=True)
         for worker in workers:
             worker.join(max(0.0, deadline - time.monotonic()))
+        for scheduler in schedulers:
+            scheduler.join(max(0.0, deadline - time.monotonic()))
 
     # -- writes --------------------------------------------------------------------------------
     def record_writes(self, database: str, rows: Sequence[Row], *, wait: bool = True) -> None:
@@ -383,6 +394,8 @@ class ProcessingEngine:
             self._storage.delete_trigger(database, name)
         if trigger.worker is not None:
             trigger.worker.stop(drain=False)
+        if trigger.scheduler is not None:
+            trigger.scheduler.stop()
 
     def set_disabled(self, database: str, name: str, disabled: bool) -> None:
         with self._lock:
@@ -391,6 +404,14 @@ class ProcessingEngine:
                 raise EngineError(404, f"trigger {name!r} not found in database {database!r}")
             self._storage.set_trigger_disabled(database, name, disabled)
             trigger.definition = replace(trigger.definition, disabled=disabled)
+            if trigger.spec.kind == "schedule":
+                # InfluxDB 3 stops a disabled scheduled trigger and starts its schedule afresh
+                # (from the time it is enabled) when it is enabled again
+                if trigger.scheduler is not None:
+                    trigger.scheduler.stop()
+                    trigger.scheduler = None
+                if not disabled:
+                    trigger.scheduler = self._scheduler_for(trigger)
         if disabled and trigger.worker is not None:
             trigger.worker.drop_queued()  # a disabled trigger stops; its writers go on
 
@@ -409,7 +430,19 @@ class ProcessingEngine:
                 run_async=definition.run_async,
                 max_async_calls=self._max_async_calls,
             )
+        elif spec.kind == "schedule" and not definition.disabled:
+            trigger.scheduler = self._scheduler_for(trigger)
         self._triggers[trigger.key] = trigger
+
+    def _scheduler_for(self, trigger: _Trigger) -> ScheduleWorker:
+        assert trigger.spec.schedule is not None
+        return ScheduleWorker(
+            trigger.definition.name,
+            trigger.spec.schedule,
+            run_call=lambda scheduled_ns: self._run_scheduled(trigger, scheduled_ns),
+            run_async=trigger.definition.run_async,
+            max_async_calls=self._max_async_calls,
+        )
 
     def _plugin_path(self, plugin_filename: str) -> Path:
         """The plugin's file or package folder, which must lie inside the plugin directory."""
@@ -465,14 +498,24 @@ class ProcessingEngine:
 
         Returns ``False`` when the trigger has been disabled and must take no more flushes.
         """
+        return self._run_call(trigger, "process_writes", group_table_batches(rows))
+
+    def _run_scheduled(self, trigger: _Trigger, scheduled_ns: int) -> bool:
+        """One call at one scheduled time, ``call_time`` as InfluxDB 3 builds it; the same
+        ``error_behavior`` as a data-writes call (``retry``: the same time again)."""
+        return self._run_call(trigger, "process_scheduled_call", call_time(scheduled_ns))
+
+    def _run_call(self, trigger: _Trigger, entry_point: str, event: Any) -> bool:
+        """``entry_point(api, event, args)`` with the trigger's ``error_behavior`` on failure;
+        ``False`` when the trigger has been disabled and must stop."""
         behavior = trigger.definition.error_behavior
         while True:
             api = self._api_for(trigger)
             try:
-                function = load_entry_point(self._plugin_path_for(trigger), "process_writes")
-                function(api, group_table_batches(rows), self._args_for(trigger))
+                function = load_entry_point(self._plugin_path_for(trigger), entry_point)
+                function(api, event, self._args_for(trigger))
             except (Exception, SystemExit) as exc:
-                failure = f"error running process_writes: {type(exc).__name__}: {exc}"
+                failure = f"error running {entry_point}: {type(exc).__name__}: {exc}"
             else:
                 self._apply_writes(trigger, api.take_writes())  # a failed call's writes are lost
                 return True
@@ -480,7 +523,8 @@ class ProcessingEngine:
                 # like InfluxDB 3: the same flush again, until it succeeds; said in the server's
                 # output only. Stops when the trigger is disabled, deleted or the engine closes.
                 logger.info("[%s] %s; retrying", trigger.definition.name, failure)
-                if trigger.worker is None or trigger.worker.stopping:
+                runner = trigger.worker or trigger.scheduler
+                if runner is None or runner.stopping:
                     return True
                 if self._stop_flushing.wait(self._retry_pause_s) or self._is_disabled(trigger):
                     return not self._is_disabled(trigger)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from madcheck.engine.schedule import Schedule, ScheduleError, parse_schedule
+
 
 class TriggerSpecError(ValueError):
     """A trigger specification this engine cannot run."""
@@ -17,24 +19,23 @@ class TriggerSpecError(ValueError):
 class TriggerSpec:
     """A parsed ``--trigger-spec``.
 
-    ``kind`` is ``"writes"`` for ``all_tables`` and ``table:NAME`` (``table`` set for the latter)
-    and ``"request"`` for ``request:PATH`` (``path`` set).
+    ``kind`` is ``"writes"`` for ``all_tables`` and ``table:NAME`` (``table`` set for the latter),
+    ``"request"`` for ``request:PATH`` (``path`` set) and ``"schedule"`` for ``every:DURATION``
+    and ``cron:EXPR`` (``schedule`` set; see ``madcheck.engine.schedule``).
     """
 
     kind: str
     table: str | None = None
     path: str | None = None
+    schedule: Schedule | None = None
 
     def matches_table(self, table_name: str) -> bool:
         return self.kind == "writes" and (self.table is None or self.table == table_name)
 
 
 def parse_trigger_spec(text: str) -> TriggerSpec:
-    """Parse ``all_tables``, ``table:NAME`` or ``request:PATH``.
-
-    ``every:`` and ``cron:`` schedules exist in InfluxDB 3 but not here; saying so plainly beats
-    accepting a trigger that would never run.
-    """
+    """Parse ``all_tables``, ``table:NAME``, ``request:PATH``, ``every:DURATION`` or
+    ``cron:EXPR``, refusing what InfluxDB 3 refuses."""
     spec = text.strip()
     if spec == "all_tables":
         return TriggerSpec("writes")
@@ -46,13 +47,14 @@ def parse_trigger_spec(text: str) -> TriggerSpec:
         if not path:
             raise TriggerSpecError("request trigger needs a path, e.g. request:notify")
         return TriggerSpec("request", path=path)
-    if prefix in ("every", "cron", "schedule"):
-        raise TriggerSpecError(
-            f"trigger spec {text!r}: scheduled triggers are not supported by madcheck serve; "
-            "use InfluxDB 3 for those (supported: all_tables, table:NAME, request:PATH)"
-        )
+    if prefix in ("every", "cron"):
+        try:
+            return TriggerSpec("schedule", schedule=parse_schedule(spec))
+        except ScheduleError as error:
+            raise TriggerSpecError(f"invalid trigger spec {text!r}: {error}") from None
     raise TriggerSpecError(
-        f"invalid trigger spec {text!r}: expected all_tables, table:NAME or request:PATH"
+        f"invalid trigger spec {text!r}: expected all_tables, table:NAME, request:PATH, "
+        "every:DURATION or cron:EXPR"
     )
 
 

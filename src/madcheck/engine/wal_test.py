@@ -21,6 +21,7 @@ from typing import Any
 from madcheck.engine.api import EngineAPI
 from madcheck.engine.loader import load_entry_point
 from madcheck.engine.processing import group_table_batches
+from madcheck.engine.schedule import call_time
 from madcheck.engine.storage import Storage
 from madcheck.plugin.delivery import finish_delivery
 
@@ -39,32 +40,44 @@ def run_wal_plugin(
     """Call ``process_writes`` once with ``line_protocol`` as one flush."""
 
     def call(storage: Storage, api: EngineAPI, errors: list[str]) -> None:
-        written = storage.write_lp(database, line_protocol, precision="auto")
-        errors.extend(
-            f"line {e.line_number}: {e.error_message}: {e.original_line}" for e in written.errors
-        )
+        rows = _write_test_lines(storage, database, line_protocol, errors)
         function = load_entry_point(plugin_path, "process_writes")
         api.info("starting execution of wal plugin.")
-        function(api, group_table_batches(written.rows), arguments or None)
+        function(api, group_table_batches(rows), arguments or None)
 
     return _dry_run(database, call)
 
 
 def run_schedule_plugin(
     plugin_path: Path,
-    call_time: datetime,
+    trigger_time: datetime,
     arguments: dict[str, str] | None,
     database: str,
+    line_protocol: str | None = None,
 ) -> dict[str, Any]:
-    """Call ``process_scheduled_call(influxdb3_local, call_time, args)`` once."""
+    """Call ``process_scheduled_call(influxdb3_local, call_time, args)`` once for the UTC
+    ``trigger_time``, ``call_time`` built as the engine builds it (``schedule.call_time``);
+    ``line_protocol``, if given, is written to the scratch database first."""
+    scheduled_ns = int(trigger_time.timestamp()) * 1_000_000_000
 
     def call(storage: Storage, api: EngineAPI, errors: list[str]) -> None:
+        if line_protocol is not None:
+            _write_test_lines(storage, database, line_protocol, errors)
         function = load_entry_point(plugin_path, "process_scheduled_call")
-        api.info(f"starting execution with scheduled time {call_time:%Y-%m-%d %H:%M:%S} UTC")
-        function(api, call_time, arguments or None)
+        api.info(f"starting execution with scheduled time {trigger_time:%Y-%m-%d %H:%M:%S} UTC")
+        function(api, call_time(scheduled_ns), arguments or None)
 
     result = _dry_run(database, call)
-    return {"trigger_time": call_time.strftime("%Y-%m-%dT%H:%M:%SZ"), **result}
+    return {"trigger_time": trigger_time.strftime("%Y-%m-%dT%H:%M:%SZ"), **result}
+
+
+def _write_test_lines(storage: Storage, database: str, text: str, errors: list[str]) -> Any:
+    """Write the test lines to the scratch database; their rows (bad lines are errors)."""
+    written = storage.write_lp(database, text, precision="auto")
+    errors.extend(
+        f"line {e.line_number}: {e.error_message}: {e.original_line}" for e in written.errors
+    )
+    return written.rows
 
 
 def _dry_run(
@@ -83,8 +96,9 @@ def _dry_run(
             started = time.perf_counter()
             try:
                 call(storage, api, errors)
-                # the MAD plugin posts alerts from a background sender; this one-shot run has
-                # no next call to log the outcome, so wait for its first try and log it here
+                # the MAD plugin posts alerts (of either entry point) from a background
+                # sender; this one-shot run has no next call to log the outcome, so wait for
+                # its first try and log it here
                 finish_delivery(api, DELIVERY_WAIT_S)
                 api.info(f"finished execution in {_duration(time.perf_counter() - started)}")
             except (Exception, SystemExit) as exc:

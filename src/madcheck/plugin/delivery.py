@@ -1,7 +1,9 @@
 """Delivery glue of the MAD trigger: its outbox, its background sender and the calls' log lines.
 
-``process_writes`` only puts fired alerts in the trigger's outbox (``madcheck.notify.outbox``)
-and makes sure the trigger's sender thread (``madcheck.notify.sender``) runs; the sender posts
+A call (``process_writes``, ``process_scheduled_call``) only puts fired alerts in the trigger's
+outbox (``madcheck.notify.outbox``) with ``queue_alert`` and ends with ``end_call``, which logs
+what the sender did meanwhile and makes sure the trigger's sender thread
+(``madcheck.notify.sender``) runs; the sender posts
 them and records what happened in ``Outcomes``; the next call logs that in a few lines, one per
 kind of outcome, never one per waiting alert. The payload is built from the current config at
 each try, so a corrected webhook URL or token also reaches the alerts already waiting, and it
@@ -14,6 +16,7 @@ sleeping.
 
 from __future__ import annotations
 
+import secrets as random_ids
 import threading
 import time
 from collections.abc import Callable
@@ -27,8 +30,10 @@ from madcheck.notify.retry import Delivery
 from madcheck.notify.sender import OutboxSender, live_senders
 from madcheck.plugin.calllog import CallLog
 
-#: where the trigger's state (``madcheck.plugin.writes.TriggerState``) lives in its cache
+#: where a data-writes trigger's state (``madcheck.plugin.writes.TriggerState``) lives in its cache
 STATE_KEY = "madcheck.mad_check.state"
+#: where a scheduled trigger's state (``madcheck.plugin.missing.ScheduledState``) lives
+SCHEDULED_STATE_KEY = "madcheck.missing.state"
 LOG_LABEL = "mad_check"
 #: delivered alerts listed one per line in a call's log; more are counted in one line
 MAX_LISTED = 50
@@ -142,6 +147,46 @@ def carried_outbox(previous: Outbox | None, config: Config, log: CallLog) -> Out
     return previous
 
 
+@dataclass
+class Queued:
+    """Alerts one call put in the outbox, and old ones the full outbox dropped for them."""
+
+    added: int = 0
+    dropped: int = 0
+
+
+def queue_alert(
+    state: Any, queued: Queued, *, text: str, context: dict[str, object], summary: str, kind: str
+) -> None:
+    """Put one alert (``kind`` "alert" or "recovery") of ``state``'s trigger in its outbox,
+    with a new ``event_id``, for every configured sender.
+
+    The id is random rather than derived from the alert: two triggers watching the same series
+    with the same rule but different channels must not look like retries of one event to a
+    shared notifier. It is drawn once, so every retry of this event carries the same id.
+    """
+    pending = PendingAlert(
+        text=text,
+        context={**context, "event_id": random_ids.token_hex(16)},
+        senders=tuple(state.config.sender_names),
+        summary=summary,
+        kind=kind,
+    )
+    queued.dropped += state.outbox.add(pending)
+    queued.added += 1
+
+
+def end_call(state: Any, queued: Queued, log: CallLog) -> None:
+    """The end of every call: log what the full outbox dropped and what the sender did since
+    the last call, and make sure the sender runs while alerts wait (woken if this call added
+    some). ``state`` is the trigger's ``AlertingState``."""
+    outbox = state.outbox
+    log_dropped(outbox, queued.dropped, log)
+    log_outcomes(state.outcomes.take(), outbox, queued.added, log)
+    if len(outbox):
+        state.sender.ensure_running(wake=queued.added > 0)
+
+
 def log_dropped(outbox: Outbox, dropped: int, log: CallLog) -> None:
     """One ERROR for the alerts a full outbox dropped during this call, if any."""
     if dropped:
@@ -203,21 +248,25 @@ def log_outcomes(outcomes: Outcomes, outbox: Outbox, new_alerts: int, log: CallL
 # -- waiting for delivery (tests, test wal_plugin, the demo) ----------------------------------
 
 
-def _state_of(target: Any) -> Any:
-    """The trigger state of an ``influxdb3_local``, a trigger cache, or a state itself."""
+def _states_of(target: Any) -> list[Any]:
+    """The trigger states (data-writes, scheduled) of an ``influxdb3_local``, a trigger cache,
+    or a state itself."""
     if hasattr(target, "sender"):
-        return target
+        return [target]
     cache = getattr(target, "cache", target)
-    return cache.get(STATE_KEY)
+    found = (cache.get(key) for key in (STATE_KEY, SCHEDULED_STATE_KEY))
+    return [state for state in found if state is not None]
 
 
 def _wait(target: Any, done: Callable[[Outbox], bool], timeout: float) -> bool:
-    state = _state_of(target)
-    if state is None:
-        return True  # no state: nothing was ever queued
-    if len(state.outbox):
-        state.sender.ensure_running(wake=False)
-    return bool(state.sender.wait_until(done, timeout))
+    deadline = time.monotonic() + timeout
+    settled = True  # no state: nothing was ever queued
+    for state in _states_of(target):
+        if len(state.outbox):
+            state.sender.ensure_running(wake=False)
+        remaining = max(0.0, deadline - time.monotonic())
+        settled = bool(state.sender.wait_until(done, remaining)) and settled
+    return settled
 
 
 def wait_for_delivery(target: Any, timeout: float) -> bool:
@@ -245,12 +294,11 @@ def wait_for_all_deliveries(timeout: float) -> bool:
 def finish_delivery(influxdb3_local: Any, timeout: float) -> bool:
     """Wait for the sender's first try of every due alert, then log its outcomes through
     ``influxdb3_local`` as the next call would: for a one-shot run (``madcheck test wal_plugin``)
-    that has no next call. Call it from the thread that owns ``influxdb3_local``."""
-    state = _state_of(influxdb3_local)
-    if state is None:
-        return True
-    settled = wait_for_sender(state, timeout)
-    log = CallLog(influxdb3_local, LOG_LABEL)
-    log.hide(state.secrets)
-    log_outcomes(state.outcomes.take(), state.outbox, 0, log)
+    that has no next call (``test wal_plugin``, ``test schedule_plugin``). Call it from the
+    thread that owns ``influxdb3_local``."""
+    settled = wait_for_sender(influxdb3_local, timeout)
+    for state in _states_of(influxdb3_local):
+        log = CallLog(influxdb3_local, LOG_LABEL)
+        log.hide(state.secrets)
+        log_outcomes(state.outcomes.take(), state.outbox, 0, log)
     return settled

@@ -26,9 +26,11 @@ from __future__ import annotations
 import builtins
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 from madcheck.detect.alerts import Alert
+from madcheck.detect.gaps import MissingEvent
 from madcheck.engine.line_builder import LineBuilder as _LocalLineBuilder
 from madcheck.engine.lineprotocol import LineProtocolError, parse_line
 
@@ -122,6 +124,36 @@ def history_line(table: str, alert: Alert, state: str, *, severity_tag: bool = F
     line.time_ns(alert.time_ns)
     _check_writable(line.build())
     return line
+
+
+def gap_history_line(table: str, event: MissingEvent) -> Any:
+    """One ``LineBuilder`` row for a missing-data event: the series' tags, ``rule=missing``,
+    ``state`` and ``alert_id`` (no ``field``: the whole series fell silent), fields ``threshold``
+    (``missing_after``) and ``duration_s`` (how long the series had been silent), at the call's
+    time (firing) or at the point that ended the gap (resolved). Raises as ``history_line``."""
+    line = _line_builder_class()(table)
+    for key, value in history_tags(event.tags):
+        line.tag(key, value)
+    line.tag("rule", event.rule)
+    line.tag("state", event.state)
+    line.tag("alert_id", event.alert_id)
+    line.string_field("threshold", event.threshold_text)
+    line.float64_field("duration_s", event.silent_ns / 1e9)
+    line.time_ns(event.time_ns)
+    _check_writable(line.build())
+    return line
+
+
+def record(engine: Any, build_line: Callable[[], Any]) -> str | None:
+    """Write the history row ``build_line`` makes (``history_line``, ``gap_history_line``) with
+    the call's ``influxdb3_local``; the problem, if the row could not be made or written: that
+    row alone is skipped (the history must never cost the alert itself, nor the call's other
+    rows). Callers log the problems once per call."""
+    try:
+        engine.write(build_line())
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def _check_writable(text: str) -> None:

@@ -24,6 +24,7 @@ from madcheck.detect.alerts import Alert
 from madcheck.notify.channels.discord import MAX_CONTENT as DISCORD_LIMIT
 from madcheck.notify.channels.twilio import MAX_BODY as TWILIO_LIMIT
 from madcheck.notify.outbox import Outbox, PendingAlert
+from madcheck.plugin.delivery import Queued
 from madcheck.route.cap import Held, StormCap
 from madcheck.route.grouping import Group, Grouper, group_context, render_group
 
@@ -37,14 +38,6 @@ CAPPED = "capped"
 
 def text_limit(senders: tuple[str, ...]) -> int:
     return min((TEXT_LIMITS.get(name, DEFAULT_TEXT_LIMIT) for name in senders), default=0)
-
-
-@dataclass
-class Queued:
-    """Messages one call put in the outbox, and old ones the full outbox dropped for them."""
-
-    added: int = 0
-    dropped: int = 0
 
 
 @dataclass

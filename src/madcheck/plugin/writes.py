@@ -1,56 +1,40 @@
 """``process_writes`` for the MAD check: the glue between the engine and the detector.
 
-The engine runs a single-file plugin in fresh globals on every call, so everything that must
-survive between calls (the parsed config, every series' window, the schema, the outbox and its
-sender thread) lives in one ``TriggerState`` object kept in the trigger's ``influxdb3_local.cache``.
-It is rebuilt only when the trigger's arguments (or the TOML file, or the relevant environment)
-change.
+Everything that must survive between calls (the parsed config, every series' window, the
+outbox and its sender thread) lives in one ``TriggerState`` kept in the trigger's cache and
+rebuilt only when the config changes (``madcheck.plugin.trigger_state``); the schema is cached
+beside it for an hour.
 
 A call never waits on the network: fired alerts pass the noise-control stages
 (``madcheck.route``: severity inhibition, silences, maintenance windows, repeat control), go to the
 outbox, one by one or grouped or held by the storm cap (``madcheck.plugin.notices``), and the
 trigger's background sender posts them (``madcheck.plugin.delivery``). Every alert's fate is a row
 of the alerts table. With ``--run-asynchronous`` the engine may run
-calls of one trigger at once, so the state is built under a lock and each call detects under the
-state's own lock: every row enters its window once and each qualifying run alerts once.
+calls of one trigger at once, so each call detects under the state's own lock: every row enters
+its window once and each qualifying run alerts once.
 """
 
 from __future__ import annotations
 
-import os
 import string
-import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from madcheck.config.durations import format_duration_ns
-from madcheck.config.envref import variable_name
-from madcheck.config.senders import SECRET_ARGUMENTS
-from madcheck.config.settings import Config, ConfigError, config_file_identity, load_config
+from madcheck.config.settings import Config
 from madcheck.detect.alerts import Alert
 from madcheck.detect.detector import SKIP_MISSING, BatchResult, Detector
 from madcheck.detect.lifecycle import RepeatGate
-from madcheck.notify.client import NotifierClient
-from madcheck.notify.outbox import Outbox
-from madcheck.notify.retry import RetryPolicy
-from madcheck.notify.sender import OutboxSender
 from madcheck.plugin.calllog import CallLog
-from madcheck.plugin.delivery import (
-    LOG_LABEL,
-    STATE_KEY,
-    Outcomes,
-    carried_outbox,
-    log_dropped,
-    log_outcomes,
-    new_sender,
-)
-from madcheck.plugin.history import history_line
-from madcheck.plugin.notices import CAPPED, Notices, Queued
+from madcheck.plugin.delivery import LOG_LABEL, STATE_KEY, Queued, end_call
+from madcheck.plugin.history import history_line, record
+from madcheck.plugin.notices import CAPPED, Notices
 from madcheck.plugin.schema import (
     FALLBACK_TTL_S,
     SCHEMA_TTL_S,
@@ -61,6 +45,7 @@ from madcheck.plugin.schema import (
     infer_schema,
 )
 from madcheck.plugin.silences import SilenceReader
+from madcheck.plugin.trigger_state import AlertingState, cached_state
 from madcheck.plugin.warmstart import warm_start
 from madcheck.route.inhibit import Inhibitor
 from madcheck.route.maintenance import window_covering
@@ -74,39 +59,26 @@ from madcheck.route.pipeline import (
 )
 from madcheck.route.silences import SilenceSet
 
+__all__ = ["STATE_KEY", "TriggerState", "process_writes", "render"]
+
 SKIP_BAD_TAGS = "tag value not text"
 _TEXT_OR_NONE = frozenset({str, type(None)})
-#: held while a call finds or builds its trigger's state, so overlapping first calls build one
-#: (the package is imported once per process: this lock outlives the calls)
-_STATE_LOCK = threading.Lock()
 
 
-@dataclass
-class TriggerState:
-    """Everything the trigger keeps between calls."""
+@dataclass(kw_only=True)
+class TriggerState(AlertingState):
+    """Everything a data-writes trigger keeps between calls."""
 
-    fingerprint: tuple[Any, ...]
-    config: Config
     detector: Detector
-    client: NotifierClient
-    secrets: tuple[str, ...]
-    #: alerts not yet confirmed by the notifier; carried over when the config is rebuilt
-    outbox: Outbox
-    #: what the sender did since the last call logged it; carried over like the outbox
-    outcomes: Outcomes
     #: the noise-control stages and repeat control between detector and outbox
     router: Router = field(default_factory=Router)
     #: the silences table's reader; None when ``silences_table`` is empty
     silences: SilenceReader | None = None
     #: alert -> outbox message(s): one by one, grouped (``group_by``), capped
     notices: Notices = field(init=False, repr=False)
-    #: held by a call while it detects: calls of one trigger may overlap (``run_async``)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    #: the background thread posting the outbox; it holds this state only weakly
-    sender: OutboxSender = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.sender = new_sender(self, self.outbox, self.outcomes)
+        super().__post_init__()
         config = self.config
         self.notices = Notices(
             config,
@@ -144,11 +116,7 @@ def process_writes(
                     rows = batch.get("rows")
                     if isinstance(rows, Sequence) and not isinstance(rows, str | bytes) and rows:
                         _process_table(influxdb3_local, state, rows, log, queued)
-        outbox = state.outbox
-        log_dropped(outbox, queued.dropped, log)
-        log_outcomes(state.outcomes.take(), outbox, queued.added, log)
-        if len(outbox):
-            state.sender.ensure_running(wake=queued.added > 0)
+        end_call(state, queued, log)
     except Exception as error:  # the trigger must survive anything
         log.error(f"call failed with {type(error).__name__}: {error}")
 
@@ -156,81 +124,30 @@ def process_writes(
 # -- configuration ---------------------------------------------------------------------------
 
 
-def _fingerprint(args: Any, plugin_dir: Path | None = None) -> tuple[Any, ...]:
-    """What the config is built from: the arguments, the environment (``env:NAME`` may name
-    any variable) and the TOML file's identity, resolved as ``load_config`` resolves it."""
-    arguments = tuple(sorted(args.items())) if isinstance(args, Mapping) else ()
-    environment = hash(frozenset(os.environ.items()))
-    toml_identity = None
-    config_file = args.get("config_file_path") if isinstance(args, Mapping) else None
-    if config_file:
-        toml_identity = config_file_identity(str(config_file), os.environ, plugin_dir)
-    return arguments, environment, toml_identity
-
-
 def _trigger_state(
     engine: Any, args: Any, log: CallLog, plugin_dir: Path | None = None
 ) -> TriggerState | None:
-    fingerprint = _fingerprint(args, plugin_dir)
-    state: TriggerState | None = engine.cache.get(STATE_KEY)
-    if state is not None and state.fingerprint == fingerprint:
-        return state
-    if engine.cache.get(STATE_KEY + ".failed") == fingerprint:
-        return None  # refused before and nothing changed: not re-read, not re-logged
-    with _STATE_LOCK:
-        state = engine.cache.get(STATE_KEY)  # an overlapping call may have built it meanwhile
-        if state is not None and state.fingerprint == fingerprint:
-            return state
-        built = _build_state(engine, args, fingerprint, state, log, plugin_dir)
-    if built is not None:
-        _check_table_exists(engine, built.config.measurement, log)
-    return built
+    before = engine.cache.get(STATE_KEY)
+    state = cached_state(engine, STATE_KEY, args, log, plugin_dir, _build_state)
+    if state is not None and state is not before:  # a new config: say whether its table exists
+        _check_table_exists(engine, state.config.measurement, log)
+    return state
 
 
 def _build_state(
-    engine: Any,
-    args: Any,
-    fingerprint: tuple[Any, ...],
-    previous: TriggerState | None,
-    log: CallLog,
-    plugin_dir: Path | None,
-) -> TriggerState | None:
-    if args is not None and not isinstance(args, Mapping):
-        log.error(f"trigger arguments must be key=value pairs, got {type(args).__name__}")
-        return None
-    arguments = {str(k): v for k, v in (args or {}).items()}
-    # An env:NAME reference is not itself a secret: errors may name the variable.
-    log.hide(
-        v
-        for k, v in arguments.items()
-        if _is_secret(k) and isinstance(v, str) and variable_name(v) is None
+    config: Config, common: dict[str, Any], previous: TriggerState | None, log: CallLog
+) -> TriggerState:
+    """The state of a new config (``previous``'s outbox and outcomes are in ``common``)."""
+    log.info(
+        "configuration loaded: "
+        f"measurement={config.measurement}, "
+        f"thresholds={' @ '.join(t.describe() for t in config.thresholds)}, "
+        f"senders={'.'.join(config.sender_names)}, "
+        f"state_change_count={config.state_change_count}, notifier={config.delivery.url}"
+        f"{_lifecycle_text(config)}"
     )
-    try:
-        loaded = load_config(arguments, plugin_dir=plugin_dir)
-    except ConfigError as error:
-        # Remember the failure so a broken trigger logs once per change, not once per flush.
-        log.error(
-            "configuration error, no detection until the arguments, the config file or the "
-            f"environment change: {error}"
-        )
-        engine.cache.put(STATE_KEY + ".failed", fingerprint)
-        return None
-    config = loaded.config
-    secrets = _secrets_of(config)
-    log.hide(secrets)
-    for warning in loaded.warnings:
-        log.warn(warning)
-    delivery = config.delivery
-    client = NotifierClient(
-        delivery.url,
-        delivery.token,
-        RetryPolicy(
-            attempts=delivery.attempts, backoff=delivery.backoff_s, timeout=delivery.timeout_s
-        ),
-    )
-    state = TriggerState(
-        fingerprint=fingerprint,
-        config=config,
+    return TriggerState(
+        **common,
         detector=Detector(
             config.measurement,
             config.thresholds,
@@ -238,10 +155,6 @@ def _build_state(
             # severity inhibition needs to know when an incident is over, even unnotified
             config.recovery_count if config.notify_recovery or config.noise.inhibit else 0,
         ),
-        client=client,
-        secrets=secrets,
-        outbox=carried_outbox(previous.outbox if previous else None, config, log),
-        outcomes=previous.outcomes if previous else Outcomes(),
         router=_router(config),
         silences=(
             SilenceReader(config.noise.silences_table, config.noise.silences_refresh_s)
@@ -249,19 +162,6 @@ def _build_state(
             else None
         ),
     )
-    if previous is not None:
-        previous.sender.stop()  # its replacement takes the outbox over at its next pass
-    engine.cache.put(STATE_KEY, state)
-    engine.cache.delete(STATE_KEY + ".failed")
-    log.info(
-        "configuration loaded: "
-        f"measurement={config.measurement}, "
-        f"thresholds={' @ '.join(t.describe() for t in config.thresholds)}, "
-        f"senders={'.'.join(config.sender_names)}, "
-        f"state_change_count={config.state_change_count}, notifier={delivery.url}"
-        f"{_lifecycle_text(config)}"
-    )
-    return state
 
 
 def _router(config: Config) -> Router:
@@ -292,17 +192,6 @@ def _lifecycle_text(config: Config) -> str:
     if noise.max_per_minute:
         parts.append(f"max_notifications_per_minute={noise.max_per_minute}")
     return "".join(", " + part for part in parts)
-
-
-def _is_secret(name: str) -> bool:
-    return name in SECRET_ARGUMENTS or name == "influxdb3_auth_token"
-
-
-def _secrets_of(config: Config) -> tuple[str, ...]:
-    values = [v for sender in config.senders_config.values() for v in sender.values()]
-    if config.delivery.token:
-        values.append(config.delivery.token)
-    return tuple(values)
 
 
 def _check_table_exists(engine: Any, measurement: str, log: CallLog) -> None:
@@ -496,13 +385,10 @@ def _record(engine: Any, config: Config, alert: Alert, state: str) -> str | None
     call)."""
     if not config.alerts_table:
         return None
-    try:
-        engine.write(
-            history_line(config.alerts_table, alert, state, severity_tag=config.noise.levels)
-        )
-    except Exception as error:  # the history must never cost the alert itself
-        return f"{type(error).__name__}: {error}"
-    return None
+    line = partial(
+        history_line, config.alerts_table, alert, state, severity_tag=config.noise.levels
+    )
+    return record(engine, line)
 
 
 def _template(config: Config, alert: Alert) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -73,26 +74,51 @@ class AlertRecord:
         return ",".join(f"{name}={value}" for name, value in self.tags)
 
     def as_row(self) -> dict[str, Any]:
-        """The ``--alerts`` row: JSON-ready, ``tags`` as an object."""
+        """The ``--alerts`` row: JSON-ready, ``tags`` as an object, numbers ``clean``."""
         return {
             "time": rfc3339(self.time_ns),
             "tags": dict(self.tags),
             "field": self.field,
-            "value": self.value,
-            "median": self.median,
-            "mad": self.mad,
-            "lower": self.lower,
-            "upper": self.upper,
-            "k": self.k,
+            "value": clean(self.value),
+            "median": clean(self.median),
+            "mad": clean(self.mad),
+            "lower": clean(self.lower),
+            "upper": clean(self.upper),
+            "k": clean(self.k),
             "window_count": self.window_count,
             "rule": self.rule,
             "threshold": self.threshold,
             "state": self.state,
             "suppressed": self.suppressed,
             "transitions": self.transitions,
-            "duration_s": self.duration_s,
+            "duration_s": None if self.duration_s is None else clean(self.duration_s),
             "alert_id": self.alert_id,
         }
+
+
+def escaped_tags(tags: Tags) -> str:
+    """``host=a,region=eu``, with ``\\``, ``,`` and ``=`` in names and values escaped by a
+    backslash as in line protocol, so any tag reads back unambiguously."""
+
+    def escape(text: str) -> str:
+        return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
+
+    return ",".join(f"{escape(name)}={escape(value)}" for name, value in tags)
+
+
+def clean(number: float) -> float:
+    """``number`` without the noise of floating-point arithmetic: ``0.346`` for the
+    ``0.3460000000000001`` that ``median + k * mad`` gives, ``0.2`` for the
+    ``0.1999999999999993`` of ``10.2 - 10.0``. A value whose shortest exact text has at most
+    15 significant digits (every number a person or a sensor writes) is kept as it is; one that
+    needs 16 or 17 came from arithmetic and is rounded to 12, far below any real resolution.
+    Written out, Python's ``repr`` (JSON, CSV) is then the shortest text that reads back."""
+    if not math.isfinite(number) or number == 0:
+        return number
+    mantissa = repr(number).lstrip("-").split("e")[0].replace(".", "").strip("0")
+    if len(mantissa) <= 15:
+        return number
+    return float(f"{number:.12g}")
 
 
 def parse_history_line(line: str, table: str) -> AlertRecord | None:
@@ -155,9 +181,9 @@ class AlertWriter:
         if self._csv is None:
             self._handle.write(json.dumps(row) + "\n")
             return
-        row["tags"] = record.tags_text
+        row["tags"] = escaped_tags(record.tags)
         row["suppressed"] = "true" if record.suppressed else "false"
-        row["duration_s"] = "" if record.duration_s is None else record.duration_s
+        row["duration_s"] = "" if row["duration_s"] is None else row["duration_s"]
         self._csv.writerow([row[column] for column in COLUMNS])
 
     def close(self) -> None:

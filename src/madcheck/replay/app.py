@@ -1,17 +1,17 @@
 """The replay itself, once the command line is parsed: settings, passes, outputs.
 
-Kept apart from ``command.py`` so that ``madcheck`` starts, and says how to install the
-``replay`` extra, even where ``rich`` and ``matplotlib`` are not installed.
+Kept apart from ``command.py`` so that ``madcheck`` starts even where the plugin's
+dependencies are broken; charts need ``matplotlib`` (the ``replay`` extra), checked before a
+replay starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-
-from rich.console import Console
 
 from madcheck.config.durations import parse_duration_ns
 from madcheck.config.settings import ConfigError, load_config
@@ -27,7 +27,7 @@ from madcheck.replay.arguments import (
 from madcheck.replay.capture import CaptureEndpoint
 from madcheck.replay.console import ReplayConsole
 from madcheck.replay.csvinput import CsvLayout
-from madcheck.replay.inputs import InputOptions
+from madcheck.replay.inputs import InputOptions, tables_in
 from madcheck.replay.runner import PassSettings, replay_pass
 from madcheck.replay.stream import StreamCounts
 from madcheck.replay.summary import ReplayTotals, print_summary
@@ -42,15 +42,14 @@ class UsageError(Exception):
 
 
 def replay_command(options: argparse.Namespace) -> int:
-    # soft_wrap: a message is one line, whatever the width, so it can be grepped
-    stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+    console = ReplayConsole(options.max_errors_shown, not options.no_progress)
     try:
-        return _replay(options, stderr)
+        return _replay(options, console)
     except (UsageError, ArgumentError, SweepError, MissingExtra) as error:
-        stderr.print(f"madcheck replay: error: {error}", markup=False)
+        console.say(f"madcheck replay: error: {error}")
         return 2
     except KeyboardInterrupt:
-        stderr.print("madcheck replay: interrupted")
+        console.say("madcheck replay: interrupted")
         return 130
 
 
@@ -79,6 +78,24 @@ def _given_arguments(options: argparse.Namespace) -> dict[str, str]:
     return given
 
 
+def _with_measurement(options: argparse.Namespace, arguments: dict[str, str]) -> None:
+    """Without ``--measurement`` (or a config file naming one), the input's only table."""
+    if arguments.get("measurement", "").strip():
+        return
+    if not arguments.get("mad_thresholds", "").strip():
+        return  # the configuration error says what is missing
+    try:
+        names = tables_in(options.files, options.format)
+    except OSError as error:
+        raise UsageError(f"cannot read {error.filename}: {error.strerror}") from None
+    if names is None:
+        raise UsageError("a CSV file has no table name: give --measurement")
+    if len(names) != 1:
+        listed = ", ".join(sorted(names)[:10]) or "none"
+        raise UsageError(f"--measurement is needed: the input holds the tables {listed}")
+    arguments["measurement"] = next(iter(names))
+
+
 def _settings(options: argparse.Namespace, arguments: dict[str, str]) -> PassSettings:
     try:
         loaded = load_config(arguments)
@@ -88,15 +105,12 @@ def _settings(options: argparse.Namespace, arguments: dict[str, str]) -> PassSet
     plugin = options.plugin or default_plugin()
     if plugin is None or not plugin.is_file():
         raise UsageError(f"plugin file not found: pass --plugin PATH/{PLUGIN_FILE}")
-    missing = [str(path) for path in options.files if not path.is_file()]
-    if missing:
-        raise UsageError(f"no such file: {', '.join(missing)}")
     try:
         precision = normalize_precision(options.precision)
-        interval_ns = parse_duration_ns(options.flush_interval)
+        interval_ns = parse_duration_ns(options.flush_interval) if options.flush_interval else None
     except ValueError as error:
         raise UsageError(str(error)) from None
-    if interval_ns <= 0 or options.max_batch_rows < 1:
+    if (interval_ns is not None and interval_ns <= 0) or options.max_batch_rows < 1:
         raise UsageError("--flush-interval and --max-batch-rows must be positive")
     monitored = {threshold.field for threshold in config.thresholds}
     layout = CsvLayout(
@@ -106,7 +120,7 @@ def _settings(options: argparse.Namespace, arguments: dict[str, str]) -> PassSet
     return PassSettings(
         files=tuple(options.files),
         inputs=InputOptions(config.measurement, options.format, precision, layout),
-        thresholds=config.thresholds,
+        config=config,
         plugin=plugin,
         flush_interval_ns=interval_ns,
         max_batch_rows=options.max_batch_rows,
@@ -117,7 +131,7 @@ def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def _replay(options: argparse.Namespace, stderr: Console) -> int:
+def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
     given = _given_arguments(options)
     from_file = read_config_file(options.config) if options.config else None
     visuals = Visuals(options.plot, options.report, options.plot_limit)
@@ -129,15 +143,20 @@ def _replay(options: argparse.Namespace, stderr: Console) -> int:
         visuals.prepare()
     except OSError as error:
         raise UsageError(f"cannot write {error.filename}: {error.strerror}") from None
-    console = ReplayConsole(options.max_errors_shown, not options.no_progress, stderr)
-    stdout = Console(highlight=False)
+    stdout = sys.stdout
+    missing = [str(path) for path in options.files if not path.is_file()]
+    if missing:
+        raise UsageError(f"no such file: {', '.join(missing)}")
     with ExitStack() as stack:
+        # Without --send the plugin's notifications go to a stand-in that answers like a
+        # notifier and sends nothing; the results come from the plugin's history rows.
         capture = None if options.send else stack.enter_context(CaptureEndpoint())
         arguments = trigger_arguments(given, from_file, capture.port if capture else None)
+        _with_measurement(options, arguments)
         settings = _settings(options, arguments)
         if options.sweep:
             combinations = parse_sweep(options.sweep)
-            variants = sweep_arguments(arguments, settings.thresholds, combinations)
+            variants = sweep_arguments(arguments, settings.config.thresholds, combinations)
             result = replay_pass(settings, console, [args for _, args in variants], track=False)
             console.finish(result.counts.bad_lines)
             print_sweep(stdout, [label for label, _ in variants], result)
@@ -158,13 +177,33 @@ def _replay(options: argparse.Namespace, stderr: Console) -> int:
             fired=totals.fired,
             suppressed=totals.suppressed,
             resolved=totals.resolved,
-            captured=capture.received if capture else None,
+            sent=options.send,
             seconds=result.seconds,
         )
         print_summary(stdout, result.stats.values(), summary, options.top)
         if visuals.wanted:
-            visuals.produce(settings, console, result.stats, summary)
+            visuals.produce(
+                settings, console, result.stats, summary, _described(settings, options.send)
+            )
     return 0
+
+
+def _described(settings: PassSettings, sent: bool) -> dict[str, str]:
+    """The replayed configuration for the report, as the user gave it: no placeholder sender,
+    no stand-in notifier."""
+    config = settings.config
+    described = {
+        "measurement": config.measurement,
+        "mad_thresholds": " @ ".join(t.describe() for t in config.thresholds),
+        "state_change_count": str(config.state_change_count),
+    }
+    if config.notify_recovery:
+        described["notify_recovery"] = f"true, recovery_count={config.recovery_count}"
+    if config.repeat_interval_ns:
+        described["repeat_interval"] = f"{config.repeat_interval_ns / 1e9:g} s"
+    if sent:
+        described["senders"] = ".".join(config.sender_names)
+    return described
 
 
 def _say_if_nothing_matched(console: ReplayConsole, measurement: str, counts: StreamCounts) -> None:

@@ -1,8 +1,9 @@
 """A stand-in notifier on the loopback interface that takes every alert and sends nothing.
 
 Pointing the replayed trigger's ``port_override`` here lets the plugin run its real delivery code
-(payload, token, retries) while no message reaches Slack or a phone. It answers as the notifier
-does when every sender succeeded: 200 with ``{"status": "ok"}``.
+unchanged while no message reaches Slack or a phone. It answers as the notifier does when every
+sender succeeded: 200 with ``{"status": "ok"}``. Nothing the replay reports comes from here: the
+alerts are read from the plugin's history rows, whenever (or on whichever thread) it delivers.
 """
 
 from __future__ import annotations
@@ -18,13 +19,9 @@ _ANSWER = json.dumps({"status": "ok", "results": {}}).encode()
 
 
 class CaptureEndpoint:
-    """Counts the notifications posted to it; use as a context manager."""
+    """Takes the notifications posted to it; use as a context manager."""
 
     def __init__(self) -> None:
-        self.received = 0
-        self._lock = threading.Lock()
-        endpoint = self
-
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive: one connection for the whole replay
 
@@ -37,8 +34,6 @@ class CaptureEndpoint:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
-                with endpoint._lock:
-                    endpoint.received += 1
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(_ANSWER)))

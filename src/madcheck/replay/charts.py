@@ -12,13 +12,18 @@ import io
 import math
 import re
 from array import array
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from madcheck.replay.verdicts import SeriesStats
+from madcheck.detect.alerts import Tags
+from madcheck.replay.console import shown
+from madcheck.replay.stats import SeriesStats, stats_of_cell
 
-MAX_LINE_POINTS = 20_000
+MAX_LINE_POINTS = 5_000
 MAX_OUTLIERS = 20_000
+#: Incidents of a series drawn again, zoomed, below its chart.
+MAX_ZOOMS = 3
 INSTALL_HINT = "pip install -e '.[replay]' in the madcheck checkout"
 
 
@@ -45,10 +50,34 @@ class AlertMarks:
     states: list[str] = field(default_factory=list)
 
 
-class SeriesTrace:
-    """The judged values of one series, thinned to a bounded size; a ``TraceSink``."""
+@dataclass
+class Zoom:
+    """Every value around one incident, unthinned: the window before the first alert, the
+    alert, and a window after it."""
 
-    def __init__(self, expected_points: int) -> None:
+    times: array[int] = field(default_factory=lambda: array("q"))
+    values: array[float] = field(default_factory=lambda: array("d"))
+    lowers: array[float] = field(default_factory=lambda: array("d"))
+    uppers: array[float] = field(default_factory=lambda: array("d"))
+    medians: array[float] = field(default_factory=lambda: array("d"))
+    outliers: list[bool] = field(default_factory=list)
+    remaining: int = 0
+
+    def add(self, item: tuple[int, float, float, float, float, bool]) -> None:
+        time_ns, value, median, lower, upper, outlier = item
+        self.times.append(time_ns)
+        self.values.append(value)
+        self.medians.append(median)
+        self.lowers.append(lower)
+        self.uppers.append(upper)
+        self.outliers.append(outlier)
+
+
+class SeriesTrace:
+    """The judged values of one series under one threshold, thinned to a bounded size, plus an
+    unthinned ``Zoom`` around each of its first ``MAX_ZOOMS`` incidents."""
+
+    def __init__(self, expected_points: int, window_count: int, alert_times: array[int]) -> None:
         self.stride = max(1, math.ceil(expected_points / MAX_LINE_POINTS))
         self.times = array("q")
         self.values = array("d")
@@ -58,7 +87,15 @@ class SeriesTrace:
         self.outlier_times = array("q")
         self.outlier_values = array("d")
         self.outliers_dropped = 0
+        self.zooms: list[Zoom] = []
         self._seen = 0
+        self._recent: deque[tuple[int, float, float, float, float, bool]] = deque(
+            maxlen=2 * window_count
+        )
+        self._after = window_count
+        self._alerts = sorted(set(alert_times))
+        self._next_alert = 0
+        self._open: Zoom | None = None
 
     def __call__(
         self, time_ns: int, value: float, median: float, lower: float, upper: float, outlier: bool
@@ -76,6 +113,68 @@ class SeriesTrace:
                 self.outlier_values.append(value)
             else:
                 self.outliers_dropped += 1
+        self._zoom(time_ns, (time_ns, value, median, lower, upper, outlier))
+
+    def _zoom(self, time_ns: int, item: tuple[int, float, float, float, float, bool]) -> None:
+        alerts, position = self._alerts, self._next_alert
+        at_alert = position < len(alerts) and alerts[position] <= time_ns
+        while self._next_alert < len(alerts) and alerts[self._next_alert] <= time_ns:
+            self._next_alert += 1
+        current = self._open
+        if current is not None:
+            current.add(item)
+            current.remaining = self._after if at_alert else current.remaining - 1
+            if current.remaining <= 0:
+                self._open = None
+        elif at_alert and len(self.zooms) < MAX_ZOOMS:
+            zoom = Zoom(remaining=self._after)
+            for earlier in self._recent:
+                zoom.add(earlier)
+            zoom.add(item)
+            self.zooms.append(zoom)
+            self._open = zoom
+        self._recent.append(item)
+
+
+class ChartObserver:
+    """A ``VerdictObserver`` (madcheck.detect.detector) that sends each value of the charted
+    series to its ``SeriesTrace``, with the band of each threshold."""
+
+    def __init__(self, table: str, traces: dict[str, SeriesTrace], tags: set[Tags]) -> None:
+        self.table = table
+        self._traces = traces
+        self._tags = tags
+        self._traced: dict[int, tuple[Any, bool]] = {}
+        self._cells: dict[int, tuple[Any, list[tuple[float, SeriesTrace | None]]]] = {}
+        self._outlier: dict[tuple[int, int], int] = {}
+
+    def traces(self, series: Any) -> bool:
+        known = self._traced.get(id(series))
+        if known is None or known[0] is not series:
+            known = self._traced[id(series)] = (series, series.tags() in self._tags)
+        return bool(known[1])
+
+    def entered(self, series: Any, field: str, cell: Any, count: int, last_ns: int) -> None:
+        """Counts come from the first pass."""
+
+    def outlier(self, series: Any, field: str, cell: Any, position: int, time_ns: int) -> None:
+        self._outlier[(id(cell), position)] = time_ns
+
+    def judged(
+        self, series: Any, field: str, cell: Any, time_ns: int, value: float, median: float,
+        mad: float,
+    ) -> None:  # fmt: skip
+        known = self._cells.get(id(cell))
+        if known is None or known[0] is not cell:
+            sinks = [
+                (stats.threshold.k, self._traces.get(stats.alert_id))
+                for stats in stats_of_cell(self.table, field, series, cell)
+            ]
+            known = self._cells[id(cell)] = (cell, sinks)
+        for position, (k, sink) in enumerate(known[1]):
+            if sink is not None:
+                outlier = self._outlier.get((id(cell), position)) == time_ns
+                sink(time_ns, value, median, median - k * mad, median + k * mad, outlier)
 
 
 def chart_file_name(stats: SeriesStats) -> str:
@@ -109,43 +208,122 @@ def _datetimes(values: array[int]) -> Any:
     return np.frombuffer(values, dtype=np.int64).astype("datetime64[ns]")
 
 
+BAND_COLOR = "#9ecae1"
+LINE_COLOR = "#252525"
+MEDIAN_COLOR = "#3182bd"
+OUTLIER_COLOR = "#e6550d"
+
+
+def _y_range(values: Any, lowers: Any, uppers: Any) -> tuple[float, float] | None:
+    """The values' range with a margin, widened to the band only where the band stays near the
+    data (a band blown up by a huge MAD must not squash the line into a flat stroke)."""
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    if not data.size:
+        return None
+    low, high = float(np.min(data)), float(np.max(data))
+    span = high - low or abs(high) or 1.0
+    band_low = np.asarray(lowers, dtype=float)
+    band_high = np.asarray(uppers, dtype=float)
+    if band_low.size:
+        near = float(np.nanpercentile(band_low, 5))
+        low = min(low, near) if near > low - span else low
+        near = float(np.nanpercentile(band_high, 95))
+        high = max(high, near) if near < high + span else high
+    margin = (high - low or span) * 0.08
+    return low - margin, high + margin
+
+
+def _draw_series(axes: Any, x: Any, values: Any, medians: Any, lowers: Any, uppers: Any,
+                 k: float, name: str, width: float) -> None:  # fmt: skip
+    """The band filled under everything, its edges, the median, then the values on top."""
+    axes.fill_between(
+        x, lowers, uppers, color=BAND_COLOR, alpha=0.45, linewidth=0, zorder=1,
+        label=f"band: median ± {k:g}·MAD",
+    )  # fmt: skip
+    axes.plot(x, lowers, color=MEDIAN_COLOR, linewidth=0.4, alpha=0.6, zorder=1.5)
+    axes.plot(x, uppers, color=MEDIAN_COLOR, linewidth=0.4, alpha=0.6, zorder=1.5)
+    axes.plot(x, medians, color=MEDIAN_COLOR, linewidth=0.8, linestyle="--", zorder=2,
+              label="median")  # fmt: skip
+    axes.plot(x, values, color=LINE_COLOR, linewidth=width, alpha=0.8, zorder=3,
+              label=_plain(name))  # fmt: skip
+    limits = _y_range(values, lowers, uppers)
+    if limits is not None:
+        axes.set_ylim(*limits)
+
+
 def render_chart(stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> bytes:
-    """The chart as PNG bytes."""
+    """The chart as PNG bytes: the whole series on top, a zoomed panel per incident below."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
 
     k = stats.threshold.k
-    figure = Figure(figsize=(11, 4.4), dpi=100, layout="constrained")
+    zooms = trace.zooms
+    # Fixed positions (fractions of the figure): matplotlib's automatic layout would cost
+    # more than drawing the chart itself.
+    height = 6.4 if zooms else 4.4
+    figure = Figure(figsize=(11, height), dpi=100)
     FigureCanvasAgg(figure)
-    axes: Any = figure.add_subplot()
+    inch = 1 / height
+    top = 1 - 0.35 * inch
+    main_bottom = (2.75 if zooms else 1.0) * inch
+    axes: Any = figure.add_axes((0.065, main_bottom, 0.92, top - main_bottom))
     x = _datetimes(trace.times)
-    axes.fill_between(
-        x, trace.lowers, trace.uppers, color="#9ecae1", alpha=0.5, linewidth=0,
-        label=f"median ± {k:g}·MAD",
-    )  # fmt: skip
-    axes.plot(x, trace.medians, color="#3182bd", linewidth=0.9, linestyle="--", label="median")
-    axes.plot(x, trace.values, color="#252525", linewidth=0.8, label=stats.field)
+    _draw_series(axes, x, trace.values, trace.medians, trace.lowers, trace.uppers, k,
+                 stats.field, 0.45)  # fmt: skip
     outliers = len(trace.outlier_times) + trace.outliers_dropped
     axes.scatter(
-        _datetimes(trace.outlier_times), trace.outlier_values, s=16, color="#fd8d3c", zorder=3,
-        label=f"outliers ({outliers:,})",
+        _datetimes(trace.outlier_times), trace.outlier_values, s=9, color=OUTLIER_COLOR,
+        alpha=0.7, linewidths=0, zorder=4, label=f"outliers ({outliers:,})",
     )  # fmt: skip
     for state in _MARK_STYLES:
         _draw_marks(axes, marks, state)
-    locator: Any = AutoDateLocator()  # type: ignore[no-untyped-call]
-    axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
-    axes.set_xlabel("time (UTC)")
-    axes.set_ylabel(stats.field)
-    axes.set_title(chart_title(stats), fontsize=10, loc="left")
+    _date_axis(axes, AutoDateLocator, ConciseDateFormatter, 8)
+    axes.set_ylabel(_plain(stats.field))
+    # an explicit y spares matplotlib a layout pass to place the title
+    axes.set_title(_plain(chart_title(stats)), fontsize=10, loc="left", y=1.0)
     axes.grid(alpha=0.3)
-    axes.margins(y=0.08)
-    # Outside the axes: inside, the legend hides exactly the spikes a reader looks for.
-    figure.legend(loc="outside lower center", fontsize=8, ncols=7, frameon=False)
+    # Below the axes: inside, the legend hides exactly the spikes a reader looks for.
+    figure.legend(
+        *axes.get_legend_handles_labels(), loc="lower center", fontsize=8, ncols=7,
+        frameon=False, bbox_to_anchor=(0.5, main_bottom - 0.72 * inch),
+    )  # fmt: skip
+    width = (0.92 - 0.04 * (len(zooms) - 1)) / max(1, len(zooms))
+    for column, zoom in enumerate(zooms):
+        panel: Any = figure.add_axes(
+            (0.065 + column * (width + 0.04), 0.4 * inch, width, 1.45 * inch)
+        )
+        zx = _datetimes(zoom.times)
+        _draw_series(panel, zx, zoom.values, zoom.medians, zoom.lowers, zoom.uppers, k,
+                     stats.field, 1.0)  # fmt: skip
+        chosen = [i for i, flag in enumerate(zoom.outliers) if flag]
+        panel.scatter(
+            zx[chosen], [zoom.values[i] for i in chosen], s=18, color=OUTLIER_COLOR, zorder=4,
+        )  # fmt: skip
+        for state in _MARK_STYLES:
+            _draw_marks(panel, marks, state, between=(zoom.times[0], zoom.times[-1]),
+                        legend=False)  # fmt: skip
+        _date_axis(panel, AutoDateLocator, ConciseDateFormatter, 4)
+        panel.set_title(f"incident {column + 1} (zoomed)", fontsize=9, loc="left", y=1.0)
+        panel.grid(alpha=0.3)
+        panel.tick_params(labelsize=7)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def _plain(text: str) -> str:
+    """Data as text in matplotlib, which reads ``$...$`` as mathematics: ``$`` escaped, control
+    characters shown as escapes."""
+    return shown(text).replace("$", r"\$")
+
+
+def _date_axis(axes: Any, locator_class: Any, formatter_class: Any, ticks: int) -> None:
+    locator: Any = locator_class(minticks=3, maxticks=ticks)
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(formatter_class(locator))
 
 
 #: state -> (legend label, marker style)
@@ -156,13 +334,24 @@ _MARK_STYLES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def _draw_marks(axes: Any, marks: AlertMarks, state: str) -> None:
-    chosen = [i for i, kind in enumerate(marks.states) if kind == state]
+def _draw_marks(
+    axes: Any,
+    marks: AlertMarks,
+    state: str,
+    between: tuple[int, int] | None = None,
+    legend: bool = True,
+) -> None:
+    chosen = [
+        i
+        for i, kind in enumerate(marks.states)
+        if kind == state and (between is None or between[0] <= marks.times[i] <= between[1])
+    ]
     if not chosen:
         return
     when = _datetimes(array("q", (marks.times[i] for i in chosen)))
     values = [marks.values[i] for i in chosen]
     label, style = _MARK_STYLES[state]
     axes.scatter(
-        when, values, s=90, zorder=4, linewidths=1.2, label=f"{label} ({len(chosen)})", **style
-    )
+        when, values, s=90, zorder=5, linewidths=1.2,
+        label=f"{label} ({len(chosen)})" if legend else None, **style,
+    )  # fmt: skip

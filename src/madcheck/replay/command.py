@@ -1,7 +1,7 @@
 """``madcheck replay``: run recorded data through the MAD plugin and show what would have fired.
 
-Only the command line is defined here; the replay lives in ``app.py`` and needs the ``replay``
-extra (``rich`` for the terminal, ``matplotlib`` for charts), checked when the command runs.
+Only the command line is defined here; the replay lives in ``app.py``. Charts (``--plot``,
+``--report``) need the ``replay`` extra (``matplotlib``), checked when the command runs.
 """
 
 from __future__ import annotations
@@ -13,6 +13,24 @@ from typing import Any
 
 INSTALL_HINT = "pip install -e '.[replay]' in the madcheck checkout"
 FORMATS = ("auto", "lp", "csv")
+EXAMPLES = """examples:
+  madcheck replay week.lp.gz --mad-thresholds temp:2.5:20:5
+  madcheck replay week.lp --measurement cpu --mad-thresholds temp:2.5:20:5 \\
+      --state-change-count 3 --alerts alerts.csv --report replay.html
+  madcheck replay export.csv --measurement cpu --mad-thresholds temp:3:50:2m --tags rack
+
+  which k and window would have paged how often (one line per combination):
+  madcheck replay week.lp --mad-thresholds temp:3:20:5 --sweep k=2,2.5,3 window_count=10,20,50
+"""
+
+#: ``--mad-thresholds``, where users choose k: what k means for normal data (README, "Choosing k",
+#: has the measured table; tests/test_choosing_k.py checks both).
+MAD_THRESHOLDS_HELP = (
+    "field:k:window_count:threshold joined by @, e.g. temp:2.5:20:5@load:3:10:2m. "
+    "k multiplies the MAD, and for normal data MAD = 0.6745 sigma: k=3 is a band of about "
+    "+-2 sigma, which flags about 5%% of calm points at window 100 (7%% at window 20); "
+    "k=4 about 1%%, k=5 about 0.2%%. A flat series has MAD 0: see --mad-floor."
+)
 
 
 def register(subparsers: Any) -> None:
@@ -20,17 +38,20 @@ def register(subparsers: Any) -> None:
         "replay",
         help="backtest a configuration on recorded line protocol or CSV",
         description=(
-            "Run recorded data through the MAD plugin, batch by batch on the data's own clock, "
-            "and show which alerts would have fired. Any other trigger argument can be given as "
-            "--name value after the files (e.g. --state-change-count 3); notifications are "
-            "captured, not sent, unless --send."
+            "Run recorded data through the MAD plugin and show which alerts would have fired. "
+            "Any other trigger argument can be given as --name value after the files (e.g. "
+            "--state-change-count 3); nothing is sent unless --send."
         ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="LP or CSV, .gz ok")
     parser.add_argument(
-        "--measurement", metavar="TABLE", help="the table to check (trigger argument)"
+        "--measurement",
+        metavar="TABLE",
+        help="the table to check (default: the input's only table)",
     )
-    parser.add_argument("--mad-thresholds", metavar="SPEC", help="e.g. temp:2.5:20:5@load:3:10:2m")
+    parser.add_argument("--mad-thresholds", metavar="SPEC", help=MAD_THRESHOLDS_HELP)
     parser.add_argument(
         "--config", type=Path, metavar="FILE.toml", help="a trigger's TOML file (the command wins)"
     )
@@ -45,7 +66,9 @@ def register(subparsers: Any) -> None:
         "--fields", default="", metavar="A,B", help="CSV: columns that are fields (a,b)"
     )
     parser.add_argument(
-        "--flush-interval", default="1s", metavar="DURATION", help="data time per call (1s)"
+        "--flush-interval",
+        metavar="DURATION",
+        help="also end a plugin call after this much data time, as engine flushes (1s)",
     )
     parser.add_argument(
         "--max-batch-rows", type=int, default=50_000, metavar="N", help="rows per call (50000)"
@@ -55,11 +78,15 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--plot", type=Path, metavar="DIR", help="one PNG per alerting series")
     parser.add_argument(
-        "--plot-limit", type=int, default=20, metavar="N", help="charts at most (default 20)"
+        "--plot-limit", type=int, default=10, metavar="N", help="charts at most (default 10)"
     )
     parser.add_argument("--report", type=Path, metavar="FILE", help="a self-contained HTML page")
     parser.add_argument(
-        "--sweep", nargs="+", metavar="NAME=V1,V2", help="k, window_count, threshold, ..."
+        "--sweep",
+        nargs="+",
+        metavar="NAME=V1,V2",
+        help="compare combinations of k, window_count, threshold, state_change_count: "
+        "--sweep k=2,3 window_count=10,20",
     )
     parser.add_argument("--send", action="store_true", help="deliver to a running notifier")
     parser.add_argument(
@@ -78,7 +105,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--max-errors-shown", type=int, default=20, metavar="N", help="bad lines shown (20)"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress line")
     parser.set_defaults(handler=run, extra_arguments=[])
 
 

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from madcheck.engine.lineprotocol import LineError, Point, iter_lines
+from madcheck.engine.lineprotocol import (
+    LineError,
+    LineProtocolError,
+    Point,
+    iter_lines,
+    parse_line,
+)
 from madcheck.replay.csvinput import CsvLayout, read_csv
 from madcheck.replay.stream import NO_TIME
 
@@ -34,6 +42,39 @@ class InputOptions:
     format: str = "auto"
     precision: str = "auto"
     csv: CsvLayout = field(default_factory=CsvLayout)
+
+
+#: ``tables_in`` stops looking once it has found this many table names.
+TABLES_LISTED = 10
+
+
+def tables_in(paths: list[Path], requested_format: str) -> set[str] | None:
+    """The table names of line protocol files (up to ``TABLES_LISTED``); ``None`` when one of
+    the files is CSV, which names no table. Read in large chunks with one C-level search each:
+    only a line whose table name holds a backslash escape is parsed."""
+    names: set[str] = set()
+    for path in paths:
+        source = InputFile(path)
+        if source.format_for(requested_format) == "csv":
+            return None
+        for chunk in source.chunks():
+            names.update(_PLAIN_NAME.findall(chunk))
+            for line in _ESCAPED_NAME.findall(chunk):
+                try:
+                    names.add(parse_line(line.strip(" \t\r"), "ns", default_time_ns=0).measurement)
+                except LineProtocolError:
+                    continue  # reported when the replay reads it
+            if len(names) >= TABLES_LISTED:
+                return names
+    return names
+
+
+#: The table name at the start of a line (not a comment), when it has no escape.
+_PLAIN_NAME = re.compile(r"^[ \t]*([^,\s\\#][^,\s\\]*)(?=[, ])", re.MULTILINE)
+#: A whole line whose table name holds a backslash.
+_ESCAPED_NAME = re.compile(r"^[ \t]*[^,\s#][^,\s]*\\.*$", re.MULTILINE)
+#: Characters ``InputFile.chunks`` reads at a time (then up to the end of the line).
+CHUNK_CHARS = 1 << 20
 
 
 class InputFile:
@@ -57,8 +98,17 @@ class InputFile:
         name = self.path.name.lower().removesuffix(".gz")
         return "csv" if name.endswith(".csv") else "lp"
 
-    def points(self, options: InputOptions) -> Iterator[Point | LineError]:
-        """Every line of the file, parsed; the file is closed when the iterator ends."""
+    def chunks(self) -> Iterator[str]:
+        """The file's text in pieces of whole lines, decompressed, read as far as it can be."""
+        try:
+            with self._text() as text:
+                while chunk := text.read(CHUNK_CHARS):
+                    yield chunk + text.readline()
+        except (EOFError, gzip.BadGzipFile, zlib.error, OSError):
+            return
+
+    @contextmanager
+    def _text(self) -> Iterator[io.TextIOWrapper]:
         with self.path.open("rb") as raw:
             self._raw = raw
             compressed = raw.read(2) == _GZIP_MAGIC
@@ -69,7 +119,11 @@ class InputFile:
             # utf-8-sig: spreadsheet exports start with a byte order mark, which would otherwise
             # become part of the first column's name. errors="replace": a stray byte spoils one
             # value, not the whole replay.
-            text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
+            yield io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
+
+    def points(self, options: InputOptions) -> Iterator[Point | LineError]:
+        """Every line of the file, parsed; the file is closed when the iterator ends."""
+        with self._text() as text:
             try:
                 if self.format_for(options.format) == "csv":
                     yield from read_csv(text, options.measurement, options.precision, options.csv)

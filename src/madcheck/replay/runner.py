@@ -1,29 +1,31 @@
-"""A replay pass: read every file once, batch by data time, hand each batch to its consumers.
+"""A replay pass: read every file once, batch the rows, hand each batch to the plugin.
 
 The first pass runs the plugin (one trigger, or one per combination of a sweep, all fed the same
-batches so reading and parsing are paid once) beside the verdict tracker. ``--plot`` adds a second
-pass over the same files that runs no plugin and only follows the series that alerted: the first
-pass cannot know which series those are, and keeping every series' values in memory would make
-memory grow with the file instead of with the detector state.
+batches so reading and parsing are paid once); the per-series counts come from the plugin's own
+detector (``StatsObserver``). ``--plot`` adds a second pass over the same files that runs the
+same detector class, without the plugin, and follows only the series that alerted, value by
+value: the first pass cannot know which series those are, and keeping every series' values in
+memory would make memory grow with the file instead of with the detector state.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from madcheck.config.thresholds import Threshold
+from madcheck.config.settings import Config
+from madcheck.detect.detector import Detector, VerdictObserver
 from madcheck.engine.catalog import SchemaQueries
 from madcheck.engine.lineprotocol import Point
 from madcheck.plugin.delivery import wait_for_sender
 from madcheck.replay.alerts import RESOLVED, AlertRecord
 from madcheck.replay.inputs import InputError, InputFile, InputOptions
+from madcheck.replay.stats import SeriesStats, StatsObserver
 from madcheck.replay.stream import Admission, Batch, StreamCounts, batches
 from madcheck.replay.trigger import ReplayTrigger
-from madcheck.replay.verdicts import SeriesStats, TraceSink, VerdictTracker
 
 if TYPE_CHECKING:  # the passes only call it; importing it would tie them to the terminal
     from madcheck.replay.console import ReplayConsole
@@ -40,9 +42,10 @@ class PassSettings:
 
     files: tuple[Path, ...]
     inputs: InputOptions
-    thresholds: tuple[Threshold, ...]
+    config: Config
     plugin: Path
-    flush_interval_ns: int = 1_000_000_000
+    #: None: batches close by size only (the plugin's results do not depend on batching)
+    flush_interval_ns: int | None = None
     max_batch_rows: int = 50_000
 
 
@@ -123,7 +126,9 @@ class BatchSource:
         catalog.add_columns(measurement)
         total = sum(f.size for f in self.files)
         with self.console.progress(total, label) as update:
-            flushes = batches(self._points(), settings.flush_interval_ns, settings.max_batch_rows)
+            flushes = batches(
+                self._points(), self.admission, settings.flush_interval_ns, settings.max_batch_rows
+            )
             for number, batch in enumerate(flushes):
                 catalog.add_columns(measurement, batch.new_tags, batch.new_fields)
                 yield batch, sorted(catalog.tables[measurement]["tags"])
@@ -143,23 +148,30 @@ def replay_pass(
     track: bool = True,
 ) -> PassResult:
     """Run one trigger per entry of ``arguments`` over the input; ``on_alert`` receives the
-    first trigger's alerts as they are recorded, ``track`` keeps per-series counts."""
+    first trigger's alerts as they are recorded, ``track`` keeps per-series counts (from the
+    first trigger's detector)."""
     measurement = settings.inputs.measurement
     catalog = SchemaQueries()
+    catalog.add_columns(measurement)
     source = BatchSource(settings, console, catalog)
+    observer = StatsObserver(measurement) if track else None
     triggers = [
-        ReplayTrigger(settings.plugin, args, measurement, catalog, console.plugin_log)
-        for args in arguments
+        ReplayTrigger(
+            settings.plugin,
+            args,
+            measurement,
+            catalog,
+            console.plugin_log,
+            observer if position == 0 else None,
+        )
+        for position, args in enumerate(arguments)
     ]
     totals = [TriggerTotals() for _ in triggers]
-    tracker = VerdictTracker(measurement, settings.thresholds) if track else None
-    stats = tracker.stats if tracker is not None else {}
+    stats = observer.stats if observer is not None else {}
     started = time.perf_counter()
     flushes = 0
-    for batch, tag_names in source.read("replaying"):
+    for batch, _ in source.read("replaying"):
         flushes += 1
-        if tracker is not None:
-            tracker.observe(batch.rows, tag_names)
         for position, (trigger, total) in enumerate(zip(triggers, totals, strict=True)):
             for record in trigger.call(batch.rows):
                 total.count(record)
@@ -168,6 +180,10 @@ def replay_pass(
                 series = stats.get(record.alert_id)
                 if series is not None:
                     series.count(record.state)
+                    if record.tags != series.tags:
+                        # the history may have to write a tag name differently (one holding a
+                        # space, say); the series' own tags are those the detector saw
+                        record = replace(record, tags=series.tags)
                 if on_alert is not None:
                     on_alert(record)
     for trigger in triggers:  # alerts are posted by each trigger's background sender
@@ -175,12 +191,17 @@ def replay_pass(
     return PassResult(source.counts, flushes, time.perf_counter() - started, stats, totals)
 
 
-def trace_pass(
-    settings: PassSettings, console: ReplayConsole, traces: dict[str, TraceSink]
-) -> None:
-    """Send each judged value of the series in ``traces`` to its sink; runs no plugin."""
-    measurement = settings.inputs.measurement
+def trace_pass(settings: PassSettings, console: ReplayConsole, observer: VerdictObserver) -> None:
+    """The charted series again, value by value, through the detector the plugin uses (same
+    configuration, same batches, same tag names), with ``observer`` tracing them."""
+    config = settings.config
+    detector = Detector(
+        config.measurement,
+        config.thresholds,
+        config.state_change_count,
+        config.recovery_count if config.notify_recovery else 0,
+    )
+    detector.observer = observer
     source = BatchSource(settings, console, SchemaQueries(), report_bad_lines=False)
-    tracker = VerdictTracker(measurement, settings.thresholds, traces)
     for batch, tag_names in source.read("charting"):
-        tracker.observe(batch.rows, tag_names)
+        detector.process(batch.rows, tag_names)

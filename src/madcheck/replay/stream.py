@@ -1,10 +1,11 @@
 """Parsed points -> the flush batches the plugin is called with.
 
 The engine calls a data-writes trigger once per WAL flush with the rows written since the last
-one. A replay stands the flush interval on the data's own clock: a batch closes when a row is
-``interval`` of data time past the batch's first row (or the batch holds ``max_rows``, which
-bounds memory when a second of data holds millions of rows). Late rows join the batch being built,
-as late writes do in the engine.
+one. The plugin's results do not depend on how rows are batched (its rules run on data time and
+it orders each series' rows by time; a property test checks it), so a replay hands it large
+batches: a batch closes when it holds ``max_rows`` (which bounds memory), or, with an
+``interval``, also when a row is that much data time past the batch's first row, as engine
+flushes would. Late rows join the batch being built, as late writes do in the engine.
 
 This is also where a line the engine would refuse is refused: no timestamp, or a column used as a
 tag in one line and as a field in another (InfluxDB rejects the later line).
@@ -45,38 +46,65 @@ class StreamCounts:
 
 
 class Admission:
-    """Keeps the points of one table that the engine would accept, reporting the others."""
+    """Keeps the points of one table that the engine would accept, reporting the others.
+
+    It also notes the columns seen for the first time (``new_tags``, ``new_fields``), for the
+    schema the plugin queries; ``batches`` takes them with the next batch.
+    """
 
     def __init__(self, measurement: str, on_bad_line: BadLine) -> None:
         self.measurement = measurement
         self.counts = StreamCounts()
         self._on_bad_line = on_bad_line
         self._is_tag: dict[str, bool] = {}
+        self.new_tags: list[str] = []
+        self.new_fields: list[str] = []
         # Consecutive lines nearly always carry the same columns: those were checked already.
         self._checked: tuple[set[str], set[str]] = (set(), set())
 
     def points(self, source: str, items: Iterable[Point | LineError]) -> Iterator[Point]:
         counts = self.counts
         measurement = self.measurement
-        for item in items:
-            counts.lines += 1
-            if isinstance(item, LineError):
-                self._bad(source, item.line_number, item.error_message)
-                continue
-            if item.measurement != measurement:
-                counts.other_tables += 1
-                if len(counts.other_names) < 10:
-                    counts.other_names.add(item.measurement)
-                continue
-            if item.time_ns == NO_TIME:
-                self._bad(source, item.line_number, "no timestamp: a replay needs the data's time")
-                continue
-            problem = self._conflict(item)
-            if problem:
-                self._bad(source, item.line_number, problem)
-                continue
-            counts.points += 1
-            yield item
+        lines = points = 0
+        try:
+            for item in items:
+                lines += 1
+                if type(item) is Point:
+                    checked_tags, checked_fields = self._checked
+                    if (
+                        item.measurement == measurement
+                        and item.time_ns != NO_TIME
+                        and item.tags.keys() == checked_tags
+                        and item.fields.keys() == checked_fields
+                    ):  # the usual line: everything checked in a few C-level comparisons
+                        points += 1
+                        yield item
+                        continue
+                if self._admits(source, item):
+                    points += 1
+                    yield item  # type: ignore[misc]
+        finally:
+            counts.lines += lines
+            counts.points += points
+
+    def _admits(self, source: str, item: Point | LineError) -> bool:
+        counts = self.counts
+        if isinstance(item, LineError):
+            self._bad(source, item.line_number, item.error_message)
+            return False
+        if item.measurement != self.measurement:
+            counts.other_tables += 1
+            if len(counts.other_names) < 10:
+                counts.other_names.add(item.measurement)
+            return False
+        if item.time_ns == NO_TIME:
+            self._bad(source, item.line_number, "no timestamp: a replay needs the data's time")
+            return False
+        problem = self._conflict(item)
+        if problem:
+            self._bad(source, item.line_number, problem)
+            return False
+        return True
 
     def _bad(self, source: str, line_number: int, message: str) -> None:
         self.counts.bad_lines += 1
@@ -84,37 +112,43 @@ class Admission:
 
     def _conflict(self, point: Point) -> str | None:
         tags, fields = point.tags.keys(), point.fields.keys()
-        if tags == self._checked[0] and fields == self._checked[1]:
-            return None
         is_tag = self._is_tag
-        for names, tag in ((point.tags, True), (point.fields, False)):
+        for names, tag in ((tags, True), (fields, False)):
             for name in names:
-                known = is_tag.setdefault(name, tag)
-                if known != tag:
+                known = is_tag.get(name)
+                if known is not None and known != tag:
                     was, now = ("tag", "field") if known else ("field", "tag")
                     return f"column {name!r} is a {was} in earlier lines, a {now} here"
+        for names, tag, new in ((tags, True, self.new_tags), (fields, False, self.new_fields)):
+            for name in names:
+                if name not in is_tag:
+                    is_tag[name] = tag
+                    new.append(name)
         self._checked = (set(tags), set(fields))
         return None
 
 
-def batches(points: Iterable[Point], interval_ns: int, max_rows: int) -> Iterator[Batch]:
-    """Group points into flush batches by data time; see the module docstring."""
-    known: set[str] = set()
-    last_columns: tuple[set[str], set[str]] = (set(), set())
+def batches(
+    points: Iterable[Point], admission: Admission, interval_ns: int | None, max_rows: int
+) -> Iterator[Batch]:
+    """Group points into plugin calls; see the module docstring. The columns ``admission``
+    saw first in a point go with the batch holding that point (the plugin is called once the
+    batch is written, so its schema query sees them)."""
     batch = Batch()
-    end_ns = 0
+    rows = batch.rows
+    end_ns = 2**64  # no time limit until a batch has a first row
     for point in points:
-        if batch.rows and (point.time_ns >= end_ns or len(batch.rows) >= max_rows):
+        if rows and (point.time_ns >= end_ns or len(rows) >= max_rows):
             yield batch
             batch = Batch()
-        if not batch.rows:
+            rows = batch.rows
+            end_ns = 2**64
+        if not rows and interval_ns is not None:
             end_ns = point.time_ns + interval_ns
-        tags, fields = point.tags.keys(), point.fields.keys()
-        if tags != last_columns[0] or fields != last_columns[1]:
-            batch.new_tags.extend(name for name in tags if name not in known)
-            batch.new_fields.extend(name for name in fields if name not in known)
-            known.update(tags, fields)
-            last_columns = (set(tags), set(fields))
-        batch.rows.append(to_engine_row(point))
-    if batch.rows:
+        rows.append(to_engine_row(point))
+        if admission.new_tags or admission.new_fields:
+            batch.new_tags += admission.new_tags
+            batch.new_fields += admission.new_fields
+            admission.new_tags, admission.new_fields = [], []
+    if rows:
         yield batch

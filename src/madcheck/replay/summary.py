@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TextIO
 
-from rich.console import Console
-from rich.table import Table
-
+from madcheck.replay.console import plural, shown, table_text
+from madcheck.replay.stats import SeriesStats
 from madcheck.replay.stream import StreamCounts
-from madcheck.replay.verdicts import SeriesStats
+
+HEADINGS = ("series", "field", "threshold", "points", "outliers", "fired", "suppressed", "resolved")
 
 
 @dataclass(frozen=True)
@@ -21,24 +22,30 @@ class ReplayTotals:
     fired: int
     suppressed: int
     resolved: int
-    #: Notifications the capture endpoint took; ``None`` when they were sent (``--send``).
-    captured: int | None
+    #: ``True`` with ``--send``: notifications went to a running notifier
+    sent: bool
     seconds: float
+
+    @property
+    def notifications(self) -> int:
+        """Notifications the trigger would send: every firing not suppressed, every recovery."""
+        return self.fired + self.resolved
 
     def describe(self) -> str:
         counts = self.counts
         rate = counts.points / self.seconds if self.seconds > 0 else 0.0
-        parts = [f"{counts.points:,} points of {self.series:,} series replayed"]
+        series = plural(self.series, "series", "series")
+        parts = [f"{plural(counts.points, 'point')} of {series} replayed"]
         if counts.bad_lines:
-            parts.append(f"{_count(counts.bad_lines, 'bad line')} skipped")
+            parts.append(f"{plural(counts.bad_lines, 'bad line')} skipped")
         if counts.other_tables:
-            parts.append(f"{counts.other_tables:,} lines of other tables ignored")
+            parts.append(f"{plural(counts.other_tables, 'line')} of other tables ignored")
         text = ", ".join(parts)
-        text += f"; {_count(self.fired, 'alert')} fired, {self.suppressed:,} suppressed"
+        text += f"; {plural(self.fired, 'alert')} fired, {self.suppressed:,} suppressed"
         if self.resolved:
             text += f", {self.resolved:,} resolved"
-        if self.captured is not None:
-            text += f"; {self.captured:,} notifications captured (none sent)"
+        what = "sent to the notifier" if self.sent else "none sent"
+        text += f"; {plural(self.notifications, 'notification')} ({what})"
         return text + f"; {self.seconds:.1f} s ({rate:,.0f} points/s)"
 
 
@@ -49,33 +56,22 @@ def ranked(stats: Iterable[SeriesStats]) -> list[SeriesStats]:
     )
 
 
-def summary_table(rows: list[SeriesStats], limit: int) -> Table:
+def summary_text(rows: list[SeriesStats], limit: int) -> str:
     """The series table; a ``resolved`` column only when recoveries were recorded."""
-    table = Table(title="madcheck replay", title_justify="left")
-    table.add_column("series")
-    table.add_column("field")
-    table.add_column("threshold")
     with_resolved = any(series.resolved for series in rows)
-    counts = ("points", "outliers", "fired", "suppressed", "resolved")
-    for name in counts if with_resolved else counts[:-1]:
-        table.add_column(name, justify="right")
-    for series in rows[:limit]:
-        cells = series.cells() if with_resolved else series.cells()[:-1]
-        table.add_row(*cells, style="bold" if series.alerts else None)
+    width = len(HEADINGS) if with_resolved else len(HEADINGS) - 1
+    cells = [series.cells()[:width] for series in rows[:limit]]
+    text = table_text("madcheck replay", HEADINGS[:width], cells, numeric_from=3)
     if len(rows) > limit:
-        table.caption = f"{len(rows) - limit:,} more series not shown (--top to show more)"
-    return table
+        more = plural(len(rows) - limit, "more series", "more series")
+        text += f"\n{more} not shown (--top to show more)"
+    return text
 
 
 def print_summary(
-    console: Console, stats: Iterable[SeriesStats], totals: ReplayTotals, limit: int
+    stream: TextIO, stats: Iterable[SeriesStats], totals: ReplayTotals, limit: int
 ) -> None:
     rows = ranked(stats)
     if rows:
-        console.print(summary_table(rows, limit))
-    console.print(totals.describe(), highlight=False, soft_wrap=True)
-
-
-def _count(n: int, noun: str) -> str:
-    """``1 alert``, ``2 alerts``."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+        print(summary_text(rows, limit), file=stream)
+    print(shown(totals.describe()), file=stream)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-
-from rich.console import Console
-from rich.table import Table
+from typing import TextIO
 
 from madcheck.config.thresholds import Threshold, ThresholdError, threshold_from_parts
+from madcheck.replay.console import shown, table_text
 from madcheck.replay.runner import PassResult
 
 PARAMETERS = ("k", "window_count", "threshold", "state_change_count")
@@ -86,22 +85,21 @@ def sweep_arguments(
     return variants
 
 
-def print_sweep(console: Console, combinations: list[Combination], result: PassResult) -> None:
+def print_sweep(stream: TextIO, combinations: list[Combination], result: PassResult) -> None:
     names = list(combinations[0]) if combinations else []
-    table = Table(title="madcheck replay --sweep", title_justify="left")
-    for name in names:
-        table.add_column(name, justify="right")
-    for heading in ("alerts fired", "suppressed", "series alerting"):
-        table.add_column(heading, justify="right")
-    for combination, totals in zip(combinations, result.totals, strict=True):
-        table.add_row(
+    headings = [*names, "alerts fired", "suppressed", "series alerting"]
+    rows = [
+        [
             *(combination[name] for name in names),
             f"{totals.fired:,}",
             f"{totals.suppressed:,}",
             f"{len(totals.alerting):,}",
-        )
-    console.print(table)
-    console.print(
-        f"{result.counts.points:,} points replayed per combination in {result.seconds:.1f} s",
-        highlight=False,
+        ]
+        for combination, totals in zip(combinations, result.totals, strict=True)
+    ]
+    print(table_text("madcheck replay --sweep", headings, rows, numeric_from=0), file=stream)
+    points = result.counts.points
+    print(
+        shown(f"{points:,} points replayed per combination in {result.seconds:.1f} s"),
+        file=stream,
     )

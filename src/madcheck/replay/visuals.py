@@ -1,8 +1,9 @@
 """``--plot`` and ``--report``: what they keep during the replay and how they are produced after.
 
-During the replay only alert positions (capped per series) and the first alerts (for the report's
-table) are kept. Afterwards the series that alerted most, up to ``--plot-limit``, are followed
-through a second pass over the input (``runner.trace_pass``) and drawn.
+During the replay only alert positions (capped per series) and the alerts for the report's tables
+(capped) are kept. Afterwards the series that alerted most, up to ``--plot-limit``, are followed
+through a second pass over the input (``runner.trace_pass``: the plugin's detector, tracing only
+those series) and drawn.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from madcheck.replay.alerts import AlertRecord
 from madcheck.replay.charts import (
     AlertMarks,
+    ChartObserver,
     MissingExtra,
     SeriesTrace,
     chart_file_name,
@@ -19,16 +21,17 @@ from madcheck.replay.charts import (
     render_chart,
     require_matplotlib,
 )
-from madcheck.replay.console import ReplayConsole
+from madcheck.replay.console import ReplayConsole, plural
 from madcheck.replay.report import Chart, build_report
 from madcheck.replay.runner import PassSettings, trace_pass
+from madcheck.replay.stats import SeriesStats
 from madcheck.replay.summary import ReplayTotals, ranked
-from madcheck.replay.verdicts import SeriesStats, TraceSink
 
 MARKS_PER_SERIES = 1_000
 MARKED_SERIES = 10_000
 MARKS_IN_ALL = 200_000  # ~5 MB however many alerts a replay finds
-REPORT_ALERTS = 1_000
+REPORT_ALERTS_PER_SERIES = 200
+REPORT_ALERTS = 20_000
 REPORT_SERIES = 500
 
 __all__ = ["MissingExtra", "Visuals"]
@@ -41,7 +44,8 @@ class Visuals:
         self.plot_dir = plot_dir
         self.report = report
         self.limit = max(0, limit)
-        self.alerts: list[AlertRecord] = []
+        #: alert id -> the series' first alert events, for the report
+        self.alerts: dict[str, list[AlertRecord]] = {}
         self.alerts_total = 0
         self._marks: dict[str, AlertMarks] = {}
         self._marks_kept = 0
@@ -62,8 +66,9 @@ class Visuals:
 
     def keep_alert(self, record: AlertRecord) -> None:
         self.alerts_total += 1
-        if len(self.alerts) < REPORT_ALERTS:
-            self.alerts.append(record)
+        kept = self.alerts.setdefault(record.alert_id, [])
+        if len(kept) < REPORT_ALERTS_PER_SERIES and self.alerts_total <= REPORT_ALERTS:
+            kept.append(record)
         marks = self._marks.get(record.alert_id)
         if marks is None:
             if len(self._marks) >= MARKED_SERIES:
@@ -81,18 +86,24 @@ class Visuals:
         console: ReplayConsole,
         stats: dict[str, SeriesStats],
         totals: ReplayTotals,
+        configuration: dict[str, str],
     ) -> None:
         ordered = ranked(stats.values())
         charted = [s for s in ordered if s.alerts and s.alert_id in self._marks][: self.limit]
         alerting = sum(1 for s in ordered if s.alerts)
-        traces = {s.alert_id: SeriesTrace(s.points) for s in charted}
+        traces = {
+            s.alert_id: SeriesTrace(
+                s.points, s.threshold.window_count, self._marks[s.alert_id].times
+            )
+            for s in charted
+        }
         if traces:
-            sinks: dict[str, TraceSink] = dict(traces)
-            trace_pass(settings, console, sinks)
+            observer = ChartObserver(settings.inputs.measurement, traces, {s.tags for s in charted})
+            trace_pass(settings, console, observer)
         charts: list[Chart] = []
         for series in charted:
             png = render_chart(series, traces[series.alert_id], self._marks[series.alert_id])
-            charts.append(Chart(chart_title(series), png))
+            charts.append(Chart(series.alert_id, chart_title(series), png))
             if self.plot_dir is not None:
                 (self.plot_dir / chart_file_name(series)).write_bytes(png)
         if len(charted) < alerting:
@@ -101,16 +112,15 @@ class Visuals:
                 "(those with most alerts; --plot-limit N for more)"
             )
         if self.plot_dir is not None:
-            console.note(f"{len(charted)} chart(s) written to {self.plot_dir}")
+            console.note(f"{plural(len(charted), 'chart')} written to {self.plot_dir}")
         if self.report is not None:
             page = build_report(
                 "madcheck replay: " + ", ".join(str(path) for path in settings.files),
-                console.configuration,
+                configuration,
                 totals.describe(),
                 ordered[:REPORT_SERIES],
                 len(ordered),
                 self.alerts,
-                self.alerts_total,
                 charts,
             )
             self.report.write_text(page, encoding="utf-8")

@@ -1,0 +1,183 @@
+"""The state a MAD trigger keeps between calls: found in its cache, or built once per change.
+
+The engine runs a single-file plugin in fresh globals on every call, so both entry points of the
+MAD check, ``process_writes`` (``madcheck.plugin.writes``) and ``process_scheduled_call``
+(``madcheck.plugin.missing``), keep everything that must survive between calls in one object in
+the trigger's ``influxdb3_local.cache``: the parsed config, the notifier client, the outbox and
+its background sender (``madcheck.plugin.delivery``), plus what each detects with. It is rebuilt
+only when the trigger's arguments, the TOML file or the environment change, and then takes the
+outbox over, so a config change loses no waiting alert. A config that fails is remembered, so a
+broken trigger logs once per change, not once per call.
+
+With ``--run-asynchronous`` the engine may run calls of one trigger at once, so the state is
+built under a lock (one state per change, one sender) and each call works under the state's own
+``lock``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from madcheck.config.envref import variable_name
+from madcheck.config.senders import SECRET_ARGUMENTS
+from madcheck.config.settings import Config, ConfigError, config_file_identity, load_config
+from madcheck.notify.client import NotifierClient
+from madcheck.notify.outbox import Outbox
+from madcheck.notify.retry import RetryPolicy
+from madcheck.notify.sender import OutboxSender
+from madcheck.plugin.calllog import CallLog
+from madcheck.plugin.delivery import Outcomes, carried_outbox, new_sender
+
+#: held while a call finds or builds its trigger's state, so overlapping first calls build one
+#: (the package is imported once per process: this lock outlives the calls)
+_STATE_LOCK = threading.Lock()
+
+
+@dataclass(kw_only=True)
+class AlertingState:
+    """What every MAD trigger keeps between calls, whatever it detects."""
+
+    fingerprint: tuple[Any, ...]
+    config: Config
+    client: NotifierClient
+    secrets: tuple[str, ...]
+    #: alerts not yet confirmed by the notifier; carried over when the config is rebuilt
+    outbox: Outbox
+    #: what the sender did since the last call logged it; carried over like the outbox
+    outcomes: Outcomes
+    #: held by a call while it detects: calls of one trigger may overlap (``run_async``)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: the background thread posting the outbox; it holds this state only weakly
+    sender: OutboxSender = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.sender = new_sender(self, self.outbox, self.outcomes)
+
+
+State = TypeVar("State", bound=AlertingState)
+#: builds a trigger's state from its new config, the fields every state has (``AlertingState``'s
+#: constructor arguments) and the state it replaces, if any; it may log what it built
+Builder = Callable[[Config, dict[str, Any], State | None, CallLog], State]
+
+
+def cached_state(
+    engine: Any,
+    key: str,
+    args: Any,
+    log: CallLog,
+    plugin_dir: Path | None,
+    build: Builder[State],
+    *,
+    scheduled: bool = False,
+    refused: str = "no detection",
+) -> State | None:
+    """The trigger's state under ``key`` in its cache, rebuilt when what it is built from
+    changed; None while the config is refused (logged once per change: "``refused`` until ...").
+
+    ``scheduled`` loads the config of a scheduled trigger (``load_config(scheduled=True)``).
+    """
+    fingerprint = config_fingerprint(args, plugin_dir)
+    state: State | None = engine.cache.get(key)
+    if state is not None and state.fingerprint == fingerprint:
+        return state
+    if engine.cache.get(key + ".failed") == fingerprint:
+        return None  # refused before and nothing changed: not re-read, not re-logged
+    with _STATE_LOCK:
+        state = engine.cache.get(key)  # an overlapping call may have built it meanwhile
+        if state is not None and state.fingerprint == fingerprint:
+            return state
+        config = _load(engine, key, args, fingerprint, log, plugin_dir, scheduled, refused)
+        if config is None:
+            return None
+        common: dict[str, Any] = {
+            "fingerprint": fingerprint,
+            "config": config,
+            "client": notifier_client(config),
+            "secrets": secrets_of(config),
+            "outbox": carried_outbox(state.outbox if state else None, config, log),
+            "outcomes": state.outcomes if state else Outcomes(),
+        }
+        built = build(config, common, state, log)
+        if state is not None:
+            state.sender.stop()  # its replacement takes the outbox over at its next pass
+        engine.cache.put(key, built)
+        engine.cache.delete(key + ".failed")
+    return built
+
+
+def _load(
+    engine: Any,
+    key: str,
+    args: Any,
+    fingerprint: tuple[Any, ...],
+    log: CallLog,
+    plugin_dir: Path | None,
+    scheduled: bool,
+    refused: str,
+) -> Config | None:
+    """The validated config, its warnings logged; None (logged, remembered) if refused."""
+    if args is not None and not isinstance(args, Mapping):
+        log.error(f"trigger arguments must be key=value pairs, got {type(args).__name__}")
+        return None
+    arguments = {str(k): v for k, v in (args or {}).items()}
+    # An env:NAME reference is not itself a secret: errors may name the variable.
+    log.hide(
+        v
+        for k, v in arguments.items()
+        if is_secret(k) and isinstance(v, str) and variable_name(v) is None
+    )
+    try:
+        loaded = load_config(arguments, plugin_dir=plugin_dir, scheduled=scheduled)
+    except ConfigError as error:
+        log.error(
+            f"configuration error, {refused} until the arguments, the config file or the "
+            f"environment change: {error}"
+        )
+        engine.cache.put(key + ".failed", fingerprint)
+        return None
+    log.hide(secrets_of(loaded.config))
+    for warning in loaded.warnings:
+        log.warn(warning)
+    return loaded.config
+
+
+def config_fingerprint(args: Any, plugin_dir: Path | None = None) -> tuple[Any, ...]:
+    """What the config is built from: the arguments, the environment (``env:NAME`` may name
+    any variable) and the TOML file's identity, resolved as ``load_config`` resolves it."""
+    arguments = tuple(sorted(args.items())) if isinstance(args, Mapping) else ()
+    environment = hash(frozenset(os.environ.items()))
+    toml_identity = None
+    config_file = args.get("config_file_path") if isinstance(args, Mapping) else None
+    if config_file:
+        toml_identity = config_file_identity(str(config_file), os.environ, plugin_dir)
+    return arguments, environment, toml_identity
+
+
+def notifier_client(config: Config) -> NotifierClient:
+    """The client posting this config's alerts to its notifier."""
+    delivery = config.delivery
+    return NotifierClient(
+        delivery.url,
+        delivery.token,
+        RetryPolicy(
+            attempts=delivery.attempts, backoff=delivery.backoff_s, timeout=delivery.timeout_s
+        ),
+    )
+
+
+def is_secret(name: str) -> bool:
+    """Whether the trigger argument ``name`` holds a secret (hidden from every log line)."""
+    return name in SECRET_ARGUMENTS or name == "influxdb3_auth_token"
+
+
+def secrets_of(config: Config) -> tuple[str, ...]:
+    """The secret values of a validated config: every sender setting and the notifier token."""
+    values = [v for sender in config.senders_config.values() for v in sender.values()]
+    if config.delivery.token:
+        values.append(config.delivery.token)
+    return tuple(values)
