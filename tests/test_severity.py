@@ -221,3 +221,32 @@ def test_the_recovery_of_an_alert_that_was_only_ever_inhibited_is_inhibited_too(
         ("warning", "resolved", True),  # no one heard of it: no recovery either
         ("critical", "resolved", False),
     ]
+
+
+def test_missing_data_alerts_go_to_senders_not_to_a_levels_own_channels():
+    from datetime import UTC, datetime
+
+    from madcheck.engine.api import EngineAPI
+    from madcheck.engine.cache import TriggerCache
+    from madcheck.engine.loader import load_entry_point
+    from madcheck.plugin.delivery import wait_for_sender
+    from tests.datafusion_engine import DataFusionQueries
+    from tests.support import DELIVERY_WAIT_S, MAD_PLUGIN
+
+    t0 = 1_700_000_000 * 10**9
+    queries = DataFusionQueries()
+    queries.write_lp(f"cpu,host=a temp=1 {t0}")
+    engine = EngineAPI(database="mydb", query_handler=queries, cache=TriggerCache())
+    with receiver() as notifier:
+        args = {
+            **args_for(notifier.port),
+            "missing_after": "5m",
+            "senders_critical": "discord",
+            "discord_webhook_url": DISCORD,
+        }
+        call_time = datetime.fromtimestamp(t0 / 1e9 + 600, tz=UTC)
+        load_entry_point(MAD_PLUGIN, "process_scheduled_call")(engine, call_time, args)
+        assert wait_for_sender(engine, DELIVERY_WAIT_S)
+    (request,) = notifier.requests
+    assert request.body["alert"]["rule"] == "missing"
+    assert set(request.body["senders_config"]) == {"slack"}
