@@ -96,6 +96,10 @@ def _with_measurement(options: argparse.Namespace, arguments: dict[str, str]) ->
     arguments["measurement"] = next(iter(names))
 
 
+#: the flush interval of InfluxDB 3 (and of a replay whose results depend on time: grouping, cap)
+LIVE_FLUSH_INTERVAL_NS = 1_000_000_000
+
+
 def _settings(options: argparse.Namespace, arguments: dict[str, str]) -> PassSettings:
     try:
         loaded = load_config(arguments)
@@ -112,6 +116,11 @@ def _settings(options: argparse.Namespace, arguments: dict[str, str]) -> PassSet
         raise UsageError(str(error)) from None
     if (interval_ns is not None and interval_ns <= 0) or options.max_batch_rows < 1:
         raise UsageError("--flush-interval and --max-batch-rows must be positive")
+    noise = config.noise
+    if interval_ns is None and (noise.group_by or noise.max_per_minute):
+        # group_wait and the storm cap's minute follow the outbox clock, which the replay sets
+        # to the newest data time of each call: calls as fine as a server's WAL flushes
+        interval_ns = LIVE_FLUSH_INTERVAL_NS
     monitored = {threshold.field for threshold in config.thresholds}
     layout = CsvLayout(
         tags=frozenset(_names(options.tags)),
@@ -177,6 +186,8 @@ def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
             fired=totals.fired,
             suppressed=totals.suppressed,
             resolved=totals.resolved,
+            notifications=totals.notifications,
+            held=totals.held,
             sent=options.send,
             seconds=result.seconds,
         )

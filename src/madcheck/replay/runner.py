@@ -11,6 +11,7 @@ memory would make memory grow with the file instead of with the detector state.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,8 +21,7 @@ from madcheck.config.settings import Config
 from madcheck.detect.detector import Detector, VerdictObserver
 from madcheck.engine.catalog import SchemaQueries
 from madcheck.engine.lineprotocol import Point
-from madcheck.plugin.delivery import wait_for_sender
-from madcheck.replay.alerts import RESOLVED, AlertRecord
+from madcheck.replay.alerts import HELD_STATES, RESOLVED, AlertRecord
 from madcheck.replay.inputs import InputError, InputFile, InputOptions
 from madcheck.replay.stats import SeriesStats, StatsObserver
 from madcheck.replay.stream import Admission, Batch, StreamCounts, batches
@@ -56,6 +56,11 @@ class TriggerTotals:
     fired: int = 0
     suppressed: int = 0
     resolved: int = 0
+    #: alerts noise control did not send, by state (inhibited, silenced, capped)
+    held: Counter[str] = field(default_factory=Counter)
+    #: what the trigger queued for the notifier: one per alert or recovery sent on its own, one
+    #: per group or storm summary (set when the pass ends)
+    notifications: int = 0
     alerting: set[str] = field(default_factory=set)
 
     def count(self, record: AlertRecord) -> None:
@@ -64,6 +69,8 @@ class TriggerTotals:
             return
         if record.suppressed:
             self.suppressed += 1
+        elif record.state in HELD_STATES:
+            self.held[record.state] += 1
         else:
             self.fired += 1
         self.alerting.add(record.alert_id)
@@ -187,8 +194,8 @@ def replay_pass(
                         record = replace(record, tags=series.tags, field=series.field)
                 if on_alert is not None:
                     on_alert(record)
-    for trigger in triggers:  # alerts are posted by each trigger's background sender
-        wait_for_sender(trigger.engine, DELIVERY_WAIT_S)
+    for trigger, total in zip(triggers, totals, strict=True):
+        total.notifications = trigger.finish(DELIVERY_WAIT_S)
     return PassResult(source.counts, flushes, time.perf_counter() - started, stats, totals)
 
 

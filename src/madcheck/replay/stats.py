@@ -13,6 +13,7 @@ from typing import Any
 
 from madcheck.config.thresholds import Threshold
 from madcheck.detect.alerts import Tags, alert_id_for
+from madcheck.replay.alerts import HELD_STATES
 
 
 @dataclass
@@ -29,6 +30,8 @@ class SeriesStats:
     fired: int = 0
     suppressed: int = 0
     resolved: int = 0
+    #: alerts not sent by noise control: inhibited, silenced or capped
+    held: int = 0
 
     @property
     def tags_text(self) -> str:
@@ -49,8 +52,8 @@ class SeriesStats:
 
     @property
     def alerts(self) -> int:
-        """Firings, notified or suppressed (recoveries are not alerts)."""
-        return self.fired + self.suppressed
+        """Firings, notified, suppressed or held (recoveries are not alerts)."""
+        return self.fired + self.suppressed + self.held
 
     def count(self, state: str) -> None:
         """One alert event of this series, by its history ``state``."""
@@ -60,6 +63,8 @@ class SeriesStats:
             self.suppressed += 1
         elif state == "resolved":
             self.resolved += 1
+        elif state in HELD_STATES:
+            self.held += 1
 
 
 def stats_of_cell(table: str, field: str, series: Any, cell: Any) -> list[SeriesStats]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TextIO
 
 from madcheck.replay.console import plural, shown, table_text
@@ -22,14 +22,13 @@ class ReplayTotals:
     fired: int
     suppressed: int
     resolved: int
+    #: what the trigger queued for the notifier (groups and storm summaries count once each)
+    notifications: int
     #: ``True`` with ``--send``: notifications went to a running notifier
     sent: bool
     seconds: float
-
-    @property
-    def notifications(self) -> int:
-        """Notifications the trigger would send: every firing not suppressed, every recovery."""
-        return self.fired + self.resolved
+    #: alerts noise control did not send, by state: inhibited, silenced, capped
+    held: Mapping[str, int] = field(default_factory=dict)
 
     def describe(self) -> str:
         counts = self.counts
@@ -42,6 +41,9 @@ class ReplayTotals:
             parts.append(f"{plural(counts.other_tables, 'line')} of other tables ignored")
         text = ", ".join(parts)
         text += f"; {plural(self.fired, 'alert')} fired, {self.suppressed:,} suppressed"
+        for state, count in sorted(self.held.items()):
+            if count:
+                text += f", {count:,} {state}"
         if self.resolved:
             text += f", {self.resolved:,} resolved"
         what = "sent to the notifier" if self.sent else "none sent"
