@@ -430,3 +430,71 @@ def test_grouping_follows_the_data_time_of_the_replay(tmp_path, capsys):
     summary = capsys.readouterr().out
     assert "4 alerts fired, 0 suppressed" in summary
     assert "3 notifications (none sent)" in summary
+
+
+def test_silences_and_maintenance_windows_are_replayed(tmp_path, capsys):
+    """A silence written as line protocol (``--silences``) and a ``[[maintenance]]`` window of
+    the TOML file (``--config``) keep their alerts from being sent, as in a server."""
+    lp = data.write_lp(tmp_path / "cpu.lp")
+    silences = tmp_path / "silences.lp"
+    silences.write_text(
+        'mad_silences,id=deploy match="host=b",ends_at="2030-01-01T00:00:00Z",'
+        'starts_at="2020-01-01T00:00:00Z",comment="[/x] deploy" 1700000000000000000\n'
+        "cpu,host=z temp=1 1700000000000000000\n",  # another table: ignored
+        encoding="utf-8",
+    )
+    config = tmp_path / "mad.toml"
+    config.write_text(
+        'state_change_count = 0\n\n[[maintenance]]\nmatch = "host=a"\ndays = "Mon-Sun"\n'
+        'from = "00:00"\nto = "24:00"\ntimezone = "UTC"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "alerts.jsonl"
+    code = replay(lp, "--mad-thresholds", data.THRESHOLDS, "--silences", silences,
+                  "--config", config, "--alerts", out)  # fmt: skip
+    assert code == 0
+    alerts = read_alerts(out)
+    assert alert_keys(alerts) == data.EXPECTED
+    assert {a["tags"]["host"]: a["state"] for a in alerts} == {"a": "silenced", "b": "silenced"}
+    summary = capsys.readouterr().out
+    assert "0 alerts fired, 0 suppressed, 4 silenced" in summary
+    assert "0 notifications (none sent)" in summary
+    assert "PLUGIN_DIR" not in os.environ  # the replay's own plugin dir is gone with it
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('mad_silences,id=x match="host=a" ends_at=1\n', "--silences"),  # no comma between fields
+        ("mad_silences,id=x match=\n", "line 1"),
+        (b"\xff\xfe".decode("latin-1"), "not UTF-8"),
+    ],
+)
+def test_a_silences_file_the_replay_cannot_read_is_a_clear_error(
+    tmp_path, capsys, content, message
+):
+    lp = data.write_lp(tmp_path / "cpu.lp")
+    silences = tmp_path / "silences.lp"
+    silences.write_bytes(content.encode("latin-1"))
+    assert replay(lp, "--mad-thresholds", data.THRESHOLDS, "--silences", silences) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        '[[maintenance]]\nmatch = "host=a"\ndays = ["Mon"]\n',  # not text
+        '[[maintenance]]\n"a b" = "x"\n',  # not a plain name
+        "maintenance = 3\n",
+    ],
+)
+def test_maintenance_tables_the_replay_cannot_pass_on_are_refused(tmp_path, capsys, table):
+    lp = data.write_lp(tmp_path / "cpu.lp")
+    config = tmp_path / "mad.toml"
+    config.write_text(table, encoding="utf-8")
+    assert replay(lp, "--mad-thresholds", data.THRESHOLDS, "--config", config) == 2
+    err = capsys.readouterr().err
+    assert "maintenance" in err
+    assert "Traceback" not in err

@@ -8,7 +8,9 @@ replay starts.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -28,6 +30,12 @@ from madcheck.replay.capture import CaptureEndpoint
 from madcheck.replay.console import ReplayConsole
 from madcheck.replay.csvinput import CsvLayout
 from madcheck.replay.inputs import InputOptions, tables_in
+from madcheck.replay.noise import (
+    MAINTENANCE_FILE,
+    NoiseInputError,
+    maintenance_toml,
+    read_silences,
+)
 from madcheck.replay.runner import PassSettings, replay_pass
 from madcheck.replay.stream import StreamCounts
 from madcheck.replay.summary import ReplayTotals, print_summary
@@ -121,6 +129,14 @@ def _settings(options: argparse.Namespace, arguments: dict[str, str]) -> PassSet
         # group_wait and the storm cap's minute follow the outbox clock, which the replay sets
         # to the newest data time of each call: calls as fine as a server's WAL flushes
         interval_ns = LIVE_FLUSH_INTERVAL_NS
+    silences: list[dict[str, object]] = []
+    if options.silences is not None:
+        if not noise.silences_table:
+            raise UsageError("--silences: silences are off (silences_table is empty)")
+        try:
+            silences = read_silences(options.silences, noise.silences_table)
+        except NoiseInputError as error:
+            raise UsageError(str(error)) from None
     monitored = {threshold.field for threshold in config.thresholds}
     layout = CsvLayout(
         tags=frozenset(_names(options.tags)),
@@ -133,7 +149,33 @@ def _settings(options: argparse.Namespace, arguments: dict[str, str]) -> PassSet
         plugin=plugin,
         flush_interval_ns=interval_ns,
         max_batch_rows=options.max_batch_rows,
+        silences=tuple(silences),
     )
+
+
+def _with_maintenance(stack: ExitStack, arguments: dict[str, str], windows: object) -> None:
+    """Give the plugin the ``[[maintenance]]`` tables of ``--config`` as a server does: in a
+    TOML file named by ``config_file_path``, in a plugin dir of the replay's own (``PLUGIN_DIR``
+    for the single-file plugin, restored when the replay ends)."""
+    if arguments.get("config_file_path"):
+        raise UsageError("--config with [[maintenance]] cannot be combined with config_file_path")
+    try:
+        text = maintenance_toml(windows)
+    except NoiseInputError as error:
+        raise UsageError(str(error)) from None
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="madcheck-replay-")))
+    (folder / MAINTENANCE_FILE).write_text(text, encoding="utf-8")
+    arguments["config_file_path"] = MAINTENANCE_FILE
+    previous = os.environ.get("PLUGIN_DIR")
+    os.environ["PLUGIN_DIR"] = str(folder)
+    stack.callback(_restore_plugin_dir, previous)
+
+
+def _restore_plugin_dir(previous: str | None) -> None:
+    if previous is None:
+        os.environ.pop("PLUGIN_DIR", None)
+    else:
+        os.environ["PLUGIN_DIR"] = previous
 
 
 def _names(text: str) -> list[str]:
@@ -142,7 +184,7 @@ def _names(text: str) -> list[str]:
 
 def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
     given = _given_arguments(options)
-    from_file = read_config_file(options.config) if options.config else None
+    from_file, file_only = read_config_file(options.config) if options.config else (None, {})
     visuals = Visuals(options.plot, options.report, options.plot_limit)
     if options.sweep and (options.alerts or visuals.wanted):
         raise UsageError("--sweep prints a table only; run without it for --alerts/--plot/--report")
@@ -161,6 +203,8 @@ def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
         # notifier and sends nothing; the results come from the plugin's history rows.
         capture = None if options.send else stack.enter_context(CaptureEndpoint())
         arguments = trigger_arguments(given, from_file, capture.port if capture else None)
+        if "maintenance" in file_only:
+            _with_maintenance(stack, arguments, file_only["maintenance"])
         _with_measurement(options, arguments)
         settings = _settings(options, arguments)
         if options.sweep:

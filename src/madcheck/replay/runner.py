@@ -23,6 +23,7 @@ from madcheck.engine.catalog import SchemaQueries
 from madcheck.engine.lineprotocol import Point
 from madcheck.replay.alerts import HELD_STATES, RESOLVED, AlertRecord
 from madcheck.replay.inputs import InputError, InputFile, InputOptions
+from madcheck.replay.noise import ReplayCatalog
 from madcheck.replay.stats import SeriesStats, StatsObserver
 from madcheck.replay.stream import Admission, Batch, StreamCounts, batches
 from madcheck.replay.trigger import ReplayTrigger
@@ -47,6 +48,8 @@ class PassSettings:
     #: None: batches close by size only (the plugin's results do not depend on batching)
     flush_interval_ns: int | None = None
     max_batch_rows: int = 50_000
+    #: rows of the silences table the plugin reads (``--silences``), newest first
+    silences: tuple[dict[str, object], ...] = ()
 
 
 @dataclass
@@ -158,7 +161,7 @@ def replay_pass(
     first trigger's alerts as they are recorded, ``track`` keeps per-series counts (from the
     first trigger's detector)."""
     measurement = settings.inputs.measurement
-    catalog = SchemaQueries()
+    catalog = ReplayCatalog(settings.config.noise.silences_table, settings.silences)
     catalog.add_columns(measurement)
     source = BatchSource(settings, console, catalog)
     observer = StatsObserver(measurement) if track else None
