@@ -458,6 +458,7 @@ def test_silences_and_maintenance_windows_are_replayed(tmp_path, capsys):
     assert {a["tags"]["host"]: a["state"] for a in alerts} == {"a": "silenced", "b": "silenced"}
     summary = capsys.readouterr().out
     assert "0 alerts fired, 0 suppressed, 4 silenced" in summary
+    assert "not sent" in summary.splitlines()[1]  # the series table's column of held alerts
     assert "0 notifications (none sent)" in summary
     assert "PLUGIN_DIR" not in os.environ  # the replay's own plugin dir is gone with it
 

@@ -38,7 +38,7 @@ class SeriesStats:
         return ",".join(f"{name}={value}" for name, value in self.tags)
 
     def cells(self) -> list[str]:
-        """The summary row as shown in the terminal and the report (resolved last)."""
+        """The summary row as shown in the terminal and the report (``summary.HEADINGS``)."""
         return [
             self.tags_text or "(no tags)",
             self.field,
@@ -47,6 +47,7 @@ class SeriesStats:
             f"{self.outliers:,}",
             f"{self.fired:,}",
             f"{self.suppressed:,}",
+            f"{self.held:,}",
             f"{self.resolved:,}",
         ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -10,7 +10,11 @@ from madcheck.replay.console import plural, shown, table_text
 from madcheck.replay.stats import SeriesStats
 from madcheck.replay.stream import StreamCounts
 
-HEADINGS = ("series", "field", "threshold", "points", "outliers", "fired", "suppressed", "resolved")
+HEADINGS = (
+    "series", "field", "threshold", "points", "outliers", "fired", "suppressed", "not sent",
+    "resolved",
+)  # fmt: skip
+_NOT_SENT, _RESOLVED = HEADINGS.index("not sent"), HEADINGS.index("resolved")
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,23 @@ def ranked(stats: Iterable[SeriesStats]) -> list[SeriesStats]:
     )
 
 
+def series_columns(rows: Sequence[SeriesStats]) -> list[int]:
+    """Which ``HEADINGS`` a table of ``rows`` shows: ``not sent`` only when noise control held
+    alerts back, ``resolved`` only when recoveries were recorded."""
+    shown = [*range(_NOT_SENT)]
+    if any(series.held for series in rows):
+        shown.append(_NOT_SENT)
+    if any(series.resolved for series in rows):
+        shown.append(_RESOLVED)
+    return shown
+
+
 def summary_text(rows: list[SeriesStats], limit: int) -> str:
-    """The series table; a ``resolved`` column only when recoveries were recorded."""
-    with_resolved = any(series.resolved for series in rows)
-    width = len(HEADINGS) if with_resolved else len(HEADINGS) - 1
-    cells = [series.cells()[:width] for series in rows[:limit]]
-    text = table_text("madcheck replay", HEADINGS[:width], cells, numeric_from=3)
+    """The series table (columns: ``series_columns``)."""
+    columns = series_columns(rows)
+    cells = [[series.cells()[i] for i in columns] for series in rows[:limit]]
+    headings = [HEADINGS[i] for i in columns]
+    text = table_text("madcheck replay", headings, cells, numeric_from=3)
     if len(rows) > limit:
         more = plural(len(rows) - limit, "more series", "more series")
         text += f"\n{more} not shown (--top to show more)"
