@@ -187,7 +187,7 @@ class Fingerprint:
     """What a config was built from: the arguments, the environment variables it read (their
     names and values then) and the TOML file's identity (``config_file_identity``)."""
 
-    arguments: tuple[tuple[Any, Any], ...]
+    arguments: dict[Any, Any]
     variables: tuple[str, ...]
     #: the variables' values, in the order of ``variables``; the hash of the whole environment
     #: if the build read it whole (no code does today: a fallback that stays correct)
@@ -218,8 +218,9 @@ class Fingerprint:
         return _toml_identity(args, os.environ, plugin_dir) == self.toml_identity
 
 
-def _arguments(args: Any) -> tuple[tuple[Any, Any], ...]:
-    return tuple(sorted(args.items())) if isinstance(args, Mapping) else ()
+def _arguments(args: Any) -> dict[Any, Any]:
+    """A copy of the arguments: the engine may hand the same dict to every call."""
+    return dict(args) if isinstance(args, Mapping) else {}
 
 
 def _whole_environment() -> int:
