@@ -610,7 +610,8 @@ class Detector:
             values = numpy.array(raw, dtype=numpy.float64)
             usable = numpy.isfinite(values)
             unusable = len(raw) - int(usable.sum())
-            result.skipped[SKIP_NOT_FINITE] += unusable
+            if unusable:
+                result.skipped[SKIP_NOT_FINITE] += unusable
         else:
             converted = [_numeric(value, result) for value in raw]
             usable = numpy.array([value is not None for value in converted], dtype=bool)
