@@ -1,4 +1,4 @@
-"""Parsed points -> the flush batches the plugin is called with.
+"""Parsed lines -> the flush batches the plugin is called with.
 
 The engine calls a data-writes trigger once per WAL flush with the rows written since the last
 one. The plugin's results do not depend on how rows are batched (its rules run on data time and
@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from madcheck.engine.lineprotocol import LineError, Point, to_engine_row
+from madcheck.engine.lineprotocol import FastRow, LineError, Point, to_engine_row
 
-#: Stands for "the line had no timestamp" (``iter_lines`` fills in this default).
+#: Stands for "the line had no timestamp" (``iter_rows`` fills in this default).
 NO_TIME = -(2**63)
 
 Row = dict[str, Any]
@@ -46,7 +46,7 @@ class StreamCounts:
 
 
 class Admission:
-    """Keeps the points of one table that the engine would accept, reporting the others.
+    """Keeps the rows of one table that the engine would accept, reporting the other lines.
 
     It also notes the columns seen for the first time (``new_tags``, ``new_fields``), for the
     schema the plugin queries; ``batches`` takes them with the next batch.
@@ -59,50 +59,60 @@ class Admission:
         self._is_tag: dict[str, bool] = {}
         self.new_tags: list[str] = []
         self.new_fields: list[str] = []
-        # Consecutive lines nearly always carry the same columns: those were checked already.
+        # Consecutive lines nearly always carry the same columns: those were checked already
+        # (the tag names, and every column of the row: tags, fields and time).
         self._checked: tuple[set[str], set[str]] = (set(), set())
 
-    def points(self, source: str, items: Iterable[Point | LineError]) -> Iterator[Point]:
+    def rows(self, source: str, items: Iterable[FastRow | Point | LineError]) -> Iterator[Row]:
+        """The engine rows of the admitted lines of ``items`` (as ``iter_rows`` yields them)."""
         counts = self.counts
         measurement = self.measurement
-        lines = points = 0
+        lines = rows = 0
         try:
             for item in items:
                 lines += 1
-                if type(item) is Point:
-                    checked_tags, checked_fields = self._checked
+                if type(item) is tuple:
+                    table, tags, row, number = item
+                    checked_tags, checked_columns = self._checked
                     if (
-                        item.measurement == measurement
-                        and item.time_ns != NO_TIME
-                        and item.tags.keys() == checked_tags
-                        and item.fields.keys() == checked_fields
+                        table == measurement
+                        and tags.keys() == checked_tags
+                        and row.keys() == checked_columns
                     ):  # the usual line: everything checked in a few C-level comparisons
-                        points += 1
-                        yield item
+                        rows += 1
+                        yield row
                         continue
-                if self._admits(source, item):
-                    points += 1
-                    yield item  # type: ignore[misc]
+                    if self._admits(source, table, tags, row, number):
+                        rows += 1
+                        yield row
+                    continue
+                if type(item) is Point:
+                    if item.measurement == measurement and item.time_ns == NO_TIME:
+                        self._bad(source, item.line_number, NO_TIME_MESSAGE)
+                        continue
+                    row = to_engine_row(item)
+                    if self._admits(source, item.measurement, item.tags, row, item.line_number):
+                        rows += 1
+                        yield row
+                    continue
+                assert isinstance(item, LineError)
+                self._bad(source, item.line_number, item.error_message)
         finally:
             counts.lines += lines
-            counts.points += points
+            counts.points += rows
 
-    def _admits(self, source: str, item: Point | LineError) -> bool:
+    def _admits(
+        self, source: str, table: str, tags: dict[str, str], row: Row, line_number: int
+    ) -> bool:
         counts = self.counts
-        if isinstance(item, LineError):
-            self._bad(source, item.line_number, item.error_message)
-            return False
-        if item.measurement != self.measurement:
+        if table != self.measurement:
             counts.other_tables += 1
             if len(counts.other_names) < 10:
-                counts.other_names.add(item.measurement)
+                counts.other_names.add(table)
             return False
-        if item.time_ns == NO_TIME:
-            self._bad(source, item.line_number, "no timestamp: a replay needs the data's time")
-            return False
-        problem = self._conflict(item)
+        problem = self._conflict(tags, row)
         if problem:
-            self._bad(source, item.line_number, problem)
+            self._bad(source, line_number, problem)
             return False
         return True
 
@@ -110,8 +120,8 @@ class Admission:
         self.counts.bad_lines += 1
         self._on_bad_line(source, line_number, message)
 
-    def _conflict(self, point: Point) -> str | None:
-        tags, fields = point.tags.keys(), point.fields.keys()
+    def _conflict(self, tags: dict[str, str], row: Row) -> str | None:
+        fields = [name for name in row if name not in tags and name != "time"]
         is_tag = self._is_tag
         for names, tag in ((tags, True), (fields, False)):
             for name in names:
@@ -124,31 +134,35 @@ class Admission:
                 if name not in is_tag:
                     is_tag[name] = tag
                     new.append(name)
-        self._checked = (set(tags), set(fields))
+        self._checked = (set(tags), set(row))
         return None
 
 
+NO_TIME_MESSAGE = "no timestamp: a replay needs the data's time"
+
+
 def batches(
-    points: Iterable[Point], admission: Admission, interval_ns: int | None, max_rows: int
+    rows: Iterable[Row], admission: Admission, interval_ns: int | None, max_rows: int
 ) -> Iterator[Batch]:
-    """Group points into plugin calls; see the module docstring. The columns ``admission``
-    saw first in a point go with the batch holding that point (the plugin is called once the
+    """Group rows into plugin calls; see the module docstring. The columns ``admission``
+    saw first in a row go with the batch holding that row (the plugin is called once the
     batch is written, so its schema query sees them)."""
     batch = Batch()
-    rows = batch.rows
+    batch_rows = batch.rows
     end_ns = 2**64  # no time limit until a batch has a first row
-    for point in points:
-        if rows and (point.time_ns >= end_ns or len(rows) >= max_rows):
+    for row in rows:
+        time_ns = row["time"]
+        if batch_rows and (time_ns >= end_ns or len(batch_rows) >= max_rows):
             yield batch
             batch = Batch()
-            rows = batch.rows
+            batch_rows = batch.rows
             end_ns = 2**64
-        if not rows and interval_ns is not None:
-            end_ns = point.time_ns + interval_ns
-        rows.append(to_engine_row(point))
+        if not batch_rows and interval_ns is not None:
+            end_ns = time_ns + interval_ns
+        batch_rows.append(row)
         if admission.new_tags or admission.new_fields:
             batch.new_tags += admission.new_tags
             batch.new_fields += admission.new_fields
             admission.new_tags, admission.new_fields = [], []
-    if rows:
+    if batch_rows:
         yield batch
