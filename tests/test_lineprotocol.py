@@ -426,9 +426,13 @@ def test_an_unterminated_string_reports_its_line_and_swallows_only_closed_string
     assert [p.fields["v"] for p in parsed[1:] if isinstance(p, Point)] == [1.0, 2.0]
 
 
-def test_iter_rows_gives_the_engine_rows_iter_lines_gives():
-    """The replay's row reader accepts, rejects and numbers every line as ``iter_lines`` does."""
-    from madcheck.engine.lineprotocol import iter_rows, to_engine_row
+def test_iter_row_blocks_gives_the_engine_rows_iter_lines_gives(monkeypatch):
+    """The replay's row reader accepts, rejects and numbers every line as ``iter_lines`` does,
+    also when a string running over several lines crosses a block's end."""
+    from madcheck.engine import lineprotocol
+    from madcheck.engine.lineprotocol import iter_row_blocks, to_engine_row
+
+    monkeypatch.setattr(lineprotocol, "LINES_PER_BLOCK", 4)
 
     lines = [
         "cpu,host=a temp=1.5,load=2 10",
@@ -457,7 +461,8 @@ def test_iter_rows_gives_the_engine_rows_iter_lines_gives():
         else item
         if isinstance(item, LineError)
         else (to_engine_row(item), item.line_number)
-        for item in iter_rows(lines, "s", default_time_ns=7)
+        for block in iter_row_blocks(lines, "s", default_time_ns=7)
+        for item in block
     ]
     assert got == expected
     assert sum(isinstance(item, LineError) for item in got) >= 3

@@ -229,16 +229,14 @@ def _points(times_s, admission):
         Point("cpu", {"host": "a"}, {"temp": 1.0}, int(t * 1e9), number)
         for number, t in enumerate(times_s, start=1)
     )
-    return admission.rows("test", points)
+    return admission.rows("test", ([point] for point in points))
 
 
 def test_batches_follow_the_data_clock():
     admission = Admission("cpu", lambda *_: None)
     got = [
         [row["time"] // 10**8 for row in batch.rows]
-        for batch in batches(
-            _points([0, 0.5, 1.0, 1.2, 0.9, 3.5], admission), admission, 10**9, 1000
-        )
+        for batch in batches(_points([0, 0.5, 1.0, 1.2, 0.9, 3.5], admission), 10**9, 1000)
     ]
     # a batch closes 1 s of data time after its first row; a late row joins the open batch
     assert got == [[0, 5], [10, 12, 9], [35]]
@@ -247,7 +245,7 @@ def test_batches_follow_the_data_clock():
 def test_batches_are_bounded_and_lazy():
     admission = Admission("cpu", lambda *_: None)
     endless = _points((i / 1000 for i in itertools.count()), admission)
-    first = next(batches(endless, admission, None, max_rows=100))
+    first = next(batches(endless, None, max_rows=100))
     assert len(first.rows) == 100
     assert first.new_tags == ["host"] and first.new_fields == ["temp"]
 

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 
 FieldValue = float | int | bool | str
 
@@ -165,40 +166,46 @@ def iter_lines(
     Blank lines and ``#`` comments are skipped but still counted, so line numbers match what an
     editor shows. A line without a timestamp gets ``default_time_ns`` or, when that is ``None``,
     the time this function was called (one instant for the whole input, as InfluxDB does for a
-    request). Memory stays bounded: only a quoted newline makes the parser look ahead.
+    request). Memory stays bounded: lines are parsed ``LINES_PER_BLOCK`` at a time, and only a
+    quoted newline makes the parser look further ahead.
     An unknown precision raises ``ValueError`` here, before any line is read.
     """
     unit = normalize_precision(precision)
     now = time.time_ns() if default_time_ns is None else default_time_ns
     # without ``as_row`` the fast parser makes only points, so no ``FastRow`` comes out
-    fast = _fast_parser(unit, as_row=False)
-    return _iter_parsed(iter(lines), unit, now, fast)  # type: ignore[return-value]
+    blocks = _parsed_blocks(iter(lines), unit, now, _fast_parser(unit, as_row=False))
+    return chain.from_iterable(blocks)  # type: ignore[arg-type]
 
 
-#: What :func:`iter_rows` yields for a common line: its table, its tags, its engine row (tags,
-#: fields and ``time``, as :func:`to_engine_row` makes it) and its line number. The tags dict is
-#: shared by every line with the same head: read it, never change it.
+#: What :func:`iter_row_blocks` gives for a common line: its table, its tags, its engine row
+#: (tags, fields and ``time``, as :func:`to_engine_row` makes it) and its line number. The tags
+#: dict is shared by every line with the same head: read it, never change it.
 FastRow = tuple[str, dict[str, str], dict[str, FieldValue], int]
 
+#: Lines parsed per block (:func:`iter_row_blocks`); also how far :func:`iter_lines` reads ahead.
+LINES_PER_BLOCK = 1024
 
-def iter_rows(
+
+def iter_row_blocks(
     lines: Iterable[str], precision: str = "auto", default_time_ns: int | None = None
-) -> Iterator[FastRow | Point | LineError]:
-    """:func:`iter_lines` for a reader that wants engine rows (``madcheck replay``): a common
-    line comes as a ``FastRow``, built directly, without the ``Point`` and the copy of it that
-    :func:`to_engine_row` would make (a third of a replay's parsing time); any other line as
-    ``iter_lines`` yields it. Same lines accepted, same errors, same line numbers."""
+) -> Iterator[list[FastRow | Point | LineError]]:
+    """:func:`iter_lines` for a reader of millions of lines that wants engine rows
+    (``madcheck replay``), in lists of up to ``LINES_PER_BLOCK`` lines' results: a common line
+    comes as a ``FastRow``, built directly, without the ``Point`` and the copy of it that
+    :func:`to_engine_row` would make; any other line as ``iter_lines`` yields it. Same lines
+    accepted, same errors, same line numbers; the reader handles each list in one loop instead
+    of resuming a generator per line (together, a third of a replay's parsing time)."""
     unit = normalize_precision(precision)
     now = time.time_ns() if default_time_ns is None else default_time_ns
-    return _iter_parsed(iter(lines), unit, now, _fast_parser(unit, as_row=True))
+    return _parsed_blocks(iter(lines), unit, now, _fast_parser(unit, as_row=True))
 
 
-def _iter_parsed(
+def _parsed_blocks(
     source: Iterator[str],
     unit: str,
     now: int,
     fast: Callable[[str, int], FastRow | Point | None],
-) -> Iterator[FastRow | Point | LineError]:
+) -> Iterator[list[FastRow | Point | LineError]]:
     """The common line (no escape, no quote, ``measurement,tags fields timestamp`` with single
     spaces) is parsed inline by ``fast``; anything else goes through ``_parse``."""
     pushed_back: deque[tuple[int, str]] = deque()
@@ -214,25 +221,39 @@ def _iter_parsed(
         counter += 1
         return counter, raw.rstrip("\r\n")
 
-    for raw in source:
-        counter += 1
-        text = raw.rstrip("\r\n")
-        point = fast(text, counter)
-        if point is not None:
-            yield point
-            continue
-        pushed_back.append((counter, text))
-        while pushed_back:
-            number, text = pushed_back.popleft()
-            stripped = text.lstrip(" \t")
-            if not stripped or stripped.startswith("#"):
-                continue
-            try:
-                yield _parse(text, unit, now, number)
-            except LineProtocolError as error:
-                yield LineError(number, text, str(error))
-            except _Incomplete:
-                yield _continue_string(text, number, unit, now, next_line, pushed_back)
+    block: list[FastRow | Point | LineError] = []
+    add = block.append
+    try:
+        for raw in source:
+            counter += 1
+            text = raw.rstrip("\r\n")
+            point = fast(text, counter)
+            if point is not None:
+                add(point)
+            else:
+                pushed_back.append((counter, text))
+                while pushed_back:
+                    number, text = pushed_back.popleft()
+                    stripped = text.lstrip(" \t")
+                    if not stripped or stripped.startswith("#"):
+                        continue
+                    try:
+                        add(_parse(text, unit, now, number))
+                    except LineProtocolError as error:
+                        add(LineError(number, text, str(error)))
+                    except _Incomplete:
+                        add(_continue_string(text, number, unit, now, next_line, pushed_back))
+            if len(block) >= LINES_PER_BLOCK:
+                yield block
+                block = []
+                add = block.append
+    except Exception:
+        # the source failed part-way (a truncated download, say): the lines before still count
+        if block:
+            yield block
+        raise
+    if block:
+        yield block
 
 
 #: Line heads (measurement and tags) ``_fast_parser`` remembers; past it, it starts afresh.

@@ -14,16 +14,18 @@ import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import IO
 
 from madcheck.detect.alerts import Tags
 from madcheck.engine.lineprotocol import (
+    LINES_PER_BLOCK,
     FastRow,
     LineError,
     LineProtocolError,
     Point,
-    iter_rows,
+    iter_row_blocks,
     parse_line,
 )
 from madcheck.replay.csvinput import CsvLayout, read_csv
@@ -125,16 +127,21 @@ class InputFile:
 
     def items(
         self, options: InputOptions, only: SeriesLines | None = None
-    ) -> Iterator[FastRow | Point | LineError]:
-        """Every line of the file, parsed (as ``iter_rows`` yields it), or with ``only`` the
-        lines it keeps (line protocol only); the file is closed when the iterator ends."""
+    ) -> Iterator[list[FastRow | Point | LineError]]:
+        """Every line of the file, parsed, in blocks (as ``iter_row_blocks`` gives them), or
+        with ``only`` the lines it keeps (line protocol only); the file is closed when the
+        iterator ends."""
         with self._text() as text:
             try:
                 if self.format_for(options.format) == "csv":
-                    yield from read_csv(text, options.measurement, options.precision, options.csv)
+                    points: Iterator[FastRow | Point | LineError] = read_csv(
+                        text, options.measurement, options.precision, options.csv
+                    )
+                    while block := list(islice(points, LINES_PER_BLOCK)):
+                        yield block
                 else:
                     lines = text if only is None else only.lines(text)
-                    yield from iter_rows(lines, options.precision, default_time_ns=NO_TIME)
+                    yield from iter_row_blocks(lines, options.precision, default_time_ns=NO_TIME)
             except (EOFError, gzip.BadGzipFile, zlib.error) as error:
                 raise InputError(f"compressed data truncated or corrupt ({error})") from None
             except OSError as error:

@@ -24,7 +24,7 @@ from madcheck.plugin.delivery import wait_for_sender
 from madcheck.replay.alerts import RESOLVED, AlertRecord
 from madcheck.replay.inputs import InputError, InputFile, InputOptions, SeriesLines
 from madcheck.replay.stats import SeriesStats, StatsObserver
-from madcheck.replay.stream import Admission, Batch, Row, StreamCounts, batches
+from madcheck.replay.stream import Admission, Admitted, Batch, StreamCounts, batches
 from madcheck.replay.trigger import ReplayTrigger
 
 if TYPE_CHECKING:  # the passes only call it; importing it would tie them to the terminal
@@ -103,7 +103,7 @@ class BatchSource:
     def counts(self) -> StreamCounts:
         return self.admission.counts
 
-    def _rows(self) -> Iterator[Row]:
+    def _rows(self) -> Iterator[Admitted]:
         for source in self.files:
             self._current = source
             try:
@@ -128,9 +128,7 @@ class BatchSource:
         catalog.add_columns(measurement)
         total = sum(f.size for f in self.files)
         with self.console.progress(total, label) as update:
-            flushes = batches(
-                self._rows(), self.admission, settings.flush_interval_ns, settings.max_batch_rows
-            )
+            flushes = batches(self._rows(), settings.flush_interval_ns, settings.max_batch_rows)
             for number, batch in enumerate(flushes):
                 catalog.add_columns(measurement, batch.new_tags, batch.new_fields)
                 yield batch, sorted(catalog.tables[measurement]["tags"])
