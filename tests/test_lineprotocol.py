@@ -424,3 +424,45 @@ def test_an_unterminated_string_reports_its_line_and_swallows_only_closed_string
     assert "unterminated string" in parsed[0].error_message
     # lines after the last closing quote are read again as lines of their own
     assert [p.fields["v"] for p in parsed[1:] if isinstance(p, Point)] == [1.0, 2.0]
+
+
+def test_iter_row_blocks_gives_the_engine_rows_iter_lines_gives(monkeypatch):
+    """The replay's row reader accepts, rejects and numbers every line as ``iter_lines`` does,
+    also when a string running over several lines crosses a block's end."""
+    from madcheck.engine import lineprotocol
+    from madcheck.engine.lineprotocol import iter_row_blocks, to_engine_row
+
+    monkeypatch.setattr(lineprotocol, "LINES_PER_BLOCK", 4)
+
+    lines = [
+        "cpu,host=a temp=1.5,load=2 10",
+        'cpu,host=a temp=-.5,n=3i,u=7u,ok=t,s="x y" 11',
+        "cpu,host=a host=1 12",  # a field named like a tag
+        "cpu,host=a temp=1,temp=2 13",  # a field twice: the last one counts
+        "cpu,host=a time=1 14",
+        "cpu,host=b temp=nan 15",
+        "cpu,host=b temp=1e3 16",
+        "",
+        "# a comment",
+        "cpu,host=b temp=\u0661 17",  # a digit, but not an ASCII one
+        r"cpu,host=a\ b temp=1 18",
+        'cpu,host=a s="open',
+        'still" 19',
+        "cpu temp=1",
+        "cpu,host=a temp=1 99999999999999999999",
+    ]
+    expected = [
+        item if isinstance(item, LineError) else (to_engine_row(item), item.line_number)
+        for item in iter_lines(lines, "s", default_time_ns=7)
+    ]
+    got = [
+        (item[2], item[3])
+        if isinstance(item, tuple)
+        else item
+        if isinstance(item, LineError)
+        else (to_engine_row(item), item.line_number)
+        for block in iter_row_blocks(lines, "s", default_time_ns=7)
+        for item in block
+    ]
+    assert got == expected
+    assert sum(isinstance(item, LineError) for item in got) >= 3

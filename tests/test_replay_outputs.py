@@ -10,6 +10,7 @@ import random
 import re
 import struct
 import sys
+from array import array
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -228,16 +229,14 @@ def _points(times_s, admission):
         Point("cpu", {"host": "a"}, {"temp": 1.0}, int(t * 1e9), number)
         for number, t in enumerate(times_s, start=1)
     )
-    return admission.points("test", points)
+    return admission.rows("test", ([point] for point in points))
 
 
 def test_batches_follow_the_data_clock():
     admission = Admission("cpu", lambda *_: None)
     got = [
         [row["time"] // 10**8 for row in batch.rows]
-        for batch in batches(
-            _points([0, 0.5, 1.0, 1.2, 0.9, 3.5], admission), admission, 10**9, 1000
-        )
+        for batch in batches(_points([0, 0.5, 1.0, 1.2, 0.9, 3.5], admission), 10**9, 1000)
     ]
     # a batch closes 1 s of data time after its first row; a late row joins the open batch
     assert got == [[0, 5], [10, 12, 9], [35]]
@@ -246,7 +245,7 @@ def test_batches_follow_the_data_clock():
 def test_batches_are_bounded_and_lazy():
     admission = Admission("cpu", lambda *_: None)
     endless = _points((i / 1000 for i in itertools.count()), admission)
-    first = next(batches(endless, admission, None, max_rows=100))
+    first = next(batches(endless, None, max_rows=100))
     assert len(first.rows) == 100
     assert first.new_tags == ["host"] and first.new_fields == ["temp"]
 
@@ -290,3 +289,73 @@ def test_summary_outliers_match_what_the_plugin_itself_counted(tmp_path):
     assert sum(s.outliers for s in result.stats.values()) == logged
     # the region tag split every host into an old and a new series
     assert {s.tags_text for s in result.stats.values()} >= {"host=a", "host=a,region=eu"}
+
+
+def test_a_charting_pass_parses_only_the_charted_series_lines():
+    """``SeriesLines`` keeps the charted series' lines, the first line of any other head, and
+    every line after one that may open a string running over the next lines."""
+    from madcheck.replay.inputs import SeriesLines
+
+    lines = [
+        "cpu,host=a temp=1 1\n",
+        "cpu,host=b temp=1 1\n",
+        "mem,host=a used=1 1\n",
+        "cpu,host=a temp=2 2\n",
+        "cpu,host=b temp=2 2\n",
+        "cpu,host=a\\ x temp=2 2\n",
+        "cpu,host=a\\ x temp=3 3\n",
+        "mem,host=a used=2 2\n",
+        'cpu,host=b s="runs\n',
+        'on" 3\n',
+        "cpu,host=b temp=3 4\n",
+    ]
+    kept = list(SeriesLines("cpu", {(("host", "a"),)}).lines(lines))
+    assert kept == [lines[i] for i in (0, 1, 2, 3, 5, 6, 8, 9, 10)]
+
+
+def test_charted_series_values_match_a_pass_over_every_line(tmp_path):
+    """The values and bands drawn come out the same whether the charting pass reads every
+    line or only the charted series' lines (``SeriesLines``)."""
+    from madcheck.detect.alerts import alert_id_for
+    from madcheck.detect.detector import Detector
+    from madcheck.engine.catalog import SchemaQueries
+    from madcheck.replay.charts import ChartObserver, SeriesTrace
+    from madcheck.replay.inputs import SeriesLines
+    from madcheck.replay.runner import BatchSource
+
+    rng = random.Random(5)
+    path = tmp_path / "mixed.lp"
+    with path.open("w") as handle:
+        for step in range(3000):
+            host = rng.choice("abcd")
+            value = rng.gauss(10, 1) + (30 if rng.random() < 0.01 else 0)
+            handle.write(f"cpu,host={host} temp={value:.3f} {1_700_000_000 + step}\n")
+            if step % 700 == 0:
+                handle.write(f"mem,host={host} used=1 {1_700_000_000 + step}\n")
+    arguments = trigger_arguments(
+        {"measurement": "cpu", "mad_thresholds": "temp:3:20:2"}, capture_port=9
+    )
+    config = load_config(arguments).config
+    settings = PassSettings(
+        files=(path,), inputs=InputOptions("cpu"), config=config, plugin=Path("unused"),
+        max_batch_rows=500,
+    )  # fmt: skip
+    console = ReplayConsole(progress=False, stream=io.StringIO())
+    charted = {(("host", "b"),), (("host", "d"),)}
+    (threshold,) = config.thresholds
+
+    def traced(only: SeriesLines | None) -> dict[str, tuple[list[int], list[float], list[float]]]:
+        traces = {
+            alert_id_for("cpu", "temp", tags, threshold): SeriesTrace(3000, 20, array("q"))
+            for tags in charted
+        }
+        detector = Detector(config.measurement, config.thresholds, config.state_change_count, 0)
+        detector.observer = ChartObserver("cpu", traces, charted)
+        source = BatchSource(settings, console, SchemaQueries(), False, only)
+        for batch, tag_names in source.read("charting"):
+            detector.process(batch.rows, tag_names)
+        return {key: (list(t.times), list(t.values), list(t.uppers)) for key, t in traces.items()}
+
+    everything = traced(None)
+    assert all(len(times) > 500 for times, _, _ in everything.values())
+    assert traced(SeriesLines("cpu", charted)) == everything

@@ -769,6 +769,23 @@ class Detector:
             entry = self._entries[number]
             cell = entry.windows[group.position]
             traced = observer.traces(entry)
+            if not traced:
+                # counts and outliers only, no value or window read: a replay's summary follows
+                # every series this way, so this is most of what observing costs it
+                span = codes[start:end]
+                entered = len(span) - span.count(-2)
+                if not entered:
+                    continue
+                rows, order = batch.rows, batch.order
+                for offset, code in enumerate(span):
+                    if code > 0:
+                        time_ns = rows[order[start + offset]]["time"]
+                        _report_outliers(observer, entry, name, cell, code, time_ns)
+                last = end - 1
+                while codes[last] == -2:
+                    last -= 1
+                observer.entered(entry, name, cell, entered, rows[order[last]]["time"])
+                continue
             entered, last_ns = 0, 0
             for at in range(start, end):
                 code = codes[at]

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 
 FieldValue = float | int | bool | str
 
@@ -165,17 +166,48 @@ def iter_lines(
     Blank lines and ``#`` comments are skipped but still counted, so line numbers match what an
     editor shows. A line without a timestamp gets ``default_time_ns`` or, when that is ``None``,
     the time this function was called (one instant for the whole input, as InfluxDB does for a
-    request). Memory stays bounded: only a quoted newline makes the parser look ahead.
+    request). Memory stays bounded: lines are parsed ``LINES_PER_BLOCK`` at a time, and only a
+    quoted newline makes the parser look further ahead.
     An unknown precision raises ``ValueError`` here, before any line is read.
     """
     unit = normalize_precision(precision)
     now = time.time_ns() if default_time_ns is None else default_time_ns
-    return _iter_parsed(iter(lines), unit, now)
+    # without ``as_row`` the fast parser makes only points, so no ``FastRow`` comes out
+    blocks = _parsed_blocks(iter(lines), unit, now, _fast_parser(unit, as_row=False))
+    return chain.from_iterable(blocks)  # type: ignore[arg-type]
 
 
-def _iter_parsed(source: Iterator[str], unit: str, now: int) -> Iterator[Point | LineError]:
+#: What :func:`iter_row_blocks` gives for a common line: its table, its tags, its engine row
+#: (tags, fields and ``time``, as :func:`to_engine_row` makes it) and its line number. The tags
+#: dict is shared by every line with the same head: read it, never change it.
+FastRow = tuple[str, dict[str, str], dict[str, FieldValue], int]
+
+#: Lines parsed per block (:func:`iter_row_blocks`); also how far :func:`iter_lines` reads ahead.
+LINES_PER_BLOCK = 1024
+
+
+def iter_row_blocks(
+    lines: Iterable[str], precision: str = "auto", default_time_ns: int | None = None
+) -> Iterator[list[FastRow | Point | LineError]]:
+    """:func:`iter_lines` for a reader of millions of lines that wants engine rows
+    (``madcheck replay``), in lists of up to ``LINES_PER_BLOCK`` lines' results: a common line
+    comes as a ``FastRow``, built directly, without the ``Point`` and the copy of it that
+    :func:`to_engine_row` would make; any other line as ``iter_lines`` yields it. Same lines
+    accepted, same errors, same line numbers; the reader handles each list in one loop instead
+    of resuming a generator per line (together, a third of a replay's parsing time)."""
+    unit = normalize_precision(precision)
+    now = time.time_ns() if default_time_ns is None else default_time_ns
+    return _parsed_blocks(iter(lines), unit, now, _fast_parser(unit, as_row=True))
+
+
+def _parsed_blocks(
+    source: Iterator[str],
+    unit: str,
+    now: int,
+    fast: Callable[[str, int], FastRow | Point | None],
+) -> Iterator[list[FastRow | Point | LineError]]:
     """The common line (no escape, no quote, ``measurement,tags fields timestamp`` with single
-    spaces) is parsed inline by ``_fast_point``; anything else goes through ``_parse``."""
+    spaces) is parsed inline by ``fast``; anything else goes through ``_parse``."""
     pushed_back: deque[tuple[int, str]] = deque()
     counter = 0
 
@@ -189,37 +221,51 @@ def _iter_parsed(source: Iterator[str], unit: str, now: int) -> Iterator[Point |
         counter += 1
         return counter, raw.rstrip("\r\n")
 
-    fast = _fast_parser(unit)
-    for raw in source:
-        counter += 1
-        text = raw.rstrip("\r\n")
-        point = fast(text, counter)
-        if point is not None:
-            yield point
-            continue
-        pushed_back.append((counter, text))
-        while pushed_back:
-            number, text = pushed_back.popleft()
-            stripped = text.lstrip(" \t")
-            if not stripped or stripped.startswith("#"):
-                continue
-            try:
-                yield _parse(text, unit, now, number)
-            except LineProtocolError as error:
-                yield LineError(number, text, str(error))
-            except _Incomplete:
-                yield _continue_string(text, number, unit, now, next_line, pushed_back)
+    block: list[FastRow | Point | LineError] = []
+    add = block.append
+    try:
+        for raw in source:
+            counter += 1
+            text = raw.rstrip("\r\n")
+            point = fast(text, counter)
+            if point is not None:
+                add(point)
+            else:
+                pushed_back.append((counter, text))
+                while pushed_back:
+                    number, text = pushed_back.popleft()
+                    stripped = text.lstrip(" \t")
+                    if not stripped or stripped.startswith("#"):
+                        continue
+                    try:
+                        add(_parse(text, unit, now, number))
+                    except LineProtocolError as error:
+                        add(LineError(number, text, str(error)))
+                    except _Incomplete:
+                        add(_continue_string(text, number, unit, now, next_line, pushed_back))
+            if len(block) >= LINES_PER_BLOCK:
+                yield block
+                block = []
+                add = block.append
+    except Exception:
+        # the source failed part-way (a truncated download, say): the lines before still count
+        if block:
+            yield block
+        raise
+    if block:
+        yield block
 
 
 #: Line heads (measurement and tags) ``_fast_parser`` remembers; past it, it starts afresh.
 _HEADS_CACHED = 4096
 
 
-def _fast_parser(unit: str) -> Callable[[str, int], Point | None]:
-    """A parser of the common line for ``unit``; it returns ``None`` for any other line (a blank
-    line, a comment, an error...), which the general path then reads, so it decides nothing the
-    scanner would decide differently. Written for speed: the local engine's writes and every
-    replay go through it, one call per line."""
+def _fast_parser(unit: str, as_row: bool) -> Callable[[str, int], FastRow | Point | None]:
+    """A parser of the common line for ``unit``, making a ``Point`` or (``as_row``) a
+    ``FastRow``; it returns ``None`` for any other line (a blank line, a comment, an error, a
+    field named like a tag or twice...), which the general path then reads, so it decides
+    nothing the scanner would decide differently. Written for speed: the local engine's writes
+    and every replay go through it, one call per line."""
     scale = 1 if unit == "auto" else _NS_PER_UNIT[unit]
     auto = unit == "auto"
     # measurement and tags of the heads seen (a file has few series): parsed once each
@@ -238,7 +284,7 @@ def _fast_parser(unit: str) -> Callable[[str, int], Point | None]:
         parsed = heads[head] = (names[0], tags)
         return parsed
 
-    def fast(text: str, number: int) -> Point | None:
+    def fast(text: str, number: int) -> FastRow | Point | None:
         if text[:1] <= " " or text[0] in "#," or "\\" in text or '"' in text:
             return None
         parts = text.split(" ")
@@ -251,21 +297,23 @@ def _fast_parser(unit: str) -> Callable[[str, int], Point | None]:
         if known is None:
             return None
         measurement, tags = known
-        tags = tags.copy()  # each point owns its tags
-        fields: dict[str, FieldValue] = {}
+        # a row starts as the tags, so a field named like a tag is seen as taken, like a
+        # repeated field name: both are left to the general path
+        values: dict[str, FieldValue] = dict(tags) if as_row else {}
         for pair in body.split(","):
             key, sep, raw = pair.partition("=")
-            if not key or not sep:
+            if not key or not sep or key in values or key == "time":
                 return None
             digits = raw[1:] if raw[:1] == "-" else raw
             if digits.replace(".", "", 1).isdigit() and digits.isascii():
-                fields[key] = float(raw)  # plain decimal: 1.5, -2, .5, 3.
+                values[key] = float(raw)  # plain decimal: 1.5, -2, .5, 3.
                 continue
             value = _unquoted_value(raw) if raw else None
             if value is None:
                 return None
-            fields[key] = value
-        if "time" in fields or not tags.keys().isdisjoint(fields):
+            # the engine's rows hold plain ints (``to_engine_row``)
+            values[key] = int(value) if as_row and type(value) is UInt64 else value
+        if not as_row and not tags.keys().isdisjoint(values):
             return None
         written = int(stamp)
         if auto:
@@ -281,7 +329,10 @@ def _fast_parser(unit: str) -> Callable[[str, int], Point | None]:
             ns = written * scale
         if ns > INT64_MAX:
             return None  # the general path says why
-        return Point(measurement, tags, fields, ns, number, text)
+        if as_row:
+            values["time"] = ns
+            return measurement, tags, values, number
+        return Point(measurement, tags.copy(), values, ns, number, text)  # each owns its tags
 
     return fast
 

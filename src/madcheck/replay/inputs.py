@@ -11,17 +11,21 @@ import gzip
 import io
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import IO
 
+from madcheck.detect.alerts import Tags
 from madcheck.engine.lineprotocol import (
+    LINES_PER_BLOCK,
+    FastRow,
     LineError,
     LineProtocolError,
     Point,
-    iter_lines,
+    iter_row_blocks,
     parse_line,
 )
 from madcheck.replay.csvinput import CsvLayout, read_csv
@@ -121,15 +125,76 @@ class InputFile:
             # value, not the whole replay.
             yield io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
 
-    def points(self, options: InputOptions) -> Iterator[Point | LineError]:
-        """Every line of the file, parsed; the file is closed when the iterator ends."""
+    def items(
+        self, options: InputOptions, only: SeriesLines | None = None
+    ) -> Iterator[list[FastRow | Point | LineError]]:
+        """Every line of the file, parsed, in blocks (as ``iter_row_blocks`` gives them), or
+        with ``only`` the lines it keeps (line protocol only); the file is closed when the
+        iterator ends."""
         with self._text() as text:
             try:
                 if self.format_for(options.format) == "csv":
-                    yield from read_csv(text, options.measurement, options.precision, options.csv)
+                    points: Iterator[FastRow | Point | LineError] = read_csv(
+                        text, options.measurement, options.precision, options.csv
+                    )
+                    while block := list(islice(points, LINES_PER_BLOCK)):
+                        yield block
                 else:
-                    yield from iter_lines(text, options.precision, default_time_ns=NO_TIME)
+                    lines = text if only is None else only.lines(text)
+                    yield from iter_row_blocks(lines, options.precision, default_time_ns=NO_TIME)
             except (EOFError, gzip.BadGzipFile, zlib.error) as error:
                 raise InputError(f"compressed data truncated or corrupt ({error})") from None
             except OSError as error:
                 raise InputError(f"read failed: {error.strerror or error}") from None
+
+
+class SeriesLines:
+    """The lines a later pass over a file needs when it follows only some series (the charts):
+    those of the series ``wanted`` (table, tags as ``Series.tags()`` gives them), and the first
+    line of every other line head, so the table's columns are learnt as the first pass learnt
+    them. Every other line is dropped before it is parsed, by its head's text: the second pass
+    of ``--plot`` then costs a fraction of the first. The head is cut at the first space and
+    judged once; any head that is not plain (an escape, a quote, a leading space, a comment)
+    keeps its line, and a line with an odd number of quotes (maybe a string running on over
+    the next lines) turns the filter off for the rest of the file, so a kept line is never
+    parsed differently than in the first pass."""
+
+    def __init__(self, measurement: str, wanted: set[Tags]) -> None:
+        self.measurement = measurement
+        self.wanted = wanted
+
+    def lines(self, text: Iterable[str]) -> Iterator[str]:
+        seen: dict[str, bool] = {}  # head -> keep its later lines
+        source = iter(text)
+        for line in source:
+            if '"' in line and line.count('"') % 2:
+                yield line
+                yield from source
+                return
+            head = line.partition(" ")[0]
+            keep = seen.get(head)
+            if keep is None:
+                if len(seen) >= _HEADS_JUDGED:
+                    seen.clear()  # a file of endless heads: judged again, memory stays bounded
+                seen[head] = self._wanted(head)
+                yield line
+            elif keep:
+                yield line
+
+    def _wanted(self, head: str) -> bool:
+        if not head or head[0] in " \t#," or "\\" in head or '"' in head:
+            return True
+        measurement, *pairs = head.split(",")
+        if measurement != self.measurement:
+            return False
+        tags = []
+        for pair in pairs:
+            name, sep, value = pair.partition("=")
+            if not sep:
+                return True  # an error: the parser reports it
+            tags.append((name, value))
+        return tuple(sorted(tags)) in self.wanted
+
+
+#: Line heads ``SeriesLines`` remembers at once.
+_HEADS_JUDGED = 100_000

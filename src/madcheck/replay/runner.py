@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from madcheck.config.settings import Config
+from madcheck.detect.alerts import Tags
 from madcheck.detect.detector import Detector, VerdictObserver
 from madcheck.engine.catalog import SchemaQueries
-from madcheck.engine.lineprotocol import Point
 from madcheck.replay.alerts import HELD_STATES, RESOLVED, AlertRecord
-from madcheck.replay.inputs import InputError, InputFile, InputOptions
+from madcheck.replay.inputs import InputError, InputFile, InputOptions, SeriesLines
 from madcheck.replay.noise import ReplayCatalog
 from madcheck.replay.stats import SeriesStats, StatsObserver
-from madcheck.replay.stream import Admission, Batch, StreamCounts, batches
+from madcheck.replay.stream import Admission, Admitted, Batch, StreamCounts, batches
 from madcheck.replay.trigger import ReplayTrigger
 
 if TYPE_CHECKING:  # the passes only call it; importing it would tie them to the terminal
@@ -97,6 +97,7 @@ class BatchSource:
         console: ReplayConsole,
         catalog: SchemaQueries,
         report_bad_lines: bool = True,
+        only: SeriesLines | None = None,
     ) -> None:
         self.settings = settings
         self.console = console
@@ -104,6 +105,7 @@ class BatchSource:
         self.files = [InputFile(path) for path in settings.files]
         on_bad_line = console.bad_line if report_bad_lines else _ignore_bad_line
         self.admission = Admission(settings.inputs.measurement, on_bad_line)
+        self._only = only
         self._done_bytes = 0
         self._current: InputFile | None = None
 
@@ -111,12 +113,12 @@ class BatchSource:
     def counts(self) -> StreamCounts:
         return self.admission.counts
 
-    def _points(self) -> Iterator[Point]:
+    def _rows(self) -> Iterator[Admitted]:
         for source in self.files:
             self._current = source
             try:
-                yield from self.admission.points(
-                    str(source.path), source.points(self.settings.inputs)
+                yield from self.admission.rows(
+                    str(source.path), source.items(self.settings.inputs, self._only)
                 )
             except InputError as error:
                 self.console.note(f"{source.path}: {error}; the rest of this file is skipped")
@@ -136,9 +138,7 @@ class BatchSource:
         catalog.add_columns(measurement)
         total = sum(f.size for f in self.files)
         with self.console.progress(total, label) as update:
-            flushes = batches(
-                self._points(), self.admission, settings.flush_interval_ns, settings.max_batch_rows
-            )
+            flushes = batches(self._rows(), settings.flush_interval_ns, settings.max_batch_rows)
             for number, batch in enumerate(flushes):
                 catalog.add_columns(measurement, batch.new_tags, batch.new_fields)
                 yield batch, sorted(catalog.tables[measurement]["tags"])
@@ -202,9 +202,12 @@ def replay_pass(
     return PassResult(source.counts, flushes, time.perf_counter() - started, stats, totals)
 
 
-def trace_pass(settings: PassSettings, console: ReplayConsole, observer: VerdictObserver) -> None:
-    """The charted series again, value by value, through the detector the plugin uses (same
-    configuration, same batches, same tag names), with ``observer`` tracing them."""
+def trace_pass(
+    settings: PassSettings, console: ReplayConsole, observer: VerdictObserver, series: set[Tags]
+) -> None:
+    """The charted ``series`` again, value by value, through the detector the plugin uses (same
+    configuration, same tag names), with ``observer`` tracing them. Only their lines are parsed
+    (``SeriesLines``): a series' verdicts depend on its own rows, not on how rows are batched."""
     config = settings.config
     detector = Detector(
         config.measurement,
@@ -213,6 +216,7 @@ def trace_pass(settings: PassSettings, console: ReplayConsole, observer: Verdict
         config.recovery_count if config.notify_recovery else 0,
     )
     detector.observer = observer
-    source = BatchSource(settings, console, SchemaQueries(), report_bad_lines=False)
+    only = SeriesLines(settings.inputs.measurement, series)
+    source = BatchSource(settings, console, SchemaQueries(), report_bad_lines=False, only=only)
     for batch, tag_names in source.read("charting"):
         detector.process(batch.rows, tag_names)

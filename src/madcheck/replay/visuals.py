@@ -3,7 +3,7 @@
 During the replay only alert positions (capped per series) and the alerts for the report's tables
 (capped) are kept. Afterwards the series that alerted most, up to ``--plot-limit``, are followed
 through a second pass over the input (``runner.trace_pass``: the plugin's detector, tracing only
-those series) and drawn.
+those series and parsing only their lines) and drawn.
 """
 
 from __future__ import annotations
@@ -98,8 +98,9 @@ class Visuals:
             for s in charted
         }
         if traces:
-            observer = ChartObserver(settings.inputs.measurement, traces, {s.tags for s in charted})
-            trace_pass(settings, console, observer)
+            tags = {s.tags for s in charted}
+            observer = ChartObserver(settings.inputs.measurement, traces, tags)
+            trace_pass(settings, console, observer, tags)
         charts: list[Chart] = []
         for series in charted:
             png = render_chart(series, traces[series.alert_id], self._marks[series.alert_id])
