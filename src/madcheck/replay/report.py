@@ -47,7 +47,8 @@ _ALERT_HEADINGS = (
     "time (UTC)", "state", "rule", "value", "median", "MAD", "lower", "upper", "transitions",
 )  # fmt: skip
 _SERIES_HEADINGS = (
-    "series", "field", "threshold", "points", "outliers", "fired", "suppressed", "resolved",
+    "series", "field", "threshold", "points", "outliers", "fired", "suppressed", "incidents",
+    "resolved",
 )  # fmt: skip
 
 

@@ -29,6 +29,8 @@ class SeriesStats:
     fired: int = 0
     suppressed: int = 0
     resolved: int = 0
+    #: episodes, from a firing to its recovery (replay/incidents.py)
+    incidents: int = 0
 
     @property
     def tags_text(self) -> str:
@@ -44,6 +46,7 @@ class SeriesStats:
             f"{self.outliers:,}",
             f"{self.fired:,}",
             f"{self.suppressed:,}",
+            f"{self.incidents:,}",
             f"{self.resolved:,}",
         ]
 

@@ -7,10 +7,14 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from madcheck.replay.console import plural, shown, table_text
+from madcheck.replay.incidents import per_series_per_day, rate_text
 from madcheck.replay.stats import SeriesStats
 from madcheck.replay.stream import StreamCounts
 
-HEADINGS = ("series", "field", "threshold", "points", "outliers", "fired", "suppressed", "resolved")
+HEADINGS = (
+    "series", "field", "threshold", "points", "outliers", "fired", "suppressed", "incidents",
+    "resolved",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,15 @@ class ReplayTotals:
     #: ``True`` with ``--send``: notifications went to a running notifier
     sent: bool
     seconds: float
+    #: episodes (replay/incidents.py), series with at least one, days of data time
+    incidents: int = 0
+    series_with_incidents: int = 0
+    days: float = 0.0
+
+    @property
+    def incident_rate(self) -> float | None:
+        """Incidents per series per day."""
+        return per_series_per_day(self.incidents, self.series, self.days)
 
     @property
     def notifications(self) -> int:
@@ -44,6 +57,11 @@ class ReplayTotals:
         text += f"; {plural(self.fired, 'alert')} fired, {self.suppressed:,} suppressed"
         if self.resolved:
             text += f", {self.resolved:,} resolved"
+        text += (
+            f"; {plural(self.incidents, 'incident')} in {self.series_with_incidents:,} of "
+            f"{plural(self.series, 'series', 'series')}, "
+            f"{rate_text(self.incident_rate)} per series per day over {self.days:.3g} days"
+        )
         what = "sent to the notifier" if self.sent else "none sent"
         text += f"; {plural(self.notifications, 'notification')} ({what})"
         return text + f"; {self.seconds:.1f} s ({rate:,.0f} points/s)"
