@@ -169,10 +169,8 @@ def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
             arguments["mad_thresholds"] = f"{options.suggest}:3:30:3"
         _with_measurement(options, arguments)
         captured = trigger_arguments(given, from_file, capture.port)
-        captured["mad_thresholds"] = (
-            arguments["mad_thresholds"] if "mad_thresholds" in arguments else ""
-        )
-        captured["measurement"] = arguments.get("measurement", "")
+        for name in ("measurement", "mad_thresholds"):
+            captured[name] = arguments.get(name, "")
         settings = _settings(options, arguments)
         if options.suggest:
             return _suggest(options, console, settings, arguments, budget)

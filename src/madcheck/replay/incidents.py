@@ -56,7 +56,7 @@ class Budget:
 
 
 def parse_budget(text: str) -> Budget:
-    """``1/day``, ``1/week``, ``3/d``, ``0.5/w``, ``/week`` (one) -> incidents per series per day."""
+    """``1/day``, ``1/week``, ``3/d``, ``0.5/w``, ``/week`` -> incidents per series per day."""
     match = _BUDGET.match(text.lower())
     if match is None or match.group(2) not in BUDGET_UNITS:
         raise BudgetError(
