@@ -273,7 +273,11 @@ def suggest(
     if days <= 0:
         raise SuggestError("the input spans no data time: a budget per day cannot be judged")
     ranked, fits = rank(list(results.values()), series, days, budget)
-    _print(stream, ranked, fits, series, days, budget, len(grid), floors, passed.seconds, given)
+    own = None
+    if given is not None and given.count is not None:
+        mine = Candidate(field_name, given.k, given.window_count, given.count, given.mad_floor)
+        own = next((r for r in results.values() if r.candidate == mine), None)
+    _print(stream, ranked, fits, series, days, budget, len(grid), floors, passed.seconds, own)
     return ranked
 
 
@@ -287,7 +291,7 @@ def _print(
     searched: int,
     floors: list[float],
     seconds: float,
-    given: Threshold | None,
+    own: CandidateResult | None,
 ) -> None:
     strong = f"strong (>= {STRONG_MADS:g} MAD)"
     headings = ["#", "mad_thresholds", "mad_floor", "incidents", "per series per day", strong,
@@ -315,33 +319,20 @@ def _print(
         shown(
             f"{plural(searched, 'candidate')} searched over {plural(series, 'series', 'series')}"
             f" and {days:.3g} days of data in {seconds:.1f} s{floor_note}; budget {budget.text}"
-            f" ({budget.per_day:.3g} incidents per series per day)"
+            f" ({budget.per_day:.3g} per series per day)"
         ),
         file=stream,
     )
-    if given is not None:
-        own = next(
-            (
-                (position, r)
-                for position, r in enumerate(ranked, start=1)
-                if r.candidate.condition
-                == f"{given.field}:{given.k:g}:{given.window_count}:{given.count}"
-                and r.candidate.mad_floor == given.mad_floor
+    if own is not None:
+        rate = rate_text(per_series_per_day(own.incidents, series, days))
+        where = f"rank {ranked.index(own) + 1}" if own in ranked else "not within the budget"
+        print(
+            shown(
+                f"yours, {own.candidate.condition}: {plural(own.incidents, 'incident')}, "
+                f"{rate} per series per day, {own.strong:,} strong ({where})"
             ),
-            None,
+            file=stream,
         )
-        if own is not None:
-            position, result = own
-            rate = rate_text(per_series_per_day(result.incidents, series, days))
-            print(
-                shown(
-                    f"yours, {given.describe()}: {plural(result.incidents, 'incident')}, {rate} "
-                    f"per series per day, {result.strong:,} strong (rank {position})"
-                ),
-                file=stream,
-            )
-        else:
-            print(shown(f"yours, {given.describe()}: not within the budget"), file=stream)
     if not ranked:
         return
     if not fits:
