@@ -14,15 +14,16 @@ so incidents are the plugin's own episodes (replay/incidents.py).
 2. **Most strong incidents**: incidents whose largest deviation, in the window's own MAD (the
    floored MAD when a floor is set), reaches ``STRONG_MADS``. For normal data MAD = 0.6745
    sigma, so 8 MADs is 5.4 sigma: calm normal data goes that far about once in 15 million
-   points; such a deviation is news whatever the configuration. A deviation measured against a
+   points (more often in small windows, whose MAD wobbles); such a deviation is news whatever
+   the configuration. A deviation measured against a
    MAD of 0 (no floor) counts as none: with MAD 0 every change is "infinitely" far.
 3. **Fewest incidents** in all: what is not strong is mostly noise.
 4. Then the larger ``k``, count and window (the more conservative of equals).
 
 When no candidate fits the budget, the ones with the fewest incidents per series per day are
-shown, and the message says so. ``mad_floor`` candidates join the grid when the MAD is often 0
-at the start of the input (``ZERO_MAD_SHARE`` of sampled windows): then the band has no width
-and any change is an outlier.
+shown, and the message says so. When the MAD is often 0 at the start of the input
+(``ZERO_MAD_SHARE`` of sampled windows: the band has no width and any change is an outlier),
+every candidate gets a ``mad_floor``, of ``FLOOR_FACTORS`` times the typical non-zero MAD.
 """
 
 from __future__ import annotations
@@ -131,11 +132,13 @@ def strength(record: AlertRecord) -> float:
 def candidates(
     field_name: str, floors: Sequence[float], given: Threshold | None
 ) -> list[Candidate]:
-    """The grid: every window x floor x k x count, plus the user's own condition."""
+    """The grid: every window x floor x k x count, plus the user's own condition. With
+    floors, every candidate has one: without, the series whose MAD is 0 would fire on any change
+    in every candidate (and replaying those alerts would take most of the search's time)."""
     grid = [
         Candidate(field_name, k, window, count, floor)
         for window in WINDOWS
-        for floor in (0.0, *floors)
+        for floor in floors or (0.0,)
         for k in KS
         for count in COUNTS
         if (k, count) not in NOISY
