@@ -195,3 +195,25 @@ def test_suggest_refuses_what_it_cannot_judge(tmp_path, capsys):
     assert replay(lp, "--measurement", "cpu", "--suggest", "temp", "--alerts",
                   tmp_path / "a.csv") == 2  # fmt: skip
     assert "--suggest prints suggestions only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [("", "--suggest needs a field name"), ("a@b", "cannot contain '@'"),
+     ("a,b", "cannot contain ','")],
+)  # fmt: skip
+def test_suggest_refuses_fields_mad_thresholds_cannot_name(tmp_path, capsys, field, message):
+    lp = data.write_lp(tmp_path / "cpu.lp")
+    assert replay(lp, "--measurement", "cpu", "--suggest", field) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_suggest_compares_the_given_condition_only_when_given(tmp_path, capsys):
+    lp = data.write_lp(tmp_path / "cpu.lp")
+    replay(lp, "--measurement", "cpu", "--suggest", "temp", "--budget", "3/day")
+    assert "yours," not in capsys.readouterr().out
+    replay(lp, "--measurement", "cpu", "--suggest", "temp", "--budget", "3/day",
+           "--mad-thresholds", data.THRESHOLDS)  # fmt: skip
+    out = capsys.readouterr().out
+    # the hand-worked incidents of replay_data: 3 over 3 series and 1,990 s
+    assert re.search(r"yours, temp:3:20:3: 3 incidents, 43\.4 per series per day", out), out

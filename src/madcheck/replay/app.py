@@ -155,7 +155,9 @@ def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
     missing = [str(path) for path in options.files if not path.is_file()]
     if missing:
         raise UsageError(f"no such file: {', '.join(missing)}")
-    budget = parse_budget(options.budget) if options.budget else None
+    if options.suggest is not None:
+        _check_suggested_field(options.suggest)
+    budget = parse_budget(options.budget) if options.budget is not None else None
     if budget is not None and not (options.sweep or options.suggest):
         raise UsageError("--budget goes with --sweep or --suggest")
     with ExitStack() as stack:
@@ -164,7 +166,8 @@ def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
         # --send it still takes the shadow trigger's (replay/incidents.py).
         capture = stack.enter_context(CaptureEndpoint())
         arguments = trigger_arguments(given, from_file, None if options.send else capture.port)
-        if options.suggest and not arguments.get("mad_thresholds", "").strip():
+        placeholder = bool(options.suggest) and not arguments.get("mad_thresholds", "").strip()
+        if placeholder:
             # the searched conditions replace it; a placeholder lets the configuration load
             arguments["mad_thresholds"] = f"{options.suggest}:3:30:3"
         _with_measurement(options, arguments)
@@ -173,7 +176,7 @@ def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
             captured[name] = arguments.get(name, "")
         settings = _settings(options, arguments)
         if options.suggest:
-            return _suggest(options, console, settings, arguments, budget)
+            return _suggest(options, console, settings, arguments, budget, not placeholder)
         if options.sweep:
             _sweep(options, console, settings, arguments, budget)
             return 0
@@ -211,6 +214,18 @@ def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
     return 0
 
 
+def _check_suggested_field(name: str) -> None:
+    """The field must be one a ``mad_thresholds`` argument can name."""
+    if not name.strip():
+        raise UsageError("--suggest needs a field name")
+    bad = sorted({char for char in name if char in "@,"})
+    if bad:
+        raise UsageError(
+            f"--suggest {name!r}: a field named in mad_thresholds cannot contain "
+            f"{' or '.join(repr(c) for c in bad)}"
+        )
+
+
 def _sweep(
     options: argparse.Namespace,
     console: ReplayConsole,
@@ -232,7 +247,10 @@ def _suggest(
     settings: PassSettings,
     arguments: dict[str, str],
     budget: Budget | None,
+    compare_given: bool,
 ) -> int:
+    """``--suggest``; ``compare_given``: ``--mad-thresholds`` (or the TOML file) was given, and
+    its condition on the field is shown beside the suggestions."""
     from madcheck.replay.suggest import DEFAULT_BUDGET, SuggestError, suggest
 
     if options.sweep or options.alerts or options.plot or options.report or options.send:
@@ -247,6 +265,7 @@ def _suggest(
             arguments,
             options.suggest,
             budget or parse_budget(DEFAULT_BUDGET),
+            compare_given,
         )
     except SuggestError as error:
         raise UsageError(str(error)) from None

@@ -253,9 +253,15 @@ def suggest(
     arguments: Mapping[str, str],
     field_name: str,
     budget: Budget,
+    compare_given: bool = True,
 ) -> list[CandidateResult]:
-    """Search, print the best few, and return them all ranked."""
-    given = next((t for t in settings.config.thresholds if t.field == field_name and t.count), None)
+    """Search, print the best few, and return them all ranked; ``compare_given``: the
+    configuration's own count condition on the field (if any) is searched and shown too."""
+    given = None
+    if compare_given:
+        given = next(
+            (t for t in settings.config.thresholds if t.field == field_name and t.count), None
+        )
     floors = sample_floors(settings, console, field_name)
     grid = candidates(field_name, floors, given)
     triggers, results = _triggers(grid, arguments)
