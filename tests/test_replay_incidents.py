@@ -217,3 +217,16 @@ def test_suggest_compares_the_given_condition_only_when_given(tmp_path, capsys):
     out = capsys.readouterr().out
     # the hand-worked incidents of replay_data: 3 over 3 series and 1,990 s
     assert re.search(r"yours, temp:3:20:3: 3 incidents, 43\.4 per series per day", out), out
+
+
+def test_report_summary_shows_the_incidents(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    lp = data.write_lp(tmp_path / "cpu.lp")
+    page = tmp_path / "replay.html"
+    assert replay(lp, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS,
+                  "--report", page) == 0  # fmt: skip
+    capsys.readouterr()
+    text = page.read_text()
+    assert "3 incidents in 2 of 3 series, 43.4 per series per day over 0.023 days" in text
+    assert "<th>incidents</th>" in text
+    assert "resolved</td>" not in text  # the internal recoveries are not shown
