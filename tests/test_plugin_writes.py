@@ -219,6 +219,17 @@ def test_bad_rows_are_counted_in_one_line_and_lose_nothing_else():
     assert not engine.log_texts("ERROR")
 
 
+def test_a_clean_batch_logs_no_passed_over_warning():
+    """Every value usable, in a batch large enough for numpy's block path: nothing to report."""
+    engine = make_engine()
+    values = [10.0 + (i % 3) for i in range(60)]
+    batch = [rows("cpu", values, host="h1")]
+    args = {**args_for(free_port()), "mad_thresholds": "temp:3:5:2@temp:4:5:2"}
+    run_mad_plugin(engine, batch, args)
+    run_mad_plugin(engine, batch, args)
+    assert not [w for w in engine.log_texts("WARN") if "passed over" in w]
+
+
 def test_malformed_batches_never_raise():
     engine = make_engine()
     for batches in [

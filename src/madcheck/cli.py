@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "madcheck.engine.commands",
     "madcheck.demo",
     "madcheck.replay.command",
+    "madcheck.route.command",
 )
 
 

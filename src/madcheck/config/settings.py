@@ -30,11 +30,18 @@ from madcheck.config.durations import (
     parse_seconds,
 )
 from madcheck.config.envref import EnvReferenceError, resolve
+from madcheck.config.noise import (
+    NOISE_ARGUMENTS,
+    NoiseConfigError,
+    NoiseSettings,
+    all_sender_names,
+    noise_settings,
+    requested_senders,
+)
 from madcheck.config.quoting import unquote
 from madcheck.config.senders import (
     SECRET_ARGUMENTS,
     build_senders_config,
-    parse_sender_names,
 )
 from madcheck.config.thresholds import Threshold, parse_thresholds
 
@@ -98,6 +105,7 @@ KNOWN_ARGUMENTS = frozenset(
         "notification_missing_text",
     }
     | SECRET_ARGUMENTS
+    | NOISE_ARGUMENTS
 )
 
 
@@ -164,6 +172,8 @@ class Config:
     recovery_count: int = 3
     recovery_text: str = DEFAULT_RECOVERY_TEXT
     repeat_interval_ns: int = 0
+    #: severity routes and the other noise-control stages (docs/noise-control.md)
+    noise: NoiseSettings = field(default_factory=NoiseSettings)
     #: ``missing_after`` and friends; None when not set (process_writes does not need them)
     missing: MissingSettings | None = None
 
@@ -230,8 +240,9 @@ def _validated(
             "may get before it counts as missing, e.g. missing_after=5m"
         )
 
-    names = parse_sender_names(merged.get("senders"))
-    if not names:
+    default_names, level_names = requested_senders(merged)
+    names = all_sender_names(default_names, level_names)
+    if not default_names and len(level_names) < 3:
         raise ConfigError("senders is required: dot-separated channels, e.g. senders=slack.http")
     try:
         senders_config, sender_warnings = build_senders_config(names, merged, env)
@@ -240,6 +251,12 @@ def _validated(
     warnings.extend(sender_warnings)
     if not senders_config:
         raise ConfigError("no usable sender: " + "; ".join(sender_warnings))
+    try:
+        noise = noise_settings(
+            merged, measurement, default_names, level_names, senders_config, thresholds
+        )
+    except NoiseConfigError as problem:
+        raise ConfigError(str(problem)) from None
 
     state_change_count = _integer(merged, "state_change_count", 0, minimum=0)
     if state_change_count == 1:
@@ -299,6 +316,7 @@ def _validated(
         recovery_count=_integer(merged, "recovery_count", 3, minimum=1, maximum=MAX_RECOVERY_COUNT),
         recovery_text=_text(merged.get("notification_recovery_text")) or DEFAULT_RECOVERY_TEXT,
         repeat_interval_ns=_repeat_interval(merged),
+        noise=noise,
         missing=missing,
     )
     if not config.notify_recovery:

@@ -1,10 +1,18 @@
-"""The ``mad_thresholds`` argument: ``field:k:window_count:threshold`` conditions joined by ``@``.
+"""The ``mad_thresholds`` argument: ``field:k:window_count:threshold[:level]`` conditions joined
+by ``@``.
 
 The value reaches the plugin in several spellings, because the seed's own example quotes ``k``
 inside an already quoted shell word: ``temp:2.5:20:5@load:3:10:2m``, ``temp:"2.5":20:5``,
 ``'temp:2.5:20:5'``. All are accepted. A TOML file may instead give a list of
-``[field, k, window_count, threshold]`` lists. A bad condition is reported and skipped so the good
-ones still run.
+``[field, k, window_count, threshold]`` lists (a fifth element is the level). A bad condition is
+reported and skipped so the good ones still run.
+
+The parts are split from the right, because a field name may itself contain ``:``. A level is
+recognised by its word alone: when the last part is ``info``, ``warning`` or ``critical`` it is
+the level, otherwise the condition has the default level ``warning``. This cannot be ambiguous:
+a threshold is a whole number or a duration, and neither can be one of those words. So
+``a:b:3:9:2`` is field ``a:b`` at the default level, ``a:b:3:9:2:critical`` the same at
+``critical``.
 """
 
 from __future__ import annotations
@@ -18,6 +26,10 @@ from madcheck.config.quoting import unquote
 
 MIN_WINDOW = 2
 MAX_WINDOW = 100_000
+#: severity levels, lowest first; a condition without one is ``warning``
+LEVELS = ("info", "warning", "critical")
+DEFAULT_LEVEL = "warning"
+LEVEL_RANK = {level: rank for rank, level in enumerate(LEVELS)}
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,7 @@ class Threshold:
     window_count: int
     count: int | None = None
     duration_ns: int | None = None
+    severity: str = DEFAULT_LEVEL
     #: The band is never narrower than ``k * mad_floor`` on each side (``mad_floor`` argument),
     #: nor than ``k * mad_floor_pct / 100 * |median|``; 0 for both is the plain definition.
     mad_floor: float = 0.0
@@ -68,8 +81,20 @@ class Threshold:
         assert self.duration_ns is not None
         return format_duration_ns(self.duration_ns)
 
+    @property
+    def rank(self) -> int:
+        """The severity's place in ``LEVELS``: a higher rank outranks a lower one."""
+        return LEVEL_RANK[self.severity]
+
     def describe(self) -> str:
-        return f"{self.field}:{self.k:g}:{self.window_count}:{self.threshold_text}"
+        """The condition as written, its level only when it is not the default."""
+        level = "" if self.severity == DEFAULT_LEVEL else f":{self.severity}"
+        return f"{self.field}:{self.k:g}:{self.window_count}:{self.threshold_text}{level}"
+
+    @property
+    def condition(self) -> tuple[str, float, int, str]:
+        """What the condition tests, whatever its level: two conditions alike in this are one."""
+        return (self.field, self.k, self.window_count, self.threshold_text)
 
 
 class ThresholdError(ValueError):
@@ -128,18 +153,46 @@ def _parse_limit(raw: object) -> tuple[int | None, int | None]:
         ) from error
 
 
+def level_of(raw: object) -> str | None:
+    """``raw`` as a severity level (``Critical`` and ``"critical"`` too), or None."""
+    if not isinstance(raw, str):
+        return None
+    text = unquote(raw).strip().lower()
+    return text if text in LEVEL_RANK else None
+
+
 def threshold_from_parts(parts: Sequence[object]) -> Threshold:
-    """Build a ``Threshold`` from ``[field, k, window_count, threshold]``."""
+    """Build a ``Threshold`` from ``[field, k, window_count, threshold]`` or the same with a
+    fifth element, the level."""
+    if len(parts) == 5:
+        level = level_of(parts[4])
+        if level is None:
+            raise ThresholdError(
+                f"the level must be one of {', '.join(LEVELS)}, got {_shorten(parts[4])!r}"
+            )
+        parts = parts[:4]
+    else:
+        level = DEFAULT_LEVEL
     if len(parts) != 4:
         raise ThresholdError(
-            f"expected field:k:window_count:threshold (4 parts), got {len(parts)} part(s)"
+            "expected field:k:window_count:threshold[:level] (4 parts, or 5 with a level), "
+            f"got {len(parts)} part(s)"
         )
     raw_field, raw_k, raw_window, raw_limit = parts
     field = unquote(raw_field) if isinstance(raw_field, str) else ""
     if not field:
         raise ThresholdError("the field name is empty")
     count, duration_ns = _parse_limit(raw_limit)
-    return Threshold(field, _parse_k(raw_k), _parse_window(raw_window), count, duration_ns)
+    return Threshold(field, _parse_k(raw_k), _parse_window(raw_window), count, duration_ns, level)
+
+
+def split_condition(segment: str) -> list[str]:
+    """A condition string's parts, split from the right (the field may contain ``:``): five
+    when the last part is a level word, otherwise four."""
+    head, _, last = segment.rpartition(":")
+    if head and level_of(last) is not None:
+        return [*head.rsplit(":", 3), last]
+    return segment.rsplit(":", 3)
 
 
 def parse_thresholds(value: object) -> tuple[list[Threshold], list[str]]:
@@ -163,8 +216,7 @@ def parse_thresholds(value: object) -> tuple[list[Threshold], list[str]]:
                 segment = segment.strip()
                 if not segment:
                     raise ThresholdError("the condition is empty")
-                # rsplit: the field name may itself contain ':' or '.'
-                threshold = threshold_from_parts(segment.rsplit(":", 3))
+                threshold = threshold_from_parts(split_condition(segment))
             elif isinstance(segment, list | tuple):
                 threshold = threshold_from_parts(segment)
             else:
@@ -172,8 +224,10 @@ def parse_thresholds(value: object) -> tuple[list[Threshold], list[str]]:
         except ThresholdError as error:
             problems.append(f"condition {position} ({_shorten(segment)}) skipped: {error}")
             continue
-        if threshold in thresholds:
-            problems.append(f"condition {position} ({threshold.describe()}) skipped: duplicate")
+        twin = next((t for t in thresholds if t.condition == threshold.condition), None)
+        if twin is not None:
+            again = "duplicate" if twin == threshold else f"the same condition as {twin.describe()}"
+            problems.append(f"condition {position} ({threshold.describe()}) skipped: {again}")
             continue
         thresholds.append(threshold)
     return thresholds, problems

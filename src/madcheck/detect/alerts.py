@@ -98,6 +98,7 @@ class Alert:
             "time": rfc3339(self.time_ns),
             "alert_id": self.alert_id,
             "rule": self.rule,
+            "severity": threshold.severity,
             "duration": "" if self.duration_ns is None else human_duration(self.duration_ns),
         }
 
@@ -109,6 +110,7 @@ class Alert:
             "field": self.field,
             "tags": dict(self.tags),
             "rule": self.rule,
+            "severity": self.threshold.severity,
             "threshold": self.threshold.threshold_text,
             # Finite values can still give an infinite band (1e308 + 3 * 1e308); JSON has no
             # infinity, so such a number is sent as null rather than making the payload unsendable.

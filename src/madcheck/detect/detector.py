@@ -574,16 +574,17 @@ class Detector:
 
     def _numbers(self, ordered: Sequence[Row], tag_names: Sequence[str]) -> list[int]:
         """Each row's series number (``_Series.number``); new series are made in order of first
-        sight. C-level passes: key reads, a set difference, two look-ups a row."""
+        sight. C-level passes: key reads and two look-ups a row."""
         try:
             keys = list(map(_key_reader(tag_names), ordered))
         except KeyError:  # some row lacks a tag: its absence is part of its series' identity
             keys = [_lenient_key(row, tag_names) for row in ordered]
         series = self._series
-        new = set(keys).difference(series)
-        if new:
+        try:  # steady state: every series is known, the look-ups are the check
+            return list(map(_NUMBER, map(series.__getitem__, keys)))
+        except KeyError:
             for key in keys:
-                if key in new and key not in series:
+                if key not in series:
                     self._new_series(key, tag_names)
         return list(map(_NUMBER, map(series.__getitem__, keys)))
 
@@ -609,7 +610,8 @@ class Detector:
             values = numpy.array(raw, dtype=numpy.float64)
             usable = numpy.isfinite(values)
             unusable = len(raw) - int(usable.sum())
-            result.skipped[SKIP_NOT_FINITE] += unusable
+            if unusable:
+                result.skipped[SKIP_NOT_FINITE] += unusable
         else:
             converted = [_numeric(value, result) for value in raw]
             usable = numpy.array([value is not None for value in converted], dtype=bool)
@@ -911,7 +913,10 @@ def _count_runs(
     break, a normal or unusable value; the old run plus them if there was no break), and
     whether it might fire (the old run plus every outlier for it reaches the limit): those
     series are walked value by value instead."""
-    old = numpy.array([[state.rule.run for state in cell.states] for cell in cells])  # type: ignore[union-attr]
+    old = numpy.array(
+        [state.rule.run for cell in cells for state in cell.states],  # type: ignore[union-attr]
+        dtype=numpy.int64,
+    ).reshape(len(cells), len(limits))
     positions = numpy.arange(len(codes))
     last = numpy.array(ends) - 1
     outlier = codes > 0

@@ -59,6 +59,9 @@ class PendingAlert:
     kind: str = "alert"
     tries: int = 0
     not_before: float = 0.0
+    #: called once, under the outbox's lock, when a message queued with a wait falls due: it
+    #: writes the final text of a message that gathered members meanwhile (a group)
+    complete: Callable[[PendingAlert], None] | None = None
 
 
 @dataclass
@@ -145,6 +148,20 @@ class Outbox:
             self.added_total += 1
             return self._trim()
 
+    def amend(self, item: PendingAlert, change: Callable[[], None]) -> bool:
+        """Run ``change`` (it adds to what ``item`` will say) if ``item`` is still waiting for its
+        first try: queued, never tried, not yet due and not completed. Returns False otherwise,
+        when the caller must start a new message. ``change`` runs under the lock that also
+        guards ``complete``, so a member is either in the message or gets a new one, never
+        both and never neither."""
+        with self._lock:
+            if item.tries or item.complete is None or self.clock() >= item.not_before:
+                return False
+            if not any(waiting is item for waiting in self._items):
+                return False
+            change()
+            return True
+
     def _trim(self) -> int:
         dropped = 0
         while len(self._items) > self.capacity:
@@ -189,7 +206,7 @@ class Outbox:
         for item in pending:
             if not keep_going():
                 return report
-            if item.not_before > self.clock() or not self._holds(item):
+            if not self._due_and_held(item):
                 continue
             delivery = send(item)
             with self._lock:
@@ -197,9 +214,18 @@ class Outbox:
                     return report
         return report
 
-    def _holds(self, item: PendingAlert) -> bool:
+    def _due_and_held(self, item: PendingAlert) -> bool:
+        """Whether ``item`` is due and still queued, completing it if it waited for members;
+        under the lock ``amend`` takes."""
         with self._lock:
-            return any(waiting is item for waiting in self._items)
+            if item.not_before > self.clock():
+                return False
+            if not any(waiting is item for waiting in self._items):
+                return False
+            if item.complete is not None:
+                complete, item.complete = item.complete, None
+                complete(item)
+            return True
 
     def _settle(self, item: PendingAlert, delivery: Delivery, report: PassReport) -> bool:
         """Apply one delivery's result (lock held); False when the pass must stop."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from madcheck.config.settings import Config, DeliverySettings
+from madcheck.config.thresholds import DEFAULT_LEVEL
 from madcheck.notify.client import NotifierClient
 from madcheck.notify.outbox import Outbox, PassReport, PendingAlert, Send
 from madcheck.notify.retry import Delivery
@@ -159,7 +160,8 @@ def queue_alert(
     state: Any, queued: Queued, *, text: str, context: dict[str, object], summary: str, kind: str
 ) -> None:
     """Put one alert (``kind`` "alert" or "recovery") of ``state``'s trigger in its outbox,
-    with a new ``event_id``, for every configured sender.
+    with a new ``event_id``, for the senders of the default level (``senders``; channels named
+    only by ``senders_critical`` and the like do not get it).
 
     The id is random rather than derived from the alert: two triggers watching the same series
     with the same rule but different channels must not look like retries of one event to a
@@ -168,7 +170,7 @@ def queue_alert(
     pending = PendingAlert(
         text=text,
         context={**context, "event_id": random_ids.token_hex(16)},
-        senders=tuple(state.config.sender_names),
+        senders=state.config.noise.senders_for(DEFAULT_LEVEL),
         summary=summary,
         kind=kind,
     )

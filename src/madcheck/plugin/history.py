@@ -11,8 +11,9 @@ it cannot take would lose every history row of the call. Every row is therefore 
   ``_`` (the engine's ``LineBuilder`` refuses the first three; a backslash would escape the ``=``
   after the key); an empty key becomes ``_``;
 - a series tag named like a column of the history row (``field``, ``rule``, ``state``,
-  ``alert_id``, ``value``, ``median``, ..., ``duration_s``) or reserved by InfluxDB 3 (``time``,
-  ``__chunk_order``) becomes ``tag_<name>``, as does a key that sanitising made equal to another;
+  ``alert_id``, ``severity``, ``value``, ``median``, ..., ``duration_s``) or reserved by
+  InfluxDB 3 (``time``, ``__chunk_order``) becomes ``tag_<name>``, as does a key that
+  sanitising made equal to another;
 - a tag *value* has its control characters (line breaks, tabs) replaced by spaces, and a tag
   whose value is empty is left out (line protocol has no empty tag value);
 
@@ -34,7 +35,7 @@ from madcheck.engine.line_builder import LineBuilder as _LocalLineBuilder
 from madcheck.engine.lineprotocol import LineProtocolError, parse_line
 
 #: Tags the history adds to the series' own.
-_HISTORY_TAGS = ("field", "rule", "state", "alert_id")
+_HISTORY_TAGS = ("field", "rule", "state", "alert_id", "severity")
 #: Fields of a history row.
 _HISTORY_FIELDS = (
     "value",
@@ -81,8 +82,12 @@ def history_tags(series_tags: tuple[tuple[str, str], ...]) -> list[tuple[str, st
     return written
 
 
-def history_line(table: str, alert: Alert, state: str) -> Any:
-    """One ``LineBuilder`` row describing ``alert`` in ``state`` (firing, suppressed, resolved).
+def history_line(table: str, alert: Alert, state: str, *, severity_tag: bool = False) -> Any:
+    """One ``LineBuilder`` row describing ``alert`` in ``state`` (firing, suppressed, resolved,
+    or a fate the noise-control stages gave it: inhibited, silenced, capped).
+
+    ``severity_tag`` adds the ``severity`` tag: the trigger uses severity levels (without
+    them every row would only say ``warning``, and rows stay as they were before levels).
 
     Raises :class:`UnwritableHistoryRow` (or the builder's own error) for a row the engine
     would reject, so that the caller can leave it out of the call's writes.
@@ -95,6 +100,7 @@ def history_line(table: str, alert: Alert, state: str) -> Any:
         ("rule", alert.rule),
         ("state", state),
         ("alert_id", alert.alert_id),
+        ("severity", alert.threshold.severity if severity_tag else ""),
     ):
         text = _CONTROL_CHARACTERS.sub(" ", value)
         if text:

@@ -5,9 +5,16 @@ MAD check, ``process_writes`` (``madcheck.plugin.writes``) and ``process_schedul
 (``madcheck.plugin.missing``), keep everything that must survive between calls in one object in
 the trigger's ``influxdb3_local.cache``: the parsed config, the notifier client, the outbox and
 its background sender (``madcheck.plugin.delivery``), plus what each detects with. It is rebuilt
-only when the trigger's arguments, the TOML file or the environment change, and then takes the
-outbox over, so a config change loses no waiting alert. A config that fails is remembered, so a
-broken trigger logs once per change, not once per call.
+only when the trigger's arguments, the TOML file or the environment variables it read change, and
+then takes the outbox over, so a config change loses no waiting alert. A config that fails is
+remembered, so a broken trigger logs once per change, not once per call.
+
+Every call asks "did anything the config was built from change?" (``Fingerprint.current``). The
+environment part is answered from the variables the config actually read, recorded while it was
+built (``RecordingEnviron``): the documented defaults it looks up and every ``env:NAME`` of the
+arguments and the TOML file. The build is a function of the arguments, the file and those values,
+so if none of them changed, a rebuild would give the same config. Hashing the whole environment
+instead cost some 40 µs a call, most of a one-row flush.
 
 With ``--run-asynchronous`` the engine may run calls of one trigger at once, so the state is
 built under a lock (one state per change, one sender) and each call works under the state's own
@@ -18,7 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,7 +49,7 @@ _STATE_LOCK = threading.Lock()
 class AlertingState:
     """What every MAD trigger keeps between calls, whatever it detects."""
 
-    fingerprint: tuple[Any, ...]
+    fingerprint: Fingerprint
     config: Config
     client: NotifierClient
     secrets: tuple[str, ...]
@@ -81,18 +88,24 @@ def cached_state(
 
     ``scheduled`` loads the config of a scheduled trigger (``load_config(scheduled=True)``).
     """
-    fingerprint = config_fingerprint(args, plugin_dir)
     state: State | None = engine.cache.get(key)
-    if state is not None and state.fingerprint == fingerprint:
+    if state is not None and state.fingerprint.current(args, plugin_dir):
         return state
-    if engine.cache.get(key + ".failed") == fingerprint:
+    failed: Fingerprint | None = engine.cache.get(key + ".failed")
+    if failed is not None and failed.current(args, plugin_dir):
         return None  # refused before and nothing changed: not re-read, not re-logged
     with _STATE_LOCK:
         state = engine.cache.get(key)  # an overlapping call may have built it meanwhile
-        if state is not None and state.fingerprint == fingerprint:
+        if state is not None and state.fingerprint.current(args, plugin_dir):
             return state
-        config = _load(engine, key, args, fingerprint, log, plugin_dir, scheduled, refused)
+        environ = RecordingEnviron(os.environ)
+        toml_identity = _toml_identity(args, environ, plugin_dir)
+        try:
+            config = _load(engine, args, environ, log, plugin_dir, scheduled, refused)
+        finally:  # what it read so far, refused or not: a change there may mend it
+            fingerprint = Fingerprint.of(args, environ, toml_identity)
         if config is None:
+            engine.cache.put(key + ".failed", fingerprint)
             return None
         common: dict[str, Any] = {
             "fingerprint": fingerprint,
@@ -112,9 +125,8 @@ def cached_state(
 
 def _load(
     engine: Any,
-    key: str,
     args: Any,
-    fingerprint: tuple[Any, ...],
+    environ: Mapping[str, str],
     log: CallLog,
     plugin_dir: Path | None,
     scheduled: bool,
@@ -132,13 +144,12 @@ def _load(
         if is_secret(k) and isinstance(v, str) and variable_name(v) is None
     )
     try:
-        loaded = load_config(arguments, plugin_dir=plugin_dir, scheduled=scheduled)
+        loaded = load_config(arguments, environ, plugin_dir=plugin_dir, scheduled=scheduled)
     except ConfigError as error:
         log.error(
             f"configuration error, {refused} until the arguments, the config file or the "
             f"environment change: {error}"
         )
-        engine.cache.put(key + ".failed", fingerprint)
         return None
     log.hide(secrets_of(loaded.config))
     for warning in loaded.warnings:
@@ -146,16 +157,84 @@ def _load(
     return loaded.config
 
 
-def config_fingerprint(args: Any, plugin_dir: Path | None = None) -> tuple[Any, ...]:
-    """What the config is built from: the arguments, the environment (``env:NAME`` may name
-    any variable) and the TOML file's identity, resolved as ``load_config`` resolves it."""
-    arguments = tuple(sorted(args.items())) if isinstance(args, Mapping) else ()
-    environment = hash(frozenset(os.environ.items()))
-    toml_identity = None
+class RecordingEnviron(Mapping[str, str]):
+    """An environment (``os.environ``) that remembers what was read from it: each variable
+    asked for and the value it had then (None when unset), or that it was read whole."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self.seen: dict[str, str | None] = {}
+        self.read_whole = False
+
+    def __getitem__(self, name: str) -> str:
+        value = self._environ.get(name)
+        self.seen.setdefault(name, value)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        self.read_whole = True
+        return iter(self._environ)
+
+    def __len__(self) -> int:
+        self.read_whole = True
+        return len(self._environ)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a config was built from: the arguments, the environment variables it read (their
+    names and values then) and the TOML file's identity (``config_file_identity``)."""
+
+    arguments: dict[Any, Any]
+    variables: tuple[str, ...]
+    #: the variables' values, in the order of ``variables``; the hash of the whole environment
+    #: if the build read it whole (no code does today: a fallback that stays correct)
+    values: tuple[str | None, ...] | int
+    toml_identity: tuple[Any, ...] | None
+
+    @classmethod
+    def of(
+        cls, args: Any, environ: RecordingEnviron, toml_identity: tuple[Any, ...] | None
+    ) -> Fingerprint:
+        """The fingerprint of a build that read ``environ`` and found ``toml_identity``."""
+        variables = tuple(environ.seen)
+        values: tuple[str | None, ...] | int = tuple(environ.seen.values())
+        if environ.read_whole:
+            values = _whole_environment()
+        return cls(_arguments(args), variables, values, toml_identity)
+
+    def current(self, args: Any, plugin_dir: Path | None) -> bool:
+        """Whether a build now, from ``args``, would read what this one read: same arguments,
+        same values of the same variables, same TOML file."""
+        if _arguments(args) != self.arguments:
+            return False
+        if isinstance(self.values, int):
+            if _whole_environment() != self.values:
+                return False
+        elif tuple(map(os.environ.get, self.variables)) != self.values:
+            return False
+        return _toml_identity(args, os.environ, plugin_dir) == self.toml_identity
+
+
+def _arguments(args: Any) -> dict[Any, Any]:
+    """A copy of the arguments: the engine may hand the same dict to every call."""
+    return dict(args) if isinstance(args, Mapping) else {}
+
+
+def _whole_environment() -> int:
+    return hash(frozenset(os.environ.items()))
+
+
+def _toml_identity(
+    args: Any, environ: Mapping[str, str], plugin_dir: Path | None
+) -> tuple[Any, ...] | None:
+    """The identity of the ``config_file_path`` file, as ``load_config`` would resolve it."""
     config_file = args.get("config_file_path") if isinstance(args, Mapping) else None
-    if config_file:
-        toml_identity = config_file_identity(str(config_file), os.environ, plugin_dir)
-    return arguments, environment, toml_identity
+    if not config_file:
+        return None
+    return config_file_identity(str(config_file), environ, plugin_dir)
 
 
 def notifier_client(config: Config) -> NotifierClient:

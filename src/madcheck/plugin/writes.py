@@ -5,8 +5,11 @@ outbox and its sender thread) lives in one ``TriggerState`` kept in the trigger'
 rebuilt only when the config changes (``madcheck.plugin.trigger_state``); the schema is cached
 beside it for an hour.
 
-A call never waits on the network: fired alerts go to the outbox and the trigger's background
-sender posts them (``madcheck.plugin.delivery``). With ``--run-asynchronous`` the engine may run
+A call never waits on the network: fired alerts pass the noise-control stages
+(``madcheck.route``: severity inhibition, silences, maintenance windows, repeat control), go to the
+outbox, one by one or grouped or held by the storm cap (``madcheck.plugin.notices``), and the
+trigger's background sender posts them (``madcheck.plugin.delivery``). Every alert's fate is a row
+of the alerts table. With ``--run-asynchronous`` the engine may run
 calls of one trigger at once, so each call detects under the state's own lock: every row enters
 its window once and each qualifying run alerts once.
 """
@@ -14,8 +17,9 @@ its window once and each qualifying run alerts once.
 from __future__ import annotations
 
 import string
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
 from operator import itemgetter
@@ -28,8 +32,9 @@ from madcheck.detect.alerts import Alert
 from madcheck.detect.detector import SKIP_MISSING, BatchResult, Detector
 from madcheck.detect.lifecycle import RepeatGate
 from madcheck.plugin.calllog import CallLog
-from madcheck.plugin.delivery import LOG_LABEL, STATE_KEY, Queued, end_call, queue_alert
+from madcheck.plugin.delivery import LOG_LABEL, STATE_KEY, Queued, end_call
 from madcheck.plugin.history import history_line, record
+from madcheck.plugin.notices import CAPPED, Notices
 from madcheck.plugin.schema import (
     FALLBACK_TTL_S,
     SCHEMA_TTL_S,
@@ -39,8 +44,20 @@ from madcheck.plugin.schema import (
     has_unknown_columns,
     infer_schema,
 )
+from madcheck.plugin.silences import SilenceReader
 from madcheck.plugin.trigger_state import AlertingState, cached_state
 from madcheck.plugin.warmstart import warm_start
+from madcheck.route.inhibit import Inhibitor
+from madcheck.route.maintenance import window_covering
+from madcheck.route.pipeline import (
+    INHIBITED,
+    RECORDED_FATES,
+    SEND,
+    SUPPRESSED,
+    Router,
+    Silencer,
+)
+from madcheck.route.silences import SilenceSet
 
 __all__ = ["STATE_KEY", "TriggerState", "process_writes", "render"]
 
@@ -53,8 +70,21 @@ class TriggerState(AlertingState):
     """Everything a data-writes trigger keeps between calls."""
 
     detector: Detector
-    #: repeat control (``repeat_interval``); None when every alert is sent
-    repeats: RepeatGate | None = None
+    #: the noise-control stages and repeat control between detector and outbox
+    router: Router = field(default_factory=Router)
+    #: the silences table's reader; None when ``silences_table`` is empty
+    silences: SilenceReader | None = None
+    #: alert -> outbox message(s): one by one, grouped (``group_by``), capped
+    notices: Notices = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        config = self.config
+        self.notices = Notices(
+            config,
+            self.outbox,
+            lambda alert: (render(_template(config, alert), alert), _summary(alert)),
+        )
 
 
 def process_writes(
@@ -122,9 +152,23 @@ def _build_state(
             config.measurement,
             config.thresholds,
             config.state_change_count,
-            config.recovery_count if config.notify_recovery else 0,
+            # severity inhibition needs to know when an incident is over, even unnotified
+            config.recovery_count if config.notify_recovery or config.noise.inhibit else 0,
         ),
+        router=_router(config),
+        silences=(
+            SilenceReader(config.noise.silences_table, config.noise.silences_refresh_s)
+            if config.noise.silences_table
+            else None
+        ),
+    )
+
+
+def _router(config: Config) -> Router:
+    return Router(
+        inhibitor=Inhibitor() if config.noise.inhibit else None,
         repeats=RepeatGate(config.repeat_interval_ns) if config.repeat_interval_ns else None,
+        notify_recovery=config.notify_recovery,
     )
 
 
@@ -134,6 +178,19 @@ def _lifecycle_text(config: Config) -> str:
         parts.append(f"notify_recovery=true, recovery_count={config.recovery_count}")
     if config.repeat_interval_ns:
         parts.append(f"repeat_interval={format_duration_ns(config.repeat_interval_ns)}")
+    noise = config.noise
+    if noise.levels:
+        routes = ", ".join(f"{level}->{'.'.join(names)}" for level, names in noise.routes.items())
+        parts.append(f"severity routes {routes}")
+    if noise.silences_table:
+        parts.append(f"silences_table={noise.silences_table}")
+    if noise.maintenance:
+        parts.append(f"{len(noise.maintenance)} maintenance window(s)")
+    if noise.group_by:
+        wait = format_duration_ns(round(noise.group_wait_s * 1e9))
+        parts.append(f"group_by={'.'.join(noise.group_by)}, group_wait={wait}")
+    if noise.max_per_minute:
+        parts.append(f"max_notifications_per_minute={noise.max_per_minute}")
     return "".join(", " + part for part in parts)
 
 
@@ -201,22 +258,81 @@ def _process_table(
     if bad_tags:
         result.skipped[SKIP_BAD_TAGS] += bad_tags
     _log_batch(config.measurement, result, log)
-    repeats = state.repeats
+    router = state.router
     unrecorded: list[str] = []
-    for alert in result.alerts:
-        if repeats is not None and not repeats.admits(alert):
-            continue  # a still-firing alert within repeat_interval: counted, reported below
-        problem = _record(engine, config, alert)
+    fates: Counter[str] = Counter()
+    silenced_by: Counter[str] = Counter()
+    silencer = _silencer(engine, state, log, silenced_by)
+    for alert, fate in router.route(result.alerts, silencer):
+        fates[fate] += 1
+        if fate != SEND and fate not in RECORDED_FATES:
+            continue  # a repeat within repeat_interval, or a close only the inhibitor needs
+        # sent alerts are recorded as firing/resolved, or capped when the storm cap held them
+        recorded = state.notices.queue(alert, queued) if fate == SEND else fate
+        fates[CAPPED] += recorded == CAPPED
+        problem = _record(engine, config, alert, recorded)
         if problem:
             unrecorded.append(problem)
-        _queue_alert(state, alert, log, queued)
+        if fate == SUPPRESSED:
+            _log_suppressed(config, alert, log)
     if unrecorded:
         log.warn(
             f"could not write {len(unrecorded)} alert(s) to {config.alerts_table}: {unrecorded[0]}"
         )
-    withheld = repeats.report() if repeats is not None else None
+    _log_fates(config, fates, silenced_by, log)
+    withheld = router.repeats.report() if router.repeats is not None else None
     if withheld:
         log.info(withheld)
+
+
+def _log_fates(
+    config: Config, fates: Counter[str], silenced_by: Counter[str], log: CallLog
+) -> None:
+    """One line per kind of held-back alert in this call, never one per alert."""
+    if fates[INHIBITED]:
+        log.info(
+            f"{fates[INHIBITED]} alert(s) inhibited: a higher level of the same series and "
+            "field is firing"
+        )
+    if fates[CAPPED]:
+        log.warn(
+            f"storm cap: {fates[CAPPED]} alert(s) held back for this minute's summary "
+            f"(max_notifications_per_minute={config.noise.max_per_minute}); recorded as capped"
+        )
+    if silenced_by:
+        detail = ", ".join(f"{name} x{n}" for name, n in silenced_by.most_common(5))
+        more = len(silenced_by) - 5
+        log.info(
+            f"{silenced_by.total()} alert(s) silenced, not sent: {detail}"
+            + (f" and {more} more" if more > 0 else "")
+        )
+
+
+def _silencer(
+    engine: Any, state: TriggerState, log: CallLog, silenced_by: Counter[str]
+) -> Silencer | None:
+    """Whether an alert is silenced (by a silence row or a maintenance window), naming what
+    silenced it; the silences table is read only when a call has an alert to ask about (and
+    then at most once per ``silences_refresh``)."""
+    reader = state.silences
+    windows = state.config.noise.maintenance
+    if reader is None and not windows:
+        return None
+    loaded: list[SilenceSet] = []
+
+    def silenced(alert: Alert) -> str | None:
+        if reader is not None and not loaded:
+            loaded.append(reader.silences(engine, log))
+        silence = loaded[0].matching(alert) if loaded else None
+        name = silence.describe() if silence is not None else None
+        if name is None:
+            window = window_covering(windows, alert)
+            name = window.describe() if window is not None else None
+        if name is not None:
+            silenced_by[name] += 1
+        return name
+
+    return silenced
 
 
 def _with_text_tags(rows: Sequence[Any], tags: Sequence[str]) -> tuple[Sequence[Any], int]:
@@ -264,11 +380,15 @@ def render(template: str, alert: Alert) -> str:
     return string.Template(template).safe_substitute(alert.variables())
 
 
-def _record(engine: Any, config: Config, alert: Alert) -> str | None:
-    """Write ``alert`` to the alerts table; the problem, if that failed (logged per call)."""
+def _record(engine: Any, config: Config, alert: Alert, state: str) -> str | None:
+    """Write ``alert`` in ``state`` to the alerts table; the problem, if that failed (logged per
+    call)."""
     if not config.alerts_table:
         return None
-    return record(engine, partial(history_line, config.alerts_table, alert, alert.state))
+    line = partial(
+        history_line, config.alerts_table, alert, state, severity_tag=config.noise.levels
+    )
+    return record(engine, line)
 
 
 def _template(config: Config, alert: Alert) -> str:
@@ -293,21 +413,9 @@ def _summary(alert: Alert) -> str:
     return f"{where}: value {variables['value']} outside {band} (alert {alert.alert_id})"
 
 
-def _queue_alert(state: TriggerState, alert: Alert, log: CallLog, queued: Queued) -> None:
-    """Put a fired alert in the outbox, or log its suppression."""
-    config = state.config
-    if alert.suppressed:
-        log.info(
-            f"alert suppressed, {alert.transitions} state changes in the last "
-            f"{alert.threshold.window_count} verdicts (state_change_count="
-            f"{config.state_change_count}): {_summary(alert)}"
-        )
-        return
-    queue_alert(
-        state,
-        queued,
-        text=render(_template(config, alert), alert),
-        context=alert.as_dict(),
-        summary=_summary(alert),
-        kind="recovery" if alert.resolved else "alert",
+def _log_suppressed(config: Config, alert: Alert, log: CallLog) -> None:
+    log.info(
+        f"alert suppressed, {alert.transitions} state changes in the last "
+        f"{alert.threshold.window_count} verdicts (state_change_count="
+        f"{config.state_change_count}): {_summary(alert)}"
     )

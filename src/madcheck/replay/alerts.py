@@ -37,15 +37,19 @@ COLUMNS = (
     "transitions",
     "duration_s",
     "alert_id",
+    "severity",
 )
 
 FIRING, SUPPRESSED, RESOLVED = "firing", "suppressed", "resolved"
+#: alerts the noise-control stages kept from being sent (docs/noise-control.md)
+HELD_STATES = ("inhibited", "silenced", "capped")
 
 
 @dataclass(frozen=True)
 class AlertRecord:
     """One alert event as the plugin recorded it: ``firing`` (notified), ``suppressed`` (flapping,
-    not notified) or ``resolved`` (a recovery, with ``notify_recovery=true``)."""
+    not notified), ``resolved`` (a recovery, with ``notify_recovery=true``), or one of
+    ``HELD_STATES`` (not sent: a higher level was firing, a silence or the storm cap)."""
 
     time_ns: int
     tags: Tags
@@ -64,6 +68,8 @@ class AlertRecord:
     transitions: int
     #: ``resolved`` events: data time from the first firing to the recovery.
     duration_s: float | None = None
+    #: the condition's level, for triggers whose conditions name one
+    severity: str | None = None
 
     @property
     def suppressed(self) -> bool:
@@ -93,6 +99,7 @@ class AlertRecord:
             "transitions": self.transitions,
             "duration_s": None if self.duration_s is None else clean(self.duration_s),
             "alert_id": self.alert_id,
+            "severity": self.severity,
         }
 
 
@@ -138,6 +145,7 @@ def parse_history_line(line: str, table: str) -> AlertRecord | None:
             rule=tags.pop("rule"),
             state=tags.pop("state"),
             alert_id=tags.pop("alert_id"),
+            severity=tags.pop("severity", None),
             tags=tuple((_series_tag(name), value) for name, value in tags.items()),
             value=float(fields["value"]),
             median=float(fields["median"]),

@@ -8,7 +8,9 @@ replay starts.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -36,6 +38,12 @@ from madcheck.replay.incidents import (
     tracking,
 )
 from madcheck.replay.inputs import InputOptions, tables_in
+from madcheck.replay.noise import (
+    MAINTENANCE_FILE,
+    NoiseInputError,
+    maintenance_toml,
+    read_silences,
+)
 from madcheck.replay.runner import PassSettings, replay_pass
 from madcheck.replay.stream import StreamCounts
 from madcheck.replay.summary import ReplayTotals, print_summary
@@ -104,6 +112,10 @@ def _with_measurement(options: argparse.Namespace, arguments: dict[str, str]) ->
     arguments["measurement"] = next(iter(names))
 
 
+#: the flush interval of InfluxDB 3 (and of a replay whose results depend on time: grouping, cap)
+LIVE_FLUSH_INTERVAL_NS = 1_000_000_000
+
+
 def _settings(options: argparse.Namespace, arguments: dict[str, str]) -> PassSettings:
     try:
         loaded = load_config(arguments)
@@ -120,6 +132,19 @@ def _settings(options: argparse.Namespace, arguments: dict[str, str]) -> PassSet
         raise UsageError(str(error)) from None
     if (interval_ns is not None and interval_ns <= 0) or options.max_batch_rows < 1:
         raise UsageError("--flush-interval and --max-batch-rows must be positive")
+    noise = config.noise
+    if interval_ns is None and (noise.group_by or noise.max_per_minute):
+        # group_wait and the storm cap's minute follow the outbox clock, which the replay sets
+        # to the newest data time of each call: calls as fine as a server's WAL flushes
+        interval_ns = LIVE_FLUSH_INTERVAL_NS
+    silences: list[dict[str, object]] = []
+    if options.silences is not None:
+        if not noise.silences_table:
+            raise UsageError("--silences: silences are off (silences_table is empty)")
+        try:
+            silences = read_silences(options.silences, noise.silences_table)
+        except NoiseInputError as error:
+            raise UsageError(str(error)) from None
     monitored = {threshold.field for threshold in config.thresholds}
     layout = CsvLayout(
         tags=frozenset(_names(options.tags)),
@@ -132,7 +157,33 @@ def _settings(options: argparse.Namespace, arguments: dict[str, str]) -> PassSet
         plugin=plugin,
         flush_interval_ns=interval_ns,
         max_batch_rows=options.max_batch_rows,
+        silences=tuple(silences),
     )
+
+
+def _with_maintenance(stack: ExitStack, arguments: dict[str, str], windows: object) -> None:
+    """Give the plugin the ``[[maintenance]]`` tables of ``--config`` as a server does: in a
+    TOML file named by ``config_file_path``, in a plugin dir of the replay's own (``PLUGIN_DIR``
+    for the single-file plugin, restored when the replay ends)."""
+    if arguments.get("config_file_path"):
+        raise UsageError("--config with [[maintenance]] cannot be combined with config_file_path")
+    try:
+        text = maintenance_toml(windows)
+    except NoiseInputError as error:
+        raise UsageError(str(error)) from None
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="madcheck-replay-")))
+    (folder / MAINTENANCE_FILE).write_text(text, encoding="utf-8")
+    arguments["config_file_path"] = MAINTENANCE_FILE
+    previous = os.environ.get("PLUGIN_DIR")
+    os.environ["PLUGIN_DIR"] = str(folder)
+    stack.callback(_restore_plugin_dir, previous)
+
+
+def _restore_plugin_dir(previous: str | None) -> None:
+    if previous is None:
+        os.environ.pop("PLUGIN_DIR", None)
+    else:
+        os.environ["PLUGIN_DIR"] = previous
 
 
 def _names(text: str) -> list[str]:
@@ -141,7 +192,7 @@ def _names(text: str) -> list[str]:
 
 def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
     given = _given_arguments(options)
-    from_file = read_config_file(options.config) if options.config else None
+    from_file, file_only = read_config_file(options.config) if options.config else (None, {})
     visuals = Visuals(options.plot, options.report, options.plot_limit)
     if options.sweep and (options.alerts or visuals.wanted):
         raise UsageError("--sweep prints a table only; run without it for --alerts/--plot/--report")
@@ -170,10 +221,13 @@ def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
         if placeholder:
             # the searched conditions replace it; a placeholder lets the configuration load
             arguments["mad_thresholds"] = f"{options.suggest}:3:30:3"
+        if "maintenance" in file_only:
+            _with_maintenance(stack, arguments, file_only["maintenance"])
         _with_measurement(options, arguments)
         captured = trigger_arguments(given, from_file, capture.port)
-        for name in ("measurement", "mad_thresholds"):
-            captured[name] = arguments.get(name, "")
+        for name in ("measurement", "mad_thresholds", "config_file_path"):
+            if name in arguments:
+                captured[name] = arguments[name]
         settings = _settings(options, arguments)
         if options.suggest:
             return _suggest(options, console, settings, arguments, budget, not placeholder)
@@ -186,7 +240,9 @@ def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
             sinks.append(writer.write)
         if visuals.wanted:
             sinks.append(visuals.keep_alert)
-        taps = IncidentTaps([tracking(arguments, settings.config, options.send, captured)])
+        taps = IncidentTaps(
+            [tracking(arguments, settings.config, options.send, captured, _plain(settings))]
+        )
         result = replay_pass(settings, console, taps.arguments, on_alert=_fan_out(sinks), tap=taps)
         console.finish(result.counts.bad_lines)
         _say_if_nothing_matched(console, settings.inputs.measurement, result.counts)
@@ -200,6 +256,8 @@ def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
             fired=totals.fired,
             suppressed=totals.suppressed,
             resolved=totals.resolved,
+            notifications=totals.notifications - taps.hidden[0],
+            held=totals.held,
             sent=options.send,
             seconds=result.seconds,
             incidents=incidents.total,
@@ -212,6 +270,20 @@ def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
                 settings, console, result.stats, summary, _described(settings, options.send)
             )
     return 0
+
+
+def _plain(settings: PassSettings) -> bool:
+    """No noise control: turning recovery on in the user's trigger then changes nothing shown
+    but the recoveries (hidden) and their notifications (subtracted); see replay/incidents.py."""
+    noise = settings.config.noise
+    return not (
+        noise.inhibit
+        or noise.levels
+        or noise.group_by
+        or noise.max_per_minute
+        or noise.maintenance
+        or settings.silences
+    )
 
 
 def _check_suggested_field(name: str) -> None:
@@ -235,7 +307,10 @@ def _sweep(
 ) -> None:
     combinations = parse_sweep(options.sweep)
     variants = sweep_arguments(arguments, settings.config.thresholds, combinations)
-    taps = IncidentTaps([tracking(args, settings.config, False) for _, args in variants])
+    plain = _plain(settings)
+    taps = IncidentTaps(
+        [tracking(args, settings.config, False, None, plain) for _, args in variants]
+    )
     result = replay_pass(settings, console, taps.arguments, tap=taps)
     console.finish(result.counts.bad_lines)
     print_sweep(sys.stdout, [label for label, _ in variants], result, taps.counts, budget)

@@ -58,13 +58,23 @@ def parse_trigger_options(tokens: Sequence[str]) -> dict[str, str]:
     return arguments
 
 
-def read_config_file(path: Path) -> dict[str, str]:
-    """A trigger's TOML file, as the trigger arguments it stands for."""
+#: TOML keys with no argument form: the plugin reads them from its config file only
+FILE_ONLY_KEYS = ("maintenance",)
+
+
+def read_config_file(path: Path) -> tuple[dict[str, str], dict[str, object]]:
+    """A trigger's TOML file, as the trigger arguments it stands for, and apart from them the
+    tables (``FILE_ONLY_KEYS``) the plugin can only read from a file."""
     try:
         data = read_toml_file(path, f"config file {path}")
     except ConfigError as error:
         raise ArgumentError(str(error)) from None
-    return {name: _as_argument(name, value) for name, value in data.items()}
+    arguments = {
+        name: _as_argument(name, value)
+        for name, value in data.items()
+        if name not in FILE_ONLY_KEYS
+    }
+    return arguments, {name: data[name] for name in FILE_ONLY_KEYS if name in data}
 
 
 def _as_argument(name: str, value: object) -> str:

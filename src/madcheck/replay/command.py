@@ -59,6 +59,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--config", type=Path, metavar="FILE.toml", help="a trigger's TOML file (the command wins)"
     )
+    parser.add_argument(
+        "--silences",
+        type=Path,
+        metavar="FILE.lp",
+        help="rows of the silences table (mad_silences), as line protocol written to a server",
+    )
     parser.add_argument("--format", choices=FORMATS, default="auto", help="default: by name")
     parser.add_argument(
         "--precision", default="auto", metavar="UNIT", help="auto|s|ms|us|ns for timestamps"

@@ -8,12 +8,14 @@ plugin's ``RecoveryWatch`` (detect/lifecycle.py) decides when ``notify_recovery=
 
 The replay does not re-derive that logic: it has the plugin track recoveries and counts the
 episodes from the plugin's own history rows (``firing`` opens, ``resolved`` closes). When the
-user's configuration has ``notify_recovery`` off, the replayed trigger runs with it on and the
-``resolved`` rows are hidden from what the user sees, because turning it on changes nothing
-else the replay shows, with two exceptions: ``repeat_interval`` (a recovery lets the next
-firing pass the repeat gate at once) and ``--send`` (the recoveries would be delivered). Then a
-second, **shadow** trigger with recovery on runs beside the user's, fed the same batches, its
-deliveries captured, and only its incidents are used.
+user's configuration has ``notify_recovery`` off, the replayed trigger runs with it on, the
+``resolved`` rows are hidden from what the user sees and their notifications subtracted,
+because turning it on changes nothing else the replay shows, with three exceptions:
+``repeat_interval`` (a recovery lets the next firing pass the repeat gate at once), ``--send``
+(the recoveries would be delivered) and noise control (inhibition, grouping, the storm cap,
+silences and maintenance windows see recoveries). Then a second, **shadow** trigger with
+recovery on runs beside the user's, fed the same batches, its deliveries captured, and only its
+incidents are used.
 
 Rates are per **series** (a field of one tag set, as in the summary's series count) per
 **day** of data time: the span from the replay's first point to its last.
@@ -159,15 +161,17 @@ def tracking(
     config: Config,
     sent: bool,
     shadow_arguments: Mapping[str, str] | None = None,
+    plain: bool = True,
 ) -> Tracking:
     """Which trigger(s) to run so the incidents are the plugin's own.
 
     ``shadow_arguments`` are the user's arguments delivering to a capture endpoint (they differ
-    from ``arguments`` only with ``--send``).
+    from ``arguments`` only with ``--send``); ``plain``: no noise control is configured (its
+    inhibition, grouping and storm cap see recoveries, so with it a shadow is needed).
     """
     if config.notify_recovery:
         return Tracking(dict(arguments), None, True)
-    if not sent and not config.repeat_interval_ns:
+    if plain and not sent and not config.repeat_interval_ns:
         return Tracking(with_recovery(arguments), None, False)
     return Tracking(dict(arguments), with_recovery(shadow_arguments or arguments), False)
 
@@ -183,6 +187,8 @@ class IncidentTaps:
 
     def __init__(self, trackings: list[Tracking]) -> None:
         self.counts = [IncidentCount() for _ in trackings]
+        #: per configuration, the internal recoveries hidden (each was queued as a notification)
+        self.hidden = [0 for _ in trackings]
         #: the visible triggers first, in order, then the shadows
         self.arguments: list[dict[str, str]] = [t.visible for t in trackings]
         #: trigger position -> (configuration it counts incidents for or None, hides resolved)
@@ -199,4 +205,8 @@ class IncidentTaps:
         counted, hides_resolved = self._roles[position]
         if counted is not None:
             self.counts[counted].add(record)
-        return not (hides_resolved and record.state == RESOLVED)
+        if hides_resolved and record.state == RESOLVED:
+            assert counted is not None
+            self.hidden[counted] += 1
+            return False
+        return True

@@ -19,6 +19,7 @@ from madcheck.detect.alerts import format_number, rfc3339
 from madcheck.replay.alerts import AlertRecord
 from madcheck.replay.console import plural, shown
 from madcheck.replay.stats import SeriesStats
+from madcheck.replay.summary import HEADINGS, series_columns
 
 #: Alerts of a series shown before the rest are folded away.
 ALERTS_SHOWN = 5
@@ -45,10 +46,6 @@ dl.config { display: grid; grid-template-columns: max-content auto; gap: 0.1rem 
 
 _ALERT_HEADINGS = (
     "time (UTC)", "state", "rule", "value", "median", "MAD", "lower", "upper", "transitions",
-)  # fmt: skip
-_SERIES_HEADINGS = (
-    "series", "field", "threshold", "points", "outliers", "fired", "suppressed", "incidents",
-    "resolved",
 )  # fmt: skip
 
 
@@ -174,8 +171,9 @@ def build_report(
     else:
         parts.append("<p>No alert would have fired.</p>")
     parts.append("<h2>Every series</h2>")
-    rows = [("alerting" if s.alerts else "", s.cells()) for s in stats]
-    parts.append(_table(_SERIES_HEADINGS, rows, 3))
+    columns = series_columns(stats)
+    rows = [("alerting" if s.alerts else "", [s.cells()[i] for i in columns]) for s in stats]
+    parts.append(_table([HEADINGS[i] for i in columns], rows, 3))
     if series_total > len(stats):
         parts.append(f'<p class="note">{series_total - len(stats):,} more series not shown.</p>')
     parts.append("</body></html>")

@@ -11,6 +11,7 @@ memory would make memory grow with the file instead of with the detector state.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,10 +21,10 @@ from madcheck.config.settings import Config
 from madcheck.detect.detector import Detector, VerdictObserver
 from madcheck.engine.catalog import SchemaQueries
 from madcheck.engine.lineprotocol import Point
-from madcheck.plugin.delivery import wait_for_sender
-from madcheck.replay.alerts import RESOLVED, AlertRecord
+from madcheck.replay.alerts import HELD_STATES, RESOLVED, AlertRecord
 from madcheck.replay.incidents import DataSpan
 from madcheck.replay.inputs import InputError, InputFile, InputOptions
+from madcheck.replay.noise import ReplayCatalog
 from madcheck.replay.stats import SeriesStats, StatsObserver
 from madcheck.replay.stream import Admission, Batch, StreamCounts, batches
 from madcheck.replay.trigger import ReplayTrigger
@@ -51,6 +52,8 @@ class PassSettings:
     #: None: batches close by size only (the plugin's results do not depend on batching)
     flush_interval_ns: int | None = None
     max_batch_rows: int = 50_000
+    #: rows of the silences table the plugin reads (``--silences``), newest first
+    silences: tuple[dict[str, object], ...] = ()
 
 
 @dataclass
@@ -60,6 +63,11 @@ class TriggerTotals:
     fired: int = 0
     suppressed: int = 0
     resolved: int = 0
+    #: alerts noise control did not send, by state (inhibited, silenced, capped)
+    held: Counter[str] = field(default_factory=Counter)
+    #: what the trigger queued for the notifier: one per alert or recovery sent on its own, one
+    #: per group or storm summary (set when the pass ends)
+    notifications: int = 0
     alerting: set[str] = field(default_factory=set)
 
     def count(self, record: AlertRecord) -> None:
@@ -68,6 +76,8 @@ class TriggerTotals:
             return
         if record.suppressed:
             self.suppressed += 1
+        elif record.state in HELD_STATES:
+            self.held[record.state] += 1
         else:
             self.fired += 1
         self.alerting.add(record.alert_id)
@@ -157,7 +167,7 @@ def replay_pass(
     first trigger's alerts as they are recorded, ``track`` keeps per-series counts (from the
     first trigger's detector), ``tap`` sees every trigger's records first."""
     measurement = settings.inputs.measurement
-    catalog = SchemaQueries()
+    catalog = ReplayCatalog(settings.config.noise.silences_table, settings.silences)
     catalog.add_columns(measurement)
     source = BatchSource(settings, console, catalog)
     observer = StatsObserver(measurement) if track else None
@@ -197,8 +207,8 @@ def replay_pass(
                         record = replace(record, tags=series.tags, field=series.field)
                 if on_alert is not None:
                     on_alert(record)
-    for trigger in triggers:  # alerts are posted by each trigger's background sender
-        wait_for_sender(trigger.engine, DELIVERY_WAIT_S)
+    for trigger, total in zip(triggers, totals, strict=True):
+        total.notifications = trigger.finish(DELIVERY_WAIT_S)
     return PassResult(source.counts, flushes, time.perf_counter() - started, stats, totals, span)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from madcheck.config.thresholds import Threshold
 from madcheck.detect.alerts import Tags, alert_id_for
+from madcheck.replay.alerts import HELD_STATES
 
 
 @dataclass
@@ -31,13 +32,15 @@ class SeriesStats:
     resolved: int = 0
     #: episodes, from a firing to its recovery (replay/incidents.py)
     incidents: int = 0
+    #: alerts not sent by noise control: inhibited, silenced or capped
+    held: int = 0
 
     @property
     def tags_text(self) -> str:
         return ",".join(f"{name}={value}" for name, value in self.tags)
 
     def cells(self) -> list[str]:
-        """The summary row as shown in the terminal and the report (resolved last)."""
+        """The summary row as shown in the terminal and the report (``summary.HEADINGS``)."""
         return [
             self.tags_text or "(no tags)",
             self.field,
@@ -47,13 +50,14 @@ class SeriesStats:
             f"{self.fired:,}",
             f"{self.suppressed:,}",
             f"{self.incidents:,}",
+            f"{self.held:,}",
             f"{self.resolved:,}",
         ]
 
     @property
     def alerts(self) -> int:
-        """Firings, notified or suppressed (recoveries are not alerts)."""
-        return self.fired + self.suppressed
+        """Firings, notified, suppressed or held (recoveries are not alerts)."""
+        return self.fired + self.suppressed + self.held
 
     def count(self, state: str) -> None:
         """One alert event of this series, by its history ``state``."""
@@ -63,6 +67,8 @@ class SeriesStats:
             self.suppressed += 1
         elif state == "resolved":
             self.resolved += 1
+        elif state in HELD_STATES:
+            self.held += 1
 
 
 def stats_of_cell(table: str, field: str, series: Any, cell: Any) -> list[SeriesStats]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TextIO
 
 from madcheck.replay.console import plural, shown, table_text
@@ -13,8 +13,9 @@ from madcheck.replay.stream import StreamCounts
 
 HEADINGS = (
     "series", "field", "threshold", "points", "outliers", "fired", "suppressed", "incidents",
-    "resolved",
+    "not sent", "resolved",
 )  # fmt: skip
+_NOT_SENT, _RESOLVED = HEADINGS.index("not sent"), HEADINGS.index("resolved")
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,13 @@ class ReplayTotals:
     fired: int
     suppressed: int
     resolved: int
+    #: what the trigger queued for the notifier (groups and storm summaries count once each)
+    notifications: int
     #: ``True`` with ``--send``: notifications went to a running notifier
     sent: bool
     seconds: float
+    #: alerts noise control did not send, by state: inhibited, silenced, capped
+    held: Mapping[str, int] = field(default_factory=dict)
     #: episodes (replay/incidents.py), series with at least one, days of data time
     incidents: int = 0
     series_with_incidents: int = 0
@@ -38,11 +43,6 @@ class ReplayTotals:
     def incident_rate(self) -> float | None:
         """Incidents per series per day."""
         return per_series_per_day(self.incidents, self.series, self.days)
-
-    @property
-    def notifications(self) -> int:
-        """Notifications the trigger would send: every firing not suppressed, every recovery."""
-        return self.fired + self.resolved
 
     def describe(self) -> str:
         counts = self.counts
@@ -55,6 +55,9 @@ class ReplayTotals:
             parts.append(f"{plural(counts.other_tables, 'line')} of other tables ignored")
         text = ", ".join(parts)
         text += f"; {plural(self.fired, 'alert')} fired, {self.suppressed:,} suppressed"
+        for state, count in sorted(self.held.items()):
+            if count:
+                text += f", {count:,} {state}"
         if self.resolved:
             text += f", {self.resolved:,} resolved"
         text += (
@@ -74,12 +77,23 @@ def ranked(stats: Iterable[SeriesStats]) -> list[SeriesStats]:
     )
 
 
+def series_columns(rows: Sequence[SeriesStats]) -> list[int]:
+    """Which ``HEADINGS`` a table of ``rows`` shows: ``not sent`` only when noise control held
+    alerts back, ``resolved`` only when recoveries were recorded."""
+    shown = [*range(_NOT_SENT)]
+    if any(series.held for series in rows):
+        shown.append(_NOT_SENT)
+    if any(series.resolved for series in rows):
+        shown.append(_RESOLVED)
+    return shown
+
+
 def summary_text(rows: list[SeriesStats], limit: int) -> str:
-    """The series table; a ``resolved`` column only when recoveries were recorded."""
-    with_resolved = any(series.resolved for series in rows)
-    width = len(HEADINGS) if with_resolved else len(HEADINGS) - 1
-    cells = [series.cells()[:width] for series in rows[:limit]]
-    text = table_text("madcheck replay", HEADINGS[:width], cells, numeric_from=3)
+    """The series table (columns: ``series_columns``)."""
+    columns = series_columns(rows)
+    cells = [[series.cells()[i] for i in columns] for series in rows[:limit]]
+    headings = [HEADINGS[i] for i in columns]
+    text = table_text("madcheck replay", headings, cells, numeric_from=3)
     if len(rows) > limit:
         more = plural(len(rows) - limit, "more series", "more series")
         text += f"\n{more} not shown (--top to show more)"
