@@ -71,13 +71,14 @@ def test_summary_counts_points_outliers_and_alerts_per_series(tmp_path, capsys):
     rows = {}
     for line in capsys.readouterr().out.splitlines():
         cells = [cell.strip() for cell in line.strip("│┃ ").split("│")]
-        if len(cells) == 7 and cells[0].startswith("host="):
+        if len(cells) == 8 and cells[0].startswith("host="):
             rows[cells[0]] = cells[3:]
-    # points, outliers (every injected value), fired, suppressed
+    # points, outliers (every injected value), fired, suppressed, incidents: host a's run of 6
+    # fires twice (142, 145) in one incident, its run of 3 (62) is another
     assert rows == {
-        "host=a": ["200", "11", "3", "0"],
-        "host=b": ["200", "3", "1", "0"],
-        "host=c": ["200", "0", "0", "0"],
+        "host=a": ["200", "11", "3", "0", "2"],
+        "host=b": ["200", "3", "1", "0", "1"],
+        "host=c": ["200", "0", "0", "0", "0"],
     }
 
 

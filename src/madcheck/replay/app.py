@@ -29,6 +29,14 @@ from madcheck.replay.arguments import (
 from madcheck.replay.capture import CaptureEndpoint
 from madcheck.replay.console import ReplayConsole
 from madcheck.replay.csvinput import CsvLayout
+from madcheck.replay.incidents import (
+    Budget,
+    BudgetError,
+    IncidentTaps,
+    parse_budget,
+    series_keys,
+    tracking,
+)
 from madcheck.replay.inputs import InputOptions, tables_in
 from madcheck.replay.noise import (
     MAINTENANCE_FILE,
@@ -53,7 +61,7 @@ def replay_command(options: argparse.Namespace) -> int:
     console = ReplayConsole(options.max_errors_shown, not options.no_progress)
     try:
         return _replay(options, console)
-    except (UsageError, ArgumentError, SweepError, MissingExtra) as error:
+    except (UsageError, ArgumentError, SweepError, BudgetError, MissingExtra) as error:
         console.say(f"madcheck replay: error: {error}")
         return 2
     except KeyboardInterrupt:
@@ -198,21 +206,33 @@ def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
     missing = [str(path) for path in options.files if not path.is_file()]
     if missing:
         raise UsageError(f"no such file: {', '.join(missing)}")
+    if options.suggest is not None:
+        _check_suggested_field(options.suggest)
+    budget = parse_budget(options.budget) if options.budget is not None else None
+    if budget is not None and not (options.sweep or options.suggest):
+        raise UsageError("--budget goes with --sweep or --suggest")
     with ExitStack() as stack:
         # Without --send the plugin's notifications go to a stand-in that answers like a
-        # notifier and sends nothing; the results come from the plugin's history rows.
-        capture = None if options.send else stack.enter_context(CaptureEndpoint())
-        arguments = trigger_arguments(given, from_file, capture.port if capture else None)
+        # notifier and sends nothing; the results come from the plugin's history rows. With
+        # --send it still takes the shadow trigger's (replay/incidents.py).
+        capture = stack.enter_context(CaptureEndpoint())
+        arguments = trigger_arguments(given, from_file, None if options.send else capture.port)
+        placeholder = bool(options.suggest) and not arguments.get("mad_thresholds", "").strip()
+        if placeholder:
+            # the searched conditions replace it; a placeholder lets the configuration load
+            arguments["mad_thresholds"] = f"{options.suggest}:3:30:3"
         if "maintenance" in file_only:
             _with_maintenance(stack, arguments, file_only["maintenance"])
         _with_measurement(options, arguments)
+        captured = trigger_arguments(given, from_file, capture.port)
+        for name in ("measurement", "mad_thresholds", "config_file_path"):
+            if name in arguments:
+                captured[name] = arguments[name]
         settings = _settings(options, arguments)
+        if options.suggest:
+            return _suggest(options, console, settings, arguments, budget, not placeholder)
         if options.sweep:
-            combinations = parse_sweep(options.sweep)
-            variants = sweep_arguments(arguments, settings.config.thresholds, combinations)
-            result = replay_pass(settings, console, [args for _, args in variants], track=False)
-            console.finish(result.counts.bad_lines)
-            print_sweep(stdout, [label for label, _ in variants], result)
+            _sweep(options, console, settings, arguments, budget)
             return 0
         writer = stack.enter_context(_alert_writer(options.alerts)) if options.alerts else None
         sinks: list[Callable[[AlertRecord], None]] = []
@@ -220,26 +240,110 @@ def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
             sinks.append(writer.write)
         if visuals.wanted:
             sinks.append(visuals.keep_alert)
-        result = replay_pass(settings, console, [arguments], on_alert=_fan_out(sinks))
+        taps = IncidentTaps(
+            [tracking(arguments, settings.config, options.send, captured, _plain(settings))]
+        )
+        result = replay_pass(settings, console, taps.arguments, on_alert=_fan_out(sinks), tap=taps)
         console.finish(result.counts.bad_lines)
         _say_if_nothing_matched(console, settings.inputs.measurement, result.counts)
         totals = result.totals[0]
+        incidents = taps.counts[0]
+        for alert_id, series in result.stats.items():
+            series.incidents = incidents.by_alert.get(alert_id, 0)
         summary = ReplayTotals(
             counts=result.counts,
-            series=len({(s.tags, s.field) for s in result.stats.values()}),
+            series=len(series_keys(result.stats.values())),
             fired=totals.fired,
             suppressed=totals.suppressed,
             resolved=totals.resolved,
-            notifications=totals.notifications,
+            notifications=totals.notifications - taps.hidden[0],
             held=totals.held,
             sent=options.send,
             seconds=result.seconds,
+            incidents=incidents.total,
+            series_with_incidents=incidents.series_with_incidents,
+            days=result.span.days,
         )
         print_summary(stdout, result.stats.values(), summary, options.top)
         if visuals.wanted:
             visuals.produce(
                 settings, console, result.stats, summary, _described(settings, options.send)
             )
+    return 0
+
+
+def _plain(settings: PassSettings) -> bool:
+    """No noise control: turning recovery on in the user's trigger then changes nothing shown
+    but the recoveries (hidden) and their notifications (subtracted); see replay/incidents.py."""
+    noise = settings.config.noise
+    return not (
+        noise.inhibit
+        or noise.levels
+        or noise.group_by
+        or noise.max_per_minute
+        or noise.maintenance
+        or settings.silences
+    )
+
+
+def _check_suggested_field(name: str) -> None:
+    """The field must be one a ``mad_thresholds`` argument can name."""
+    if not name.strip():
+        raise UsageError("--suggest needs a field name")
+    bad = sorted({char for char in name if char in "@,"})
+    if bad:
+        raise UsageError(
+            f"--suggest {name!r}: a field named in mad_thresholds cannot contain "
+            f"{' or '.join(repr(c) for c in bad)}"
+        )
+
+
+def _sweep(
+    options: argparse.Namespace,
+    console: ReplayConsole,
+    settings: PassSettings,
+    arguments: dict[str, str],
+    budget: Budget | None,
+) -> None:
+    combinations = parse_sweep(options.sweep)
+    variants = sweep_arguments(arguments, settings.config.thresholds, combinations)
+    plain = _plain(settings)
+    taps = IncidentTaps(
+        [tracking(args, settings.config, False, None, plain) for _, args in variants]
+    )
+    result = replay_pass(settings, console, taps.arguments, tap=taps)
+    console.finish(result.counts.bad_lines)
+    print_sweep(sys.stdout, [label for label, _ in variants], result, taps.counts, budget)
+
+
+def _suggest(
+    options: argparse.Namespace,
+    console: ReplayConsole,
+    settings: PassSettings,
+    arguments: dict[str, str],
+    budget: Budget | None,
+    compare_given: bool,
+) -> int:
+    """``--suggest``; ``compare_given``: ``--mad-thresholds`` (or the TOML file) was given, and
+    its condition on the field is shown beside the suggestions."""
+    from madcheck.replay.suggest import DEFAULT_BUDGET, SuggestError, suggest
+
+    if options.sweep or options.alerts or options.plot or options.report or options.send:
+        raise UsageError(
+            "--suggest prints suggestions only: no --sweep, --alerts, --plot, --report or --send"
+        )
+    try:
+        suggest(
+            sys.stdout,
+            console,
+            settings,
+            arguments,
+            options.suggest,
+            budget or parse_budget(DEFAULT_BUDGET),
+            compare_given,
+        )
+    except SuggestError as error:
+        raise UsageError(str(error)) from None
     return 0
 
 

@@ -20,7 +20,11 @@ EXAMPLES = """examples:
   madcheck replay export.csv --measurement cpu --mad-thresholds temp:3:50:2m --tags rack
 
   which k and window would have paged how often (one line per combination):
-  madcheck replay week.lp --mad-thresholds temp:3:20:5 --sweep k=2,2.5,3 window_count=10,20,50
+  madcheck replay week.lp --mad-thresholds temp:3:20:5 --sweep k=2,2.5,3 window_count=10,20,50 \\
+      --budget 1/day
+
+  thresholds suggested from history, at most one incident per series per week:
+  madcheck replay week.lp --measurement cpu --suggest temp --budget 1/week
 """
 
 #: ``--mad-thresholds``, where users choose k: what k means for normal data (README, "Choosing k",
@@ -93,6 +97,19 @@ def register(subparsers: Any) -> None:
         metavar="NAME=V1,V2",
         help="compare combinations of k, window_count, threshold, state_change_count: "
         "--sweep k=2,3 window_count=10,20",
+    )
+    parser.add_argument(
+        "--budget",
+        metavar="N/PERIOD",
+        help="incidents per series you accept, e.g. 1/day, 1/week, 3/d, 2/h: --sweep sorts and "
+        "marks the combinations within it, --suggest searches within it (default 1/week)",
+    )
+    parser.add_argument(
+        "--suggest",
+        metavar="FIELD",
+        help="search k, window_count, the count threshold (and mad_floor when the MAD is "
+        "often 0) for FIELD and print the best configurations within --budget, with the "
+        "mad_thresholds argument to paste",
     )
     parser.add_argument("--send", action="store_true", help="deliver to a running notifier")
     parser.add_argument(

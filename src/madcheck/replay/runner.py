@@ -22,6 +22,7 @@ from madcheck.detect.alerts import Tags
 from madcheck.detect.detector import Detector, VerdictObserver
 from madcheck.engine.catalog import SchemaQueries
 from madcheck.replay.alerts import HELD_STATES, RESOLVED, AlertRecord
+from madcheck.replay.incidents import DataSpan
 from madcheck.replay.inputs import InputError, InputFile, InputOptions, SeriesLines
 from madcheck.replay.noise import ReplayCatalog
 from madcheck.replay.stats import SeriesStats, StatsObserver
@@ -32,6 +33,9 @@ if TYPE_CHECKING:  # the passes only call it; importing it would tie them to the
     from madcheck.replay.console import ReplayConsole
 
 AlertSink = Callable[[AlertRecord], None]
+#: sees every trigger's records first, by trigger position; False keeps one out of the pass's
+#: counts and ``on_alert`` (the incidents' internal recovery rows, see replay/incidents.py)
+RecordTap = Callable[[int, AlertRecord], bool]
 
 #: longest wait, at the end of a pass, for a trigger's notifications to be posted
 DELIVERY_WAIT_S = 60.0
@@ -86,6 +90,7 @@ class PassResult:
     seconds: float
     stats: dict[str, SeriesStats]
     totals: list[TriggerTotals]
+    span: DataSpan = field(default_factory=DataSpan)
 
 
 class BatchSource:
@@ -156,10 +161,11 @@ def replay_pass(
     arguments: Sequence[dict[str, str]],
     on_alert: AlertSink | None = None,
     track: bool = True,
+    tap: RecordTap | None = None,
 ) -> PassResult:
     """Run one trigger per entry of ``arguments`` over the input; ``on_alert`` receives the
     first trigger's alerts as they are recorded, ``track`` keeps per-series counts (from the
-    first trigger's detector)."""
+    first trigger's detector), ``tap`` sees every trigger's records first."""
     measurement = settings.inputs.measurement
     catalog = ReplayCatalog(settings.config.noise.silences_table, settings.silences)
     catalog.add_columns(measurement)
@@ -180,10 +186,14 @@ def replay_pass(
     stats = observer.stats if observer is not None else {}
     started = time.perf_counter()
     flushes = 0
+    span = DataSpan()
     for batch, _ in source.read("replaying"):
         flushes += 1
+        span.add(batch.rows)
         for position, (trigger, total) in enumerate(zip(triggers, totals, strict=True)):
             for record in trigger.call(batch.rows):
+                if tap is not None and not tap(position, record):
+                    continue
                 total.count(record)
                 if position:
                     continue
@@ -199,7 +209,7 @@ def replay_pass(
                     on_alert(record)
     for trigger, total in zip(triggers, totals, strict=True):
         total.notifications = trigger.finish(DELIVERY_WAIT_S)
-    return PassResult(source.counts, flushes, time.perf_counter() - started, stats, totals)
+    return PassResult(source.counts, flushes, time.perf_counter() - started, stats, totals, span)
 
 
 def trace_pass(

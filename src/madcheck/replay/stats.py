@@ -30,6 +30,8 @@ class SeriesStats:
     fired: int = 0
     suppressed: int = 0
     resolved: int = 0
+    #: episodes, from a firing to its recovery (replay/incidents.py)
+    incidents: int = 0
     #: alerts not sent by noise control: inhibited, silenced or capped
     held: int = 0
 
@@ -47,6 +49,7 @@ class SeriesStats:
             f"{self.outliers:,}",
             f"{self.fired:,}",
             f"{self.suppressed:,}",
+            f"{self.incidents:,}",
             f"{self.held:,}",
             f"{self.resolved:,}",
         ]

@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from madcheck.replay.console import plural, shown, table_text
+from madcheck.replay.incidents import per_series_per_day, rate_text
 from madcheck.replay.stats import SeriesStats
 from madcheck.replay.stream import StreamCounts
 
 HEADINGS = (
-    "series", "field", "threshold", "points", "outliers", "fired", "suppressed", "not sent",
-    "resolved",
+    "series", "field", "threshold", "points", "outliers", "fired", "suppressed", "incidents",
+    "not sent", "resolved",
 )  # fmt: skip
 _NOT_SENT, _RESOLVED = HEADINGS.index("not sent"), HEADINGS.index("resolved")
 
@@ -33,6 +34,15 @@ class ReplayTotals:
     seconds: float
     #: alerts noise control did not send, by state: inhibited, silenced, capped
     held: Mapping[str, int] = field(default_factory=dict)
+    #: episodes (replay/incidents.py), series with at least one, days of data time
+    incidents: int = 0
+    series_with_incidents: int = 0
+    days: float = 0.0
+
+    @property
+    def incident_rate(self) -> float | None:
+        """Incidents per series per day."""
+        return per_series_per_day(self.incidents, self.series, self.days)
 
     def describe(self) -> str:
         counts = self.counts
@@ -50,6 +60,11 @@ class ReplayTotals:
                 text += f", {count:,} {state}"
         if self.resolved:
             text += f", {self.resolved:,} resolved"
+        text += (
+            f"; {plural(self.incidents, 'incident')} in {self.series_with_incidents:,} of "
+            f"{plural(self.series, 'series', 'series')}, "
+            f"{rate_text(self.incident_rate)} per series per day over {self.days:.3g} days"
+        )
         what = "sent to the notifier" if self.sent else "none sent"
         text += f"; {plural(self.notifications, 'notification')} ({what})"
         return text + f"; {self.seconds:.1f} s ({rate:,.0f} points/s)"

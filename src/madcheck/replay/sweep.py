@@ -14,6 +14,13 @@ from typing import TextIO
 
 from madcheck.config.thresholds import Threshold, ThresholdError, threshold_from_parts
 from madcheck.replay.console import shown, table_text
+from madcheck.replay.incidents import (
+    Budget,
+    IncidentCount,
+    per_series_per_day,
+    rate_text,
+    series_keys,
+)
 from madcheck.replay.runner import PassResult
 
 PARAMETERS = ("k", "window_count", "threshold", "state_change_count")
@@ -85,21 +92,46 @@ def sweep_arguments(
     return variants
 
 
-def print_sweep(stream: TextIO, combinations: list[Combination], result: PassResult) -> None:
+def print_sweep(
+    stream: TextIO,
+    combinations: list[Combination],
+    result: PassResult,
+    incidents: Sequence[IncidentCount],
+    budget: Budget | None = None,
+) -> None:
+    """One line per combination with its alerts and incidents; with a ``budget``, sorted by
+    incidents per series per day, those within it marked."""
+    series = len(series_keys(result.stats.values()))
+    days = result.span.days
     names = list(combinations[0]) if combinations else []
-    headings = [*names, "alerts fired", "suppressed", "series alerting"]
-    rows = [
-        [
+    headings = [*names, "alerts fired", "suppressed", "incidents", "per series per day",
+                "series with incidents"]  # fmt: skip
+    if budget is not None:
+        headings.append(f"within {budget.text}")
+    entries = []
+    for combination, totals, counted in zip(combinations, result.totals, incidents, strict=False):
+        rate = per_series_per_day(counted.total, series, days)
+        row = [
             *(combination[name] for name in names),
             f"{totals.fired:,}",
             f"{totals.suppressed:,}",
-            f"{len(totals.alerting):,}",
+            f"{counted.total:,}",
+            rate_text(rate),
+            f"{counted.series_with_incidents:,}",
         ]
-        for combination, totals in zip(combinations, result.totals, strict=True)
-    ]
+        if budget is not None:
+            row.append("yes" if budget.met(rate) else "")
+        entries.append((rate, row))
+    if budget is not None:  # fewest incidents first; a combination without a rate last
+        entries.sort(key=lambda entry: (entry[0] is None, entry[0] or 0.0))
+    rows = [row for _, row in entries]
     print(table_text("madcheck replay --sweep", headings, rows, numeric_from=0), file=stream)
     points = result.counts.points
-    print(
-        shown(f"{points:,} points replayed per combination in {result.seconds:.1f} s"),
-        file=stream,
+    text = (
+        f"{points:,} points of {series:,} series, {days:.3g} days of data, replayed per "
+        f"combination in {result.seconds:.1f} s"
     )
+    if budget is not None:
+        met = sum(1 for rate, _ in entries if budget.met(rate))
+        text += f"; {met:,} of {len(entries):,} within {budget.text} ({budget.per_day:.3g} per day)"
+    print(shown(text), file=stream)
