@@ -22,6 +22,7 @@ The package is laid out the way data flows through it:
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +49,9 @@ def process_writes(
     else against ``plugin_dir``, which defaults to the directory this package was loaded from:
     the engine's plugin dir when the package is deployed as a directory plugin.
     """
-    try:
-        from madcheck.plugin.writes import process_writes as run
-    except ModuleNotFoundError as error:
-        if error.name != "madcheck":
-            raise
-        influxdb3_local.error(f"mad_check: {NOT_IMPORTED}")
-        return
-    run(influxdb3_local, table_batches, args, plugin_dir=plugin_dir or loaded_from())
+    run = _entry_point(influxdb3_local, "madcheck.plugin.writes", "process_writes", "mad_check")
+    if run is not None:
+        run(influxdb3_local, table_batches, args, plugin_dir=plugin_dir or loaded_from())
 
 
 def process_scheduled_call(
@@ -67,14 +63,11 @@ def process_scheduled_call(
 ) -> None:
     """The MAD check's missing-data alerts (scheduled trigger, e.g. ``every:1m``, with
     ``missing_after``); ``config_file_path`` is resolved as for ``process_writes``."""
-    try:
-        from madcheck.plugin.missing import process_scheduled_call as run
-    except ModuleNotFoundError as error:
-        if error.name != "madcheck":
-            raise
-        influxdb3_local.error(f"mad_check: {NOT_IMPORTED}")
-        return
-    run(influxdb3_local, call_time, args, plugin_dir=plugin_dir or loaded_from())
+    run = _entry_point(
+        influxdb3_local, "madcheck.plugin.missing", "process_scheduled_call", "mad_check"
+    )
+    if run is not None:
+        run(influxdb3_local, call_time, args, plugin_dir=plugin_dir or loaded_from())
 
 
 def process_request(
@@ -85,14 +78,24 @@ def process_request(
     args: Any = None,
 ) -> Any:
     """The notification sender (request trigger, e.g. ``request:notify``)."""
+    handle = _entry_point(
+        influxdb3_local, "madcheck.plugin.notifier", "process_request", "notifier"
+    )
+    if handle is None:
+        return {"status": "failed", "error": NOT_IMPORTED, "results": {}}, 500
+    return handle(influxdb3_local, query_parameters, request_headers, request_body, args)
+
+
+def _entry_point(influxdb3_local: Any, module: str, function: str, label: str) -> Any:
+    """``module.function``, imported at its first call; None, after logging why, when the
+    engine ran this file on its own, without the package around it (``NOT_IMPORTED``)."""
     try:
-        from madcheck.plugin.notifier import process_request as handle
+        return getattr(importlib.import_module(module), function)
     except ModuleNotFoundError as error:
         if error.name != "madcheck":
             raise
-        influxdb3_local.error(f"notifier: {NOT_IMPORTED}")
-        return {"status": "failed", "error": NOT_IMPORTED, "results": {}}, 500
-    return handle(influxdb3_local, query_parameters, request_headers, request_body, args)
+        influxdb3_local.error(f"{label}: {NOT_IMPORTED}")
+        return None
 
 
 def loaded_from() -> Path | None:
