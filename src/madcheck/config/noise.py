@@ -83,15 +83,22 @@ def all_sender_names(default: Sequence[str], levels: Mapping[str, Sequence[str]]
     return names
 
 
+def unwritable_table_name(table: str) -> bool:
+    """Whether the engine cannot write rows to ``table``: InfluxDB 3's LineBuilder refuses a
+    space, line protocol cannot carry a control character, and a leading '#' or a backslash
+    would turn the row into a comment or an escape."""
+    return (
+        table.startswith("#")
+        or "\\" in table
+        or any(c.isspace() or not c.isprintable() for c in table)
+    )
+
+
 def table_name(merged: Mapping[str, Any], name: str, default: str, measurement: str) -> str:
     """A table argument the engine can query and write: empty turns the feature off."""
     raw = merged.get(name)
     table = default if raw is None else (unquote(raw) if isinstance(raw, str) else str(raw))
-    if table and (
-        table.startswith("#")
-        or "\\" in table
-        or any(c.isspace() or not c.isprintable() for c in table)
-    ):
+    if table and unwritable_table_name(table):
         raise NoiseConfigError(
             f"{name} {table!r} cannot be used: give a name without spaces, control characters "
             "or backslashes, not starting with '#'"

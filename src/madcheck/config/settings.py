@@ -37,6 +37,7 @@ from madcheck.config.noise import (
     all_sender_names,
     noise_settings,
     requested_senders,
+    unwritable_table_name,
 )
 from madcheck.config.quoting import unquote
 from madcheck.config.senders import (
@@ -391,13 +392,7 @@ def _number(merged: Mapping[str, Any], name: str, default: float) -> float:
 def _alerts_table(merged: Mapping[str, Any], measurement: str) -> str:
     raw = merged.get("alerts_table")
     table = "mad_alerts" if raw is None else _text(raw)
-    # InfluxDB 3's LineBuilder refuses a space; line protocol cannot carry a control character,
-    # and a leading '#' or a backslash would turn the row into a comment or an escape
-    if table and (
-        table.startswith("#")
-        or "\\" in table
-        or any(c.isspace() or not c.isprintable() for c in table)
-    ):
+    if table and unwritable_table_name(table):
         raise ConfigError(
             f"alerts_table {table!r} cannot be written by the engine: use a name without "
             "spaces, control characters or backslashes, not starting with '#'"
