@@ -154,13 +154,22 @@ class VerdictObserver(Protocol):
         outlier."""
 
     def traces(self, series: Any) -> bool:
-        """Whether ``judged`` should get each value of this series (slower: per value)."""
+        """Whether ``judged`` should get the values of this series (slower: values and bands
+        are read)."""
 
     def judged(
-        self, series: Any, field: str, cell: Any, time_ns: int, value: float, median: float,
-        mad: float,
-    ) -> None:  # fmt: skip
-        """A value of a traced series, after it entered the full window (median, MAD incl.)."""
+        self,
+        series: Any,
+        field: str,
+        cell: Any,
+        times: Sequence[int],
+        values: Sequence[float],
+        medians: Sequence[float],
+        mads: Sequence[float],
+    ) -> None:
+        """The values of a traced series that a full window judged in one batch, in time
+        order, each with its window's median and MAD (itself included); after the
+        ``outlier`` calls for them."""
 
 
 class _BlockGroup(NamedTuple):
@@ -383,6 +392,10 @@ class Detector:
                         observer.entered(entry, name, cell, len(values), series_rows[-1]["time"])
                 else:
                     entered, last_ns = 0, 0
+                    times: list[int] = []
+                    judged: list[float] = []
+                    medians: list[float] = []
+                    mads: list[float] = []
                     for row, raw in zip(series_rows, values, strict=True):
                         value = _numeric(raw, result)
                         if value is None:
@@ -392,9 +405,14 @@ class Detector:
                         entered, last_ns = entered + 1, row["time"]
                         if traced and cell.window is not None and cell.window.full:
                             median, mad = cell.window.median_and_mad()
-                            observer.judged(entry, name, cell, last_ns, value, median, mad)  # type: ignore[union-attr]
+                            times.append(last_ns)
+                            judged.append(value)
+                            medians.append(median)
+                            mads.append(mad)
                     if observer is not None and entered:
                         observer.entered(entry, name, cell, entered, last_ns)
+                    if times:
+                        observer.judged(entry, name, cell, times, judged, medians, mads)  # type: ignore[union-attr]
                 if compact:
                     assert cell.window is not None
                     cell.window.compact()
@@ -765,41 +783,47 @@ class Detector:
         assert observer is not None
         name = group.name
         codes = batch.codes
+        rows, order = batch.rows, batch.order
+        judged_before: list[int] | None = None  # per position, the verdicts before it
         for number, start, end in segments:
             entry = self._entries[number]
             cell = entry.windows[group.position]
-            traced = observer.traces(entry)
-            if not traced:
+            span = codes[start:end]
+            entered = len(span) - span.count(-2)
+            if not entered:
+                continue
+            if not observer.traces(entry):
                 # counts and outliers only, no value or window read: a replay's summary follows
                 # every series this way, so this is most of what observing costs it
-                span = codes[start:end]
-                entered = len(span) - span.count(-2)
-                if not entered:
-                    continue
-                rows, order = batch.rows, batch.order
-                for offset, code in enumerate(span):
-                    if code > 0:
-                        time_ns = rows[order[start + offset]]["time"]
-                        _report_outliers(observer, entry, name, cell, code, time_ns)
+                if span.count(0) + span.count(-1) < entered:
+                    for offset, code in enumerate(span):
+                        if code > 0:
+                            time_ns = rows[order[start + offset]]["time"]
+                            _report_outliers(observer, entry, name, cell, code, time_ns)
                 last = end - 1
                 while codes[last] == -2:
                     last -= 1
                 observer.entered(entry, name, cell, entered, rows[order[last]]["time"])
                 continue
-            entered, last_ns = 0, 0
-            for at in range(start, end):
-                code = codes[at]
+            if judged_before is None:
+                judged_before = _running_count(codes)
+            values = _values_at(batch.values, order[start:end])
+            judged_times: list[int] = []
+            judged_values: list[float] = []
+            last_ns = 0
+            for offset, code in enumerate(span):
                 if code == -2:  # could not enter the window
                     continue
-                row, value, window = batch.point(at)
-                entered, last_ns = entered + 1, row["time"]
+                last_ns = rows[order[start + offset]]["time"]
                 if code > 0:
                     _report_outliers(observer, entry, name, cell, code, last_ns)
-                if traced and code >= 0:  # a full window judged it
-                    median, mad = window.median_and_mad()
-                    observer.judged(entry, name, cell, last_ns, value, median, mad)
-            if entered:
-                observer.entered(entry, name, cell, entered, last_ns)
+                if code >= 0:  # a full window judged it
+                    judged_times.append(last_ns)
+                    judged_values.append(values[offset])
+            observer.entered(entry, name, cell, entered, last_ns)
+            if judged_times:
+                medians, mads = _bands(batch.windows, judged_before[start], judged_before[end])
+                observer.judged(entry, name, cell, judged_times, judged_values, medians, mads)
 
     def _walk_events(
         self,
@@ -949,6 +973,45 @@ def _count_runs(
         runs.append(numpy.where(last_break >= starts, since_break, old[:, bit] + total))
         walk |= old[:, bit] + total >= limit
     return numpy.stack(runs, axis=1).tolist(), walk.tolist()
+
+
+def _running_count(codes: list[int]) -> list[int]:
+    """Per position of a block batch, how many of the codes before it are verdicts (>= 0): the
+    index of its sorted window, if it has one, in ``_BlockBatch.windows``."""
+    counts = [0]
+    total = 0
+    for code in codes:
+        total += code >= 0
+        counts.append(total)
+    return counts
+
+
+def _bands(windows: Any, first: int, end: int) -> tuple[list[float], list[float]]:
+    """Median and MAD of each sorted window ``windows[first:end]`` of a block batch: with
+    numpy, of all of them at once, in ``sorted_median_and_mad``'s arithmetic (the same floats:
+    the same operations on the same sorted values, element by element)."""
+    if numpy is None or not isinstance(windows, numpy.ndarray) or windows.ndim != 2:
+        pairs = [
+            sorted_median_and_mad(window if isinstance(window, list) else window.tolist())
+            for window in windows[first:end]
+        ]
+        return [median for median, _ in pairs], [mad for _, mad in pairs]
+    chosen = windows[first:end]
+    size = chosen.shape[1]
+    half = size >> 1
+    medians = chosen[:, half] if size & 1 else (chosen[:, half - 1] + chosen[:, half]) / 2
+    deviations = numpy.sort(numpy.abs(chosen - medians[:, None]), axis=1)
+    mads = deviations[:, half] if size & 1 else (deviations[:, half - 1] + deviations[:, half]) / 2
+    return medians.tolist(), mads.tolist()
+
+
+def _values_at(values: Any, indexes: list[int]) -> list[float]:
+    """``values[i]`` for each of ``indexes`` as Python floats (``values``: a numpy array or a
+    list of a block batch, None where a value could not enter the window)."""
+    if numpy is not None and isinstance(values, numpy.ndarray):
+        chosen: list[float] = values[indexes].tolist()
+        return chosen
+    return [values[index] for index in indexes]
 
 
 def _report_outliers(

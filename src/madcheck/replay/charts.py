@@ -12,8 +12,11 @@ import io
 import math
 import re
 from array import array
+from bisect import bisect_right
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any
 
 from madcheck.detect.alerts import Tags
@@ -75,7 +78,8 @@ class Zoom:
 
 class SeriesTrace:
     """The judged values of one series under one threshold, thinned to a bounded size, plus an
-    unthinned ``Zoom`` around each of its first ``MAX_ZOOMS`` incidents."""
+    unthinned ``Zoom`` around each of its first ``MAX_ZOOMS`` incidents. Fed a batch at a time
+    (``extend``); what it keeps does not depend on how the values are split into batches."""
 
     def __init__(self, expected_points: int, window_count: int, alert_times: array[int]) -> None:
         self.stride = max(1, math.ceil(expected_points / MAX_LINE_POINTS))
@@ -89,31 +93,66 @@ class SeriesTrace:
         self.outliers_dropped = 0
         self.zooms: list[Zoom] = []
         self._seen = 0
-        self._recent: deque[tuple[int, float, float, float, float, bool]] = deque(
-            maxlen=2 * window_count
-        )
+        #: the values before an incident that its zoom shows
+        self._keep = 2 * window_count
+        self._recent: deque[tuple[int, float, float, float, float, bool]] = deque(maxlen=self._keep)
         self._after = window_count
         self._alerts = sorted(set(alert_times))
         self._next_alert = 0
         self._open: Zoom | None = None
 
-    def __call__(
-        self, time_ns: int, value: float, median: float, lower: float, upper: float, outlier: bool
+    def extend(
+        self,
+        times: Sequence[int],
+        values: Sequence[float],
+        medians: Sequence[float],
+        lowers: Sequence[float],
+        uppers: Sequence[float],
+        outliers: Sequence[bool],
     ) -> None:
-        if self._seen % self.stride == 0:
-            self.times.append(time_ns)
-            self.values.append(value)
-            self.medians.append(median)
-            self.lowers.append(lower)
-            self.uppers.append(upper)
-        self._seen += 1
-        if outlier:
-            if len(self.outlier_times) < MAX_OUTLIERS:
-                self.outlier_times.append(time_ns)
-                self.outlier_values.append(value)
-            else:
-                self.outliers_dropped += 1
-        self._zoom(time_ns, (time_ns, value, median, lower, upper, outlier))
+        """The next judged values, in time order, with their bands and outlier verdicts."""
+        if not times:
+            return
+        first = -self._seen % self.stride  # every stride-th value of the whole series
+        stride = self.stride
+        self.times.extend(times[first::stride])
+        self.values.extend(values[first::stride])
+        self.medians.extend(medians[first::stride])
+        self.lowers.extend(lowers[first::stride])
+        self.uppers.extend(uppers[first::stride])
+        self._seen += len(times)
+        if any(outliers):
+            for index in compress(range(len(times)), outliers):
+                if len(self.outlier_times) < MAX_OUTLIERS:
+                    self.outlier_times.append(times[index])
+                    self.outlier_values.append(values[index])
+                else:
+                    self.outliers_dropped += 1
+        alerts = self._alerts
+        index, count = 0, len(times)
+        while index < count:
+            if self._open is None:
+                # No zoom open: up to the value at the next alert only the recent values
+                # matter; at it, ``_zoom`` opens one (if any is left to draw).
+                upto = count
+                if self._next_alert < len(alerts) and len(self.zooms) < MAX_ZOOMS:
+                    due = alerts[self._next_alert]
+                    upto = next((at for at in range(index, count) if times[at] >= due), count)
+                else:
+                    self._next_alert = bisect_right(alerts, max(times[index:]), self._next_alert)
+                low = max(index, upto - self._keep)
+                self._recent.extend(
+                    zip(times[low:upto], values[low:upto], medians[low:upto], lowers[low:upto],
+                        uppers[low:upto], outliers[low:upto], strict=True)
+                )  # fmt: skip
+                index = upto
+                if index == count:
+                    break
+            self._zoom(
+                times[index], (times[index], values[index], medians[index], lowers[index],
+                               uppers[index], outliers[index]),
+            )  # fmt: skip
+            index += 1
 
     def _zoom(self, time_ns: int, item: tuple[int, float, float, float, float, bool]) -> None:
         alerts, position = self._alerts, self._next_alert
@@ -137,8 +176,8 @@ class SeriesTrace:
 
 
 class ChartObserver:
-    """A ``VerdictObserver`` (madcheck.detect.detector) that sends each value of the charted
-    series to its ``SeriesTrace``, with the band of each threshold."""
+    """A ``VerdictObserver`` (madcheck.detect.detector) that sends the values of the charted
+    series to their ``SeriesTrace``, with the band of each threshold."""
 
     def __init__(self, table: str, traces: dict[str, SeriesTrace], tags: set[Tags]) -> None:
         self.table = table
@@ -146,7 +185,8 @@ class ChartObserver:
         self._tags = tags
         self._traced: dict[int, tuple[Any, bool]] = {}
         self._cells: dict[int, tuple[Any, list[tuple[float, SeriesTrace | None]]]] = {}
-        self._outlier: dict[tuple[int, int], int] = {}
+        #: (cell, threshold position) -> times of the outliers of the batch being reported
+        self._outliers: dict[tuple[int, int], set[int]] = {}
 
     def traces(self, series: Any) -> bool:
         known = self._traced.get(id(series))
@@ -158,12 +198,19 @@ class ChartObserver:
         """Counts come from the first pass."""
 
     def outlier(self, series: Any, field: str, cell: Any, position: int, time_ns: int) -> None:
-        self._outlier[(id(cell), position)] = time_ns
+        if self.traces(series):  # kept until ``judged`` takes them: a batch's worth at most
+            self._outliers.setdefault((id(cell), position), set()).add(time_ns)
 
     def judged(
-        self, series: Any, field: str, cell: Any, time_ns: int, value: float, median: float,
-        mad: float,
-    ) -> None:  # fmt: skip
+        self,
+        series: Any,
+        field: str,
+        cell: Any,
+        times: Sequence[int],
+        values: Sequence[float],
+        medians: Sequence[float],
+        mads: Sequence[float],
+    ) -> None:
         known = self._cells.get(id(cell))
         if known is None or known[0] is not cell:
             sinks = [
@@ -172,9 +219,13 @@ class ChartObserver:
             ]
             known = self._cells[id(cell)] = (cell, sinks)
         for position, (k, sink) in enumerate(known[1]):
-            if sink is not None:
-                outlier = self._outlier.get((id(cell), position)) == time_ns
-                sink(time_ns, value, median, median - k * mad, median + k * mad, outlier)
+            outliers = self._outliers.pop((id(cell), position), None)
+            if sink is None:
+                continue
+            flags = [time_ns in outliers for time_ns in times] if outliers else [False] * len(times)
+            lowers = [median - k * mad for median, mad in zip(medians, mads, strict=True)]
+            uppers = [median + k * mad for median, mad in zip(medians, mads, strict=True)]
+            sink.extend(times, values, medians, lowers, uppers, flags)
 
 
 def chart_file_name(stats: SeriesStats) -> str:
