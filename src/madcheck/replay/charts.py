@@ -304,23 +304,81 @@ def _draw_series(axes: Any, x: Any, values: Any, medians: Any, lowers: Any, uppe
         axes.set_ylim(*limits)
 
 
-def render_chart(stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> bytes:
-    """The chart as PNG bytes: the whole series on top, a zoomed panel per incident below."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-    from matplotlib.figure import Figure
+@dataclass
+class _Layout:
+    """A figure with its axes for charts with ``panels`` zoomed incidents, drawn on again and
+    again: making a figure's axes, ticks and tick labels is a third of a chart's time and
+    depends on nothing of the data."""
 
+    figure: Any
+    axes: Any
+    panels: list[Any]
+    #: figure fractions: the bottom of the main axes, and one inch
+    main_bottom: float
+    inch: float
+
+    @classmethod
+    def build(cls, panels: int) -> _Layout:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        # Fixed positions (fractions of the figure): matplotlib's automatic layout would cost
+        # more than drawing the chart itself.
+        height = 6.4 if panels else 4.4
+        figure = Figure(figsize=(11, height), dpi=100)
+        FigureCanvasAgg(figure)
+        inch = 1 / height
+        top = 1 - 0.35 * inch
+        main_bottom = (2.75 if panels else 1.0) * inch
+        axes: Any = figure.add_axes((0.065, main_bottom, 0.92, top - main_bottom))
+        _date_axis(axes, 8)
+        axes.grid(alpha=0.3)
+        width = (0.92 - 0.04 * (panels - 1)) / max(1, panels)
+        zoomed = []
+        for column in range(panels):
+            panel: Any = figure.add_axes(
+                (0.065 + column * (width + 0.04), 0.4 * inch, width, 1.45 * inch)
+            )
+            _date_axis(panel, 4)
+            panel.set_title(f"incident {column + 1} (zoomed)", fontsize=9, loc="left", y=1.0)
+            panel.grid(alpha=0.3)
+            panel.tick_params(labelsize=7)
+            zoomed.append(panel)
+        return cls(figure, axes, zoomed, main_bottom, inch)
+
+    def clear(self) -> None:
+        """Take one chart's data off, leaving the axes as ``build`` made them."""
+        for legend in list(self.figure.legends):
+            legend.remove()
+        for axes in (self.axes, *self.panels):
+            for artist in [*axes.lines, *axes.collections]:
+                artist.remove()
+            axes.relim()  # data limits as a new axes has them: the next chart's alone
+            axes.set_autoscaley_on(True)
+
+
+class ChartCanvas:
+    """Draws the charts of one replay, each on the kept figure of its layout (``_Layout``);
+    a chart comes out the same as on a figure of its own."""
+
+    def __init__(self) -> None:
+        self._layouts: dict[int, _Layout] = {}
+
+    def render(self, stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> bytes:
+        """The chart as PNG bytes: the whole series on top, a zoomed panel per incident below."""
+        zooms = trace.zooms
+        layout = self._layouts.get(len(zooms))
+        if layout is None:
+            layout = self._layouts[len(zooms)] = _Layout.build(len(zooms))
+        try:
+            return _render(layout, stats, trace, marks)
+        finally:
+            layout.clear()
+
+
+def _render(layout: _Layout, stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> bytes:
     k = stats.threshold.k
-    zooms = trace.zooms
-    # Fixed positions (fractions of the figure): matplotlib's automatic layout would cost
-    # more than drawing the chart itself.
-    height = 6.4 if zooms else 4.4
-    figure = Figure(figsize=(11, height), dpi=100)
-    FigureCanvasAgg(figure)
-    inch = 1 / height
-    top = 1 - 0.35 * inch
-    main_bottom = (2.75 if zooms else 1.0) * inch
-    axes: Any = figure.add_axes((0.065, main_bottom, 0.92, top - main_bottom))
+    axes = layout.axes
     x = _datetimes(trace.times)
     _draw_series(axes, x, trace.values, trace.medians, trace.lowers, trace.uppers, k,
                  stats.field, 0.45)  # fmt: skip
@@ -331,21 +389,15 @@ def render_chart(stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> b
     )  # fmt: skip
     for state in _MARK_STYLES:
         _draw_marks(axes, marks, state)
-    _date_axis(axes, AutoDateLocator, ConciseDateFormatter, 8)
     axes.set_ylabel(_plain(stats.field))
     # an explicit y spares matplotlib a layout pass to place the title
     axes.set_title(_plain(chart_title(stats)), fontsize=10, loc="left", y=1.0)
-    axes.grid(alpha=0.3)
     # Below the axes: inside, the legend hides exactly the spikes a reader looks for.
-    figure.legend(
+    layout.figure.legend(
         *axes.get_legend_handles_labels(), loc="lower center", fontsize=8, ncols=7,
-        frameon=False, bbox_to_anchor=(0.5, main_bottom - 0.72 * inch),
+        frameon=False, bbox_to_anchor=(0.5, layout.main_bottom - 0.72 * layout.inch),
     )  # fmt: skip
-    width = (0.92 - 0.04 * (len(zooms) - 1)) / max(1, len(zooms))
-    for column, zoom in enumerate(zooms):
-        panel: Any = figure.add_axes(
-            (0.065 + column * (width + 0.04), 0.4 * inch, width, 1.45 * inch)
-        )
+    for panel, zoom in zip(layout.panels, trace.zooms, strict=True):
         zx = _datetimes(zoom.times)
         _draw_series(panel, zx, zoom.values, zoom.medians, zoom.lowers, zoom.uppers, k,
                      stats.field, 1.0)  # fmt: skip
@@ -356,12 +408,8 @@ def render_chart(stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> b
         for state in _MARK_STYLES:
             _draw_marks(panel, marks, state, between=(zoom.times[0], zoom.times[-1]),
                         legend=False)  # fmt: skip
-        _date_axis(panel, AutoDateLocator, ConciseDateFormatter, 4)
-        panel.set_title(f"incident {column + 1} (zoomed)", fontsize=9, loc="left", y=1.0)
-        panel.grid(alpha=0.3)
-        panel.tick_params(labelsize=7)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    layout.figure.savefig(buffer, format="png")
     return buffer.getvalue()
 
 
@@ -371,10 +419,13 @@ def _plain(text: str) -> str:
     return shown(text).replace("$", r"\$")
 
 
-def _date_axis(axes: Any, locator_class: Any, formatter_class: Any, ticks: int) -> None:
-    locator: Any = locator_class(minticks=3, maxticks=ticks)
+def _date_axis(axes: Any, ticks: int) -> None:
+    from matplotlib import dates
+
+    untyped: Any = dates
+    locator = untyped.AutoDateLocator(minticks=3, maxticks=ticks)
     axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(formatter_class(locator))
+    axes.xaxis.set_major_formatter(untyped.ConciseDateFormatter(locator))
 
 
 #: state -> (legend label, marker style)
