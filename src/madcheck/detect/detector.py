@@ -17,6 +17,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate, compress
 from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
@@ -792,38 +793,28 @@ class Detector:
             entered = len(span) - span.count(-2)
             if not entered:
                 continue
+            # counts and outliers: a replay's summary follows every series this way, so this
+            # is most of what observing costs it
+            if span.count(0) + span.count(-1) < entered:  # some outliers
+                for offset in compress(range(len(span)), map(_ZERO.__lt__, span)):
+                    time_ns = rows[order[start + offset]]["time"]
+                    _report_outliers(observer, entry, name, cell, span[offset], time_ns)
+            last = end - 1
+            while codes[last] == -2:
+                last -= 1
+            observer.entered(entry, name, cell, entered, rows[order[last]]["time"])
             if not observer.traces(entry):
-                # counts and outliers only, no value or window read: a replay's summary follows
-                # every series this way, so this is most of what observing costs it
-                if span.count(0) + span.count(-1) < entered:
-                    for offset, code in enumerate(span):
-                        if code > 0:
-                            time_ns = rows[order[start + offset]]["time"]
-                            _report_outliers(observer, entry, name, cell, code, time_ns)
-                last = end - 1
-                while codes[last] == -2:
-                    last -= 1
-                observer.entered(entry, name, cell, entered, rows[order[last]]["time"])
+                continue
+            judged = list(map(_ZERO.__le__, span))  # a full window judged the value
+            if not any(judged):
                 continue
             if judged_before is None:
                 judged_before = _running_count(codes)
-            values = _values_at(batch.values, order[start:end])
-            judged_times: list[int] = []
-            judged_values: list[float] = []
-            last_ns = 0
-            for offset, code in enumerate(span):
-                if code == -2:  # could not enter the window
-                    continue
-                last_ns = rows[order[start + offset]]["time"]
-                if code > 0:
-                    _report_outliers(observer, entry, name, cell, code, last_ns)
-                if code >= 0:  # a full window judged it
-                    judged_times.append(last_ns)
-                    judged_values.append(values[offset])
-            observer.entered(entry, name, cell, entered, last_ns)
-            if judged_times:
-                medians, mads = _bands(batch.windows, judged_before[start], judged_before[end])
-                observer.judged(entry, name, cell, judged_times, judged_values, medians, mads)
+            indexes = list(compress(order[start:end], judged))
+            medians, mads = _bands(batch.windows, judged_before[start], judged_before[end])
+            times = [rows[index]["time"] for index in indexes]
+            values = _values_at(batch.values, indexes)
+            observer.judged(entry, name, cell, times, values, medians, mads)
 
     def _walk_events(
         self,
@@ -939,6 +930,8 @@ class Detector:
 _TIME = itemgetter("time")
 _NUMBER = itemgetter(3)  # _Series.number
 _FLOATS = {float}
+#: ``_ZERO.__lt__(code)``: the code is an outlier's; ``__le__``: a full window judged the value
+_ZERO = 0
 _INF = math.inf
 _NAN = math.nan
 #: Batches of up to this many values of a group go through ``SeriesBlock.judge_few``.
@@ -978,12 +971,7 @@ def _count_runs(
 def _running_count(codes: list[int]) -> list[int]:
     """Per position of a block batch, how many of the codes before it are verdicts (>= 0): the
     index of its sorted window, if it has one, in ``_BlockBatch.windows``."""
-    counts = [0]
-    total = 0
-    for code in codes:
-        total += code >= 0
-        counts.append(total)
-    return counts
+    return list(accumulate(map(_ZERO.__le__, codes), initial=0))
 
 
 def _bands(windows: Any, first: int, end: int) -> tuple[list[float], list[float]]:
