@@ -15,7 +15,7 @@ import pytest
 from madcheck.cli import main
 from madcheck.engine.catalog import SchemaQueries
 from madcheck.replay.app import default_plugin
-from madcheck.replay.arguments import captured, trigger_arguments
+from madcheck.replay.arguments import is_captured, trigger_arguments
 from madcheck.replay.capture import CaptureClient, CaptureEndpoint
 from madcheck.replay.trigger import ReplayTrigger
 from tests import replay_data as data
@@ -517,7 +517,7 @@ def _deliveries(rows: list[dict], capture: CaptureClient | None) -> tuple[int, i
             {"measurement": "cpu", "mad_thresholds": data.THRESHOLDS, "notify_recovery": "true"},
             capture_port=endpoint.port,
         )
-        assert captured(arguments)
+        assert is_captured(arguments)
         plugin = default_plugin()
         assert plugin is not None
         trigger = ReplayTrigger(plugin, arguments, "cpu", catalog, lambda record: None,
@@ -547,5 +547,16 @@ def test_without_send_notifications_are_taken_in_process_as_the_endpoint_takes_t
 def test_send_arguments_are_not_captured():
     given = {"measurement": "cpu", "mad_thresholds": data.THRESHOLDS, "senders": "http",
              "http_webhook_url": "http://127.0.0.1:9/hook", "port_override": "8181"}  # fmt: skip
-    assert not captured(trigger_arguments(given))
-    assert captured(trigger_arguments(given, capture_port=9))
+    assert not is_captured(trigger_arguments(given))
+    assert is_captured(trigger_arguments(given, capture_port=9))
+
+
+def test_send_with_the_stand_in_token_is_refused_rather_than_captured(tmp_path, capsys):
+    lp = data.write_lp(tmp_path / "cpu.lp")
+    code = replay(
+        lp, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS, "--send",
+        "--port", free_port(), "--token", "madcheck-replay",
+        "--senders", "http", "--http-webhook-url", "http://127.0.0.1:9/hook",
+    )  # fmt: skip
+    assert code == 2
+    assert "stand-in" in capsys.readouterr().err
