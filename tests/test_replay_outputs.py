@@ -427,7 +427,7 @@ def test_an_incident_zoom_shows_two_windows_before_the_alert_and_one_after():
 def test_charts_drawn_on_one_canvas_are_those_of_a_canvas_each(tmp_path, monkeypatch):
     """The figures kept between charts (one per layout) leave nothing of one chart in the next:
     every PNG is byte for byte the one a figure of its own gives."""
-    from madcheck.replay import charts
+    import importlib
 
     runs = {"a": [60, 140], "b": [40, 150], "c": [100], "d": [30, 90, 170], "e": [120]}
     lines = [
@@ -437,14 +437,17 @@ def test_charts_drawn_on_one_canvas_are_those_of_a_canvas_each(tmp_path, monkeyp
         for value in [50.0 if any(0 <= i - s < 3 for s in starts) else data.value("c", i)]
     ]
     drawn: list[tuple[bytes, bytes, int]] = []
-    render = charts.ChartCanvas.render
+    # the class the replay will use (another test may have imported the replay's modules anew)
+    app = importlib.import_module("madcheck.replay.app")
+    canvas_class = app.Visuals.produce.__globals__["ChartCanvas"]
+    render = canvas_class.render
 
     def render_twice(self, stats, trace, marks):
         png = render(self, stats, trace, marks)
-        drawn.append((png, render(charts.ChartCanvas(), stats, trace, marks), len(trace.zooms)))
+        drawn.append((png, render(canvas_class(), stats, trace, marks), len(trace.zooms)))
         return png
 
-    monkeypatch.setattr(charts.ChartCanvas, "render", render_twice)
+    monkeypatch.setattr(canvas_class, "render", render_twice)
     lp = data.write_lp(tmp_path / "cpu.lp", lines)
     assert replay(lp, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS,
                   "--plot", tmp_path / "plots") == 0  # fmt: skip
