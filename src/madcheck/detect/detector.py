@@ -864,30 +864,50 @@ class Detector:
         fired: list[tuple[Row, Alert]],
     ) -> None:
         """Apply one series' verdicts of ``batch[start:end]`` to its rules, in time order: what
-        ``_feed`` does with ``advance``'s runs."""
+        ``_feed`` does with ``advance``'s runs. Only the events (outliers, values that could not
+        enter the window, values before the window was full) are visited one by one; the
+        normal verdicts between two are one run (``_walk_normals``)."""
         codes = batch.codes
-        at = start
-        while at < end:
-            code = codes[at]
+        name = group.name
+        flips = any(state.flips is not None for state in cell.states)
+        after = start  # the first verdict not yet applied
+        for event in [*compress(range(start, end), codes[start:end]), end]:  # codes other than 0
+            if event > after:
+                self._walk_normals(entry, name, cell, batch, after, event, flips, fired)
+            if event == end:
+                break
+            code = codes[event]
             if code == -2:
                 cell.reset_rules()
-                at += 1
-            elif code == -1:
-                at += 1
-            elif code:
-                row, value, window = batch.point(at)
-                self._outlier(entry, group.name, cell, code, value, row, window, fired)
-                at += 1
-            else:
-                run_end = at
-                while run_end < end and codes[run_end] == 0:
-                    run_end += 1
-                limit = cell.normals_to_recovery() if self.recovery_count else 0
-                if limit:
-                    run_end = min(run_end, at + limit)
-                row, value, window = batch.point(run_end - 1)
-                self._normals(entry, group.name, cell, run_end - at, value, row, window, fired)
-                at = run_end
+            elif code > 0:
+                row, value, window = batch.point(event)
+                self._outlier(entry, name, cell, code, value, row, window, fired)
+            after = event + 1
+
+    def _walk_normals(
+        self,
+        entry: _Series,
+        name: str,
+        cell: _FieldWindow,
+        batch: _BlockBatch,
+        at: int,
+        end: int,
+        flips: bool,
+        fired: list[tuple[Row, Alert]],
+    ) -> None:
+        """The normal verdicts at ``at`` to ``end - 1``: ``_normals`` for the run, cut where an
+        open recovery completes. With no recovery open and no flap history they only break the
+        rules' runs."""
+        while at < end:
+            limit = cell.normals_to_recovery() if self.recovery_count else 0
+            if not limit and not flips:
+                for state in cell.states:
+                    state.rule.reset()
+                return
+            run_end = min(end, at + limit) if limit else end
+            row, value, window = batch.point(run_end - 1)
+            self._normals(entry, name, cell, run_end - at, value, row, window, fired)
+            at = run_end
 
     def _in_time_order(self, rows: Sequence[Row], result: BatchResult) -> Sequence[Row]:
         if set(map(type, rows)) == {dict}:  # the engine's rows: checked without a Python loop
