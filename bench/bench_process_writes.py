@@ -25,10 +25,12 @@ Run from the repository root:  .venv/bin/python bench/bench_process_writes.py
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import importlib
 import os
 import platform
+import pstats
 import random
 import subprocess
 import sys
@@ -52,6 +54,7 @@ from tests.support import MAD_PLUGIN, free_port, make_engine  # noqa: E402
 
 from madcheck.engine.api import EngineAPI  # noqa: E402
 from madcheck.engine.loader import load_entry_point  # noqa: E402
+from madcheck.plugin.delivery import STATE_KEY  # noqa: E402
 
 WINDOWS = (5, 20, 100, 1_000, 10_000)
 ROWS_PER_FLUSH = 10_000
@@ -230,7 +233,65 @@ def compare_one_row(triggers: list[Trigger], window: int, calls: int) -> list[fl
             seconds[at].append(triggers[at].run(batches))
     for trigger in triggers:
         check_quiet(trigger.engine)
+        trigger.step = first + calls // series + 1
     return [median(times) for times in seconds]
+
+
+@contextmanager
+def timed_detector(trigger: Trigger, seconds: list[float]) -> Iterator[None]:
+    """Append the CPU time of each ``Detector.process`` call of ``trigger`` to ``seconds``."""
+    detector = trigger.engine.cache.get(STATE_KEY).detector
+    process = detector.process
+
+    def timed(rows: Any, tag_names: Any) -> Any:
+        started = time.process_time()
+        try:
+            return process(rows, tag_names)
+        finally:
+            seconds.append(time.process_time() - started)
+
+    detector.process = timed
+    try:
+        yield
+    finally:
+        del detector.process
+
+
+def compare_detector_share(triggers: list[Trigger], window: int, calls: int) -> list[float]:
+    """Median CPU seconds of ``Detector.process`` within a one-row call, alternating as in
+    ``compare_one_row`` but on calls of their own (its timer would inflate theirs); the rest
+    of a one-row call is the plugin's glue."""
+    series = series_for(window)
+    rng = random.Random(window + 2)
+    first = max(t.step for t in triggers)
+    seconds: list[list[float]] = [[] for _ in triggers]
+    with timed_detector(triggers[0], seconds[0]), timed_detector(triggers[1], seconds[1]):
+        for i in range(calls):
+            batches = one_row(rng, i % series, first + i // series)
+            for at in _turns(len(triggers), i):
+                triggers[at].run(batches)
+    for trigger in triggers:
+        check_quiet(trigger.engine)
+        trigger.step = first + calls // series + 1
+    return [median(times) for times in seconds]
+
+
+def profile_one_row(version: Version, window: int, calls: int, shown: int) -> None:
+    """cProfile of ``calls`` steady-state one-row calls of ``version``: where the time goes."""
+    trigger = steady(version, window)
+    series = series_for(window)
+    rng = random.Random(window + 3)
+    batches = [one_row(rng, i % series, trigger.step + i // series) for i in range(calls)]
+    profiler = cProfile.Profile()
+    with version.active():
+        for batch in batches:
+            entry_point = load_entry_point(MAD_PLUGIN, "process_writes")
+            profiler.enable()
+            entry_point(trigger.engine, batch, trigger.args)
+            profiler.disable()
+    check_quiet(trigger.engine)
+    print(f"\ncProfile of {calls:,} one-row calls at window {window:,} ({version.name}):")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(shown)
 
 
 def bytes_per_value(version: Version, window: int) -> float:
@@ -269,9 +330,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before-rev", default="main", help="git revision to compare with")
     parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
-    parser.add_argument("--flushes", type=int, default=12, help="timed flushes per version")
+    parser.add_argument(
+        "--flushes", type=int, default=12, help="timed flushes per version (0: one-row calls only)"
+    )
     parser.add_argument("--one-row-calls", type=int, default=400, help="one-row calls timed")
     parser.add_argument("--memory-windows", type=int, nargs="*", default=[100, 1_000])
+    parser.add_argument(
+        "--profile-one-row",
+        type=int,
+        metavar="CALLS",
+        default=0,
+        help="also profile this many one-row calls of the working tree at each window (cProfile)",
+    )
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as directory:
@@ -289,22 +359,31 @@ def main() -> None:
         )
         print(
             "| window | series | before rows/s | after rows/s | ratio "
-            "| one-row call before | one-row call after |"
+            "| one-row call before | one-row call after | ratio "
+            "| of which detector before | after |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for window in options.windows:
             triggers = [steady(before, window), steady(after, window)]
-            flush_s = compare_flushes(triggers, window, options.flushes)
+            if options.flushes:
+                flush_s = compare_flushes(triggers, window, options.flushes)
+                rates = [ROWS_PER_FLUSH / s for s in flush_s]
+                flushes = f"{rates[0]:,.0f} | {rates[1]:,.0f} | {rates[1] / rates[0]:.2f}"
+            else:
+                flushes = "- | - | -"
             row_s = compare_one_row(triggers, window, options.one_row_calls)
-            rates = [ROWS_PER_FLUSH / s for s in flush_s]
+            detector_s = compare_detector_share(triggers, window, options.one_row_calls)
             print(
-                f"| {window:,} | {series_for(window):,} | {rates[0]:,.0f} | {rates[1]:,.0f} "
-                f"| {rates[1] / rates[0]:.2f} | {row_s[0] * 1e6:.1f} µs "
-                f"| {row_s[1] * 1e6:.1f} µs |",
+                f"| {window:,} | {series_for(window):,} | {flushes} "
+                f"| {row_s[0] * 1e6:.1f} µs | {row_s[1] * 1e6:.1f} µs "
+                f"| {row_s[1] / row_s[0]:.2f} "
+                f"| {detector_s[0] * 1e6:.1f} µs | {detector_s[1] * 1e6:.1f} µs |",
                 flush=True,
             )
             del triggers
             gc.collect()
+            if options.profile_one_row:
+                profile_one_row(after, window, options.profile_one_row, 25)
         for window in options.memory_windows:
             print(
                 f"\nbytes per retained value at window {window:,} ({series_for(window):,} series, "
