@@ -53,14 +53,20 @@ TABLES_LISTED = 10
 
 def tables_in(paths: list[Path], requested_format: str) -> set[str] | None:
     """The table names of line protocol files (up to ``TABLES_LISTED``); ``None`` when one of
-    the files is CSV, which names no table. Read in large chunks with one C-level search each:
-    only a line whose table name holds a backslash escape is parsed."""
+    the files is CSV, which names no table. Every line is looked at (a second table may come
+    last), in large chunks with C-level searches only: a chunk whose lines all start with one
+    plain name is counted, not searched; in any other, a regular expression finds the names
+    and only a line whose table name holds a backslash escape is parsed."""
     names: set[str] = set()
     for path in paths:
         source = InputFile(path)
         if source.format_for(requested_format) == "csv":
             return None
         for chunk in source.chunks():
+            only = _only_table(chunk)
+            if only is not None:
+                names.add(only)
+                continue
             names.update(_PLAIN_NAME.findall(chunk))
             for line in _ESCAPED_NAME.findall(chunk):
                 try:
@@ -70,6 +76,20 @@ def tables_in(paths: list[Path], requested_format: str) -> set[str] | None:
             if len(names) >= TABLES_LISTED:
                 return names
     return names
+
+
+def _only_table(chunk: str) -> str | None:
+    """The name every line of ``chunk`` starts with (then a comma or a space), if there is
+    one: what the searches below would find in it, by three counts."""
+    first = _PLAIN_NAME.match(chunk)
+    if first is None or first.start(1) != 0:
+        return None
+    name = first.group(1)
+    text = "\n" + chunk
+    lines = chunk.count("\n") + (not chunk.endswith("\n"))
+    if text.count(f"\n{name},") + text.count(f"\n{name} ") == lines:
+        return name
+    return None
 
 
 #: The table name at the start of a line (not a comment), when it has no escape.
