@@ -130,29 +130,28 @@ def parse_run(
     cut = text
     for fixed in sorted(set(texts), key=len, reverse=True):
         cut = cut.replace(fixed, _CUT)
-    values = cut.split(_CUT)
-    if len(values) != 1 + count * width or values[0]:
+    values = cut.split(_CUT)  # "", then the values of each line in turn
+    if len(values) != 1 + count * width:
         return None
-    del values[0]
-    rebuilt: list[str] = [""] * (2 * count * width)
-    rebuilt[0::2] = texts * count
-    rebuilt[1::2] = values
+    rebuilt: list[str] = [""] * (2 * count * width + 1)
+    rebuilt[0::2] = values
+    rebuilt[1::2] = texts * count
     if "".join(rebuilt) != text:
         return None
     columns: list[list[Any]] = []
     tags = len(shape.tag_names)
     for index in range(tags):
-        column = values[index::width]
+        column = values[1 + index :: width]
         joined = "".join(column)
         if not all(column) or " " in joined or "," in joined or "\n" in joined:
             return None
         columns.append(column)
     for index, kind in enumerate(shape.kinds, start=tags):
-        converted = _converted(values[index::width], kind)
+        converted = _converted(values[1 + index :: width], kind)
         if converted is None:
             return None
         columns.append(converted)
-    times = _times(values[width - 1 :: width], unit)
+    times = _times(values[width::width], unit)
     if times is None:
         return None
     columns.append(times)
@@ -205,14 +204,24 @@ def _times(column: list[str], unit: str) -> list[int] | None:
     share their times: each distinct one is converted once, and the rows share its int."""
     if not _plain_ascii(",".join(column)):
         return None
-    distinct = dict.fromkeys(column)
-    if len(distinct) * 4 > len(column):
+    if not _repeats(column):
         return _scaled(column, unit)
-    texts = list(distinct)
+    texts = list(dict.fromkeys(column))
     converted = _scaled(texts, unit)
     if converted is None:
         return None
     return list(map(dict(zip(texts, converted, strict=True)).__getitem__, column))
+
+
+#: Values ``_repeats`` looks at.
+_SAMPLE = 256
+
+
+def _repeats(column: list[str]) -> bool:
+    """Do the column's values repeat (the times of series written together), so converting
+    each distinct value once and looking the rest up pays (and the rows share the ints)?"""
+    sample = column[:_SAMPLE]
+    return len(set(sample)) * 2 <= len(sample)
 
 
 def _scaled(column: list[str], unit: str) -> list[int] | None:
