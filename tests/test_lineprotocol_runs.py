@@ -138,7 +138,7 @@ def shapes(draw: st.DrawFn) -> tuple[str, list[str], list[tuple[str, str]]]:
     return measurement, tags, fields
 
 
-_TAG_VALUES = ["h1", "h2", "eu", "a=b", "x\ty", "\u00e9t\u00e9", "#", "1", "2.5", "t"]
+_TAG_VALUES = ["h1", "h2", "eu", "a=b", "a\x00b", "x\ty", "\u00e9t\u00e9", "#", "1", "2.5", "t"]
 
 
 @st.composite
