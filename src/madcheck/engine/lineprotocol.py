@@ -187,7 +187,7 @@ RowBlock = list[RowRun | FastRow | Point | LineError]
 LINES_PER_BLOCK = 1024
 #: Lines tried at once as one ``RowRun``: from ``MAX_RUN`` down to ``MIN_RUN`` when a run fails
 #: (an odd line in it), and back up as runs succeed. Shorter stretches go line by line.
-MIN_RUN, MAX_RUN = 64, 4096
+MIN_RUN, MAX_RUN = 64, 1024
 #: At most ``MIN_RUN << _BACKOFF_STEPS`` lines go line by line before runs are tried again.
 _BACKOFF_STEPS = 6
 #: Physical lines longer than this are reported, not parsed (``iter_text_row_blocks``): InfluxDB

@@ -81,13 +81,12 @@ class Admission:
                 kind = type(item)
                 if kind is tuple:
                     table, tags, row, number = item  # type: ignore[misc]
+                    if table != measurement:
+                        self._other_table(table, 1)
+                        continue
                     checked_tags, checked_columns = self._checked
-                    if (
-                        table == measurement
-                        and tags.keys() == checked_tags
-                        and row.keys() == checked_columns
-                    ):  # the usual line: everything checked in a few C-level comparisons
-                        keep(row)
+                    if tags.keys() == checked_tags and row.keys() == checked_columns:
+                        keep(row)  # the usual line: checked in two C-level comparisons
                         continue
                     tag_names, columns = tags.keys(), row.keys()
                     rows = [row]
@@ -144,11 +143,8 @@ class Admission:
     ) -> tuple[list[str], list[str]] | None:
         """``None`` when the ``lines`` lines from ``first_line`` on (all with these columns)
         are refused, else the columns they bring (tags, fields)."""
-        counts = self.counts
         if table != self.measurement:
-            counts.other_tables += lines
-            if len(counts.other_names) < 10:
-                counts.other_names.add(table)
+            self._other_table(table, lines)
             return None
         fields = [name for name in columns if name not in tag_names and name != "time"]
         is_tag = self._is_tag
@@ -167,6 +163,12 @@ class Admission:
         is_tag.update(dict.fromkeys(new_fields, False))
         self._checked = (set(tag_names), set(columns))
         return new_tags, new_fields
+
+    def _other_table(self, table: str, lines: int) -> None:
+        counts = self.counts
+        counts.other_tables += lines
+        if len(counts.other_names) < 10:
+            counts.other_names.add(table)
 
     def _bad(self, source: str, line_number: int, message: str) -> None:
         self.counts.bad_lines += 1
