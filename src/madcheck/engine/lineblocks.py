@@ -58,7 +58,9 @@ class RowRun:
 
 
 @dataclass(frozen=True, slots=True)
-class _Shape:
+class LineShape:
+    """What the lines of a run share: table, tag and field names, field types, fixed texts."""
+
     measurement: str
     tag_names: tuple[str, ...]
     field_names: tuple[str, ...]
@@ -72,7 +74,7 @@ class _Shape:
 MAX_WIDTH = 64
 
 
-def shape_of(line: str) -> _Shape | None:
+def shape_of(line: str) -> LineShape | None:
     """The shape of a line the per-line fast parser accepted (no escape, no quote, single
     spaces), or ``None`` for one without a timestamp or with more than ``MAX_WIDTH`` columns."""
     parts = line.split(" ")
@@ -110,11 +112,11 @@ def shape_of(line: str) -> _Shape | None:
         texts.append(before + separator + f"{name}=")
         before, separator = suffix, ","
     texts.append(before + " ")
-    return _Shape(measurement, tag_names, tuple(field_names), tuple(kinds), tuple(texts))
+    return LineShape(measurement, tag_names, tuple(field_names), tuple(kinds), tuple(texts))
 
 
 def parse_run(
-    lines: list[str], shape: _Shape, unit: str, first_line: int, mixed: bool = False
+    lines: list[str], shape: LineShape, unit: str, first_line: int, mixed: bool = False
 ) -> RowRun | None:
     """``lines`` (physical lines without their line ends) as one run of ``shape``, or ``None``
     when any line is not exactly of that shape with values the general parser reads alike.
