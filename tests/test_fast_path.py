@@ -208,6 +208,69 @@ def test_series_block_verdicts_match_the_definition(size, streams, ks, splits, f
         assert block.values(series) == stream[-size:]
 
 
+# -- WindowRuns: full RollingMAD windows, a batch of each judged at once (numpy) -------------
+
+
+@needs_numpy
+@settings(max_examples=300, deadline=None)
+@given(
+    size=st.integers(min_value=1, max_value=24),
+    streams=st.lists(streams, min_size=1, max_size=4),
+    ks=k_sets,
+    splits=st.lists(st.integers(min_value=1, max_value=24), min_size=1, max_size=20),
+    compact=st.booleans(),
+    passes=st.sampled_from([1, vectorized._PASSES]),
+)
+def test_window_runs_verdicts_match_the_definition(size, streams, ks, splits, compact, passes):
+    """Several full windows, each pushed batches of up to its size through WindowRuns (the
+    values' own windows, the windows an alert reads, and the windows after the batch), and
+    between batches now and then a value through RollingMAD.advance."""
+    np = vectorized.numpy
+    values = [[float(v) for v in stream] for stream in streams]
+    values = [stream for stream in values if len(stream) > size] or [[1.0] * (size + 1)]
+    expected = [reference_masks(stream, size, ks) for stream in values]
+    windows = [RollingMAD(size, compact) for _ in values]
+    for window, stream in zip(windows, values, strict=True):
+        for value in stream[:size]:
+            window.add(value)
+        window.compact()
+    taken = [size] * len(values)
+    got: list[list[int]] = [[] for _ in values]
+    turn = 0
+    with patch.object(vectorized, "_PASSES", passes):
+        while any(t < len(v) for t, v in zip(taken, values, strict=True)):
+            rows, batches = [], []
+            for series, stream in enumerate(values):
+                count = min(splits[turn % len(splits)], size, len(stream) - taken[series])
+                turn += 1
+                if count:
+                    rows.append(series)
+                    batches.append(stream[taken[series] : taken[series] + count])
+            runs = vectorized.WindowRuns(
+                [windows[series] for series in rows], [np.array(batch) for batch in batches]
+            )
+            codes = iter(runs.codes(ks).tolist())
+            for at, (series, batch) in enumerate(zip(rows, batches, strict=True)):
+                for t in range(1, len(batch) + 1):
+                    got[series].append(next(codes))
+                    end = taken[series] + t
+                    window = values[series][end - size : end]
+                    assert runs.window(at, t).tolist() == sorted(window)
+            runs.finish()
+            for series, batch in zip(rows, batches, strict=True):
+                taken[series] += len(batch)
+                window = windows[series]
+                assert window.values() == values[series][taken[series] - size : taken[series]]
+                assert window.median_and_mad() == definition(window.values())
+                if taken[series] < len(values[series]) and turn % 3 == 0:
+                    value = values[series][taken[series]]
+                    _, _, mask = window.advance([value], 0, ks)
+                    got[series].append(mask or 0)
+                    taken[series] += 1
+                window.compact()
+    assert got == [masks[size:] for masks in expected]  # the windows were filled first
+
+
 @settings(max_examples=300, deadline=None)
 @given(size=st.integers(min_value=1, max_value=24), stream=streams, k=k_values)
 def test_is_outlier_matches_the_definition_for_every_value_tried(size, stream, k):
@@ -407,11 +470,25 @@ def batches(draw):
 
 #: The detector's ways to a verdict: numpy's SeriesBlock (with and without the plain-Python path
 #: for a handful of rows, _FEW), RollingMAD windows that compact between batches (numpy there,
-#: windows above the block size), and pure Python (no numpy, or MADCHECK_PURE_PYTHON=1).
+#: windows above the block size), those windows judging a batch at once (WindowRuns, compacted
+#: or keeping their sorted half), and pure Python (no numpy, or MADCHECK_PURE_PYTHON=1).
 PATHS = {
     "numpy": {"vectorize": True},
     "numpy, no small-batch path": {"vectorize": True, "_FEW": 0},
     "numpy, compacting windows": {"vectorize": True, "BLOCK_MAX_WINDOW": 4},
+    "numpy, whole-batch windows": {
+        "vectorize": True,
+        "BLOCK_MAX_WINDOW": 1,
+        "RUN_MIN": 1,
+        "_RUN_SHARE": 1,
+    },
+    "numpy, whole-batch windows with their sorted half": {
+        "vectorize": True,
+        "BLOCK_MAX_WINDOW": 1,
+        "COMPACT_MAX_WINDOW": 1,
+        "RUN_MIN": 1,
+        "_RUN_SHARE": 1,
+    },
     "pure Python": {"vectorize": False},
 }
 

@@ -14,9 +14,11 @@ a whole batch at once; the rules are then applied series by series, to the event
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
@@ -28,6 +30,7 @@ from madcheck.detect.rules import CountRule, DurationRule, FlipHistory
 from madcheck.detect.vectorized import (
     BLOCK_MAX_WINDOW,
     COMPACT_MAX_WINDOW,
+    RUN_MIN,
     SeriesBlock,
     sorted_median,
     sorted_median_and_mad,
@@ -236,6 +239,22 @@ class _BlockBatch:
         return self.windows[self._ranks[at]]
 
 
+class _RunWindows:
+    """The sorted windows of a ``WindowRuns`` batch, by position (window after window), built
+    only when an alert reads one."""
+
+    __slots__ = ("_ends", "_runs")
+
+    def __init__(self, runs: vectorized.WindowRuns, lengths: Sequence[int]) -> None:
+        self._runs = runs
+        self._ends = list(accumulate(lengths))
+
+    def __getitem__(self, at: int) -> Any:
+        row = bisect_right(self._ends, at)
+        start = self._ends[row - 1] if row else 0
+        return self._runs.window(row, at - start + 1)
+
+
 @dataclass(frozen=True)
 class _FieldGroup:
     field: str
@@ -289,6 +308,14 @@ class Detector:
             SeriesBlock(group.window_count)
             if vectorize and group.window_count <= BLOCK_MAX_WINDOW
             else None
+            for group in self._groups
+        )
+        # with numpy, larger windows judge a batch of many values at once (WindowRuns), but
+        # not with a MAD floor (it needs each outlier's median)
+        self._runs = tuple(
+            vectorize
+            and group.window_count > BLOCK_MAX_WINDOW
+            and not any(threshold.has_floor for threshold in group.thresholds)
             for group in self._groups
         )
         # with numpy, windows up to COMPACT_MAX_WINDOW keep only their ring between batches
@@ -370,6 +397,8 @@ class Detector:
                 ]
             compact = self._compact[position]
             observer = self.observer
+            runs = self._runs[position] and observer is None
+            together: list[tuple[_Series, list[float], list[Row]]] = []
             for entry, series_rows in by_series:
                 cell = entry.windows[position]
                 traced = observer is not None and observer.traces(entry)
@@ -378,6 +407,11 @@ class Detector:
                 except KeyError:  # some row lacks the field: None, as row.get gives
                     values = [row.get(name) for row in series_rows]
                 if not traced and set(map(type, values)) == _FLOATS and -_INF < sum(values) < _INF:
+                    window = cell.window
+                    assert window is not None
+                    if runs and RUN_MIN <= len(values) <= window.size // _RUN_SHARE and window.full:
+                        together.append((entry, values, series_rows))
+                        continue
                     self._feed(entry, name, ks, cell, values, series_rows, fired, result)
                     if observer is not None:
                         observer.entered(entry, name, cell, len(values), series_rows[-1]["time"])
@@ -395,11 +429,49 @@ class Detector:
                             observer.judged(entry, name, cell, last_ns, value, median, mad)  # type: ignore[union-attr]
                     if observer is not None and entered:
                         observer.entered(entry, name, cell, entered, last_ns)
-                if compact:
+                if compact and len(values) > _FEW:
+                    # (a window that got a handful keeps its sorted half: sorting its ring
+                    # again for each small call would cost more than the values are worth)
                     assert cell.window is not None
                     cell.window.compact()
+            if together:
+                self._process_runs(_BlockGroup(position, name, ks), together, fired, result)
         result.alerts = _in_row_order(fired, ordered)
         return result
+
+    def _process_runs(
+        self,
+        group: _BlockGroup,
+        together: list[tuple[_Series, list[float], list[Row]]],
+        fired: list[tuple[Row, Alert]],
+        result: BatchResult,
+    ) -> None:
+        """Full ``RollingMAD`` windows of one group, each with a batch of finite floats, judged
+        at once (``vectorized.WindowRuns``); then the rules as for a ``SeriesBlock`` group."""
+        position = group.position
+        cells = [entry.windows[position] for entry, _, _ in together]
+        lengths = [len(values) for _, values, _ in together]
+        arrays = [numpy.array(values, dtype=numpy.float64) for _, values, _ in together]
+        runs = vectorized.WindowRuns([cell.window for cell in cells], arrays)
+        codes = runs.codes(group.ks)
+        rows = [row for _, _, series_rows in together for row in series_rows]
+        numbers = numpy.repeat([entry.number for entry, _, _ in together], lengths)
+        self._apply_codes(
+            group,
+            codes,
+            numbers,
+            list(range(len(rows))),
+            rows,
+            numpy.concatenate(arrays),
+            _RunWindows(runs, lengths),
+            fired,
+            result,
+        )
+        runs.finish()  # after the rules: an alert reads its window from the runs
+        if self._compact[position]:
+            for cell in cells:
+                assert cell.window is not None
+                cell.window.compact()
 
     def _feed(
         self,
@@ -641,6 +713,27 @@ class Detector:
                 code_array[usable[order]] = judged
             else:
                 code_array = judged
+        self._apply_codes(
+            group, code_array, grouped, order.tolist(), ordered, values, windows, fired, result
+        )
+
+    def _apply_codes(
+        self,
+        group: _BlockGroup,
+        code_array: Any,
+        grouped: Any,
+        order: list[int],
+        ordered: Sequence[Row],
+        values: Any,
+        windows: Any,
+        fired: list[tuple[Row, Alert]],
+        result: BatchResult,
+    ) -> None:
+        """A window group's verdict codes of a batch (``code_array``, series by series:
+        ``grouped`` holds each code's series number, ``order`` its row in ``ordered`` and
+        ``values``; ``windows`` the sorted window of each code >= 0, in order) applied to the
+        rules, series by series, with one step per series that saw only normal verdicts."""
+        name = group.name
         starts = numpy.flatnonzero(numpy.diff(grouped)) + 1
         starts = numpy.concatenate(([0], starts))
         starts_list = starts.tolist()
@@ -656,7 +749,7 @@ class Detector:
         entries = self._entries
         position = group.position
         codes = code_array.tolist()
-        batch = _BlockBatch(ordered, order.tolist(), values, codes, windows)
+        batch = _BlockBatch(ordered, order, values, codes, windows)
         simple = self.state_change_count < 2 and not self.recovery_count
         if simple and any(special):
             # the rules only need the events (outliers, unusable values) and whether normal
@@ -917,8 +1010,12 @@ _NUMBER = itemgetter(3)  # _Series.number
 _FLOATS = {float}
 _INF = math.inf
 _NAN = math.nan
-#: Batches of up to this many values of a group go through ``SeriesBlock.judge_few``.
+#: Batches of up to this many values of a group go through ``SeriesBlock.judge_few``; a
+#: compacting window that gets no more than this in a call keeps its sorted half.
 _FEW = 16
+#: A window judges its batch with ``WindowRuns`` if the batch is at most this share of it
+#: (``size // _RUN_SHARE`` values; more, and the bounds of its windows say too little).
+_RUN_SHARE = 4
 
 
 def _count_runs(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 try:
@@ -250,3 +251,289 @@ def sorted_median_and_mad(window: list[float]) -> tuple[float, float]:
     deviations = sorted([abs(x - median) for x in window])
     mad = deviations[half] if n & 1 else (deviations[half - 1] + deviations[half]) / 2
     return median, mad
+
+
+#: A full ``RollingMAD`` window (larger than ``BLOCK_MAX_WINDOW``) judges a batch together with
+#: the rest of its group (``WindowRuns``) when it brings it at least this many values (and at
+#: most a quarter of its size: see the detector): with fewer, the numpy calls cost more than
+#: ``RollingMAD.advance``'s 2 µs a point.
+RUN_MIN = 48
+_INF = float("inf")
+#: As in window.py: trial MADs just either side of the critical one, the rounding slack of
+#: one add or subtract (over-estimated eightfold), and the size below which the mean of two
+#: middle deviations cannot overflow.
+_WIDEN = 1.0 + 2.0**-40
+_NARROW = 1.0 - 2.0**-40
+_SLACK = 2.0**-50
+_HUGE = 2.0**1000
+#: Passes of ``WindowRuns._bounds`` (each tightens the bounds; the first holds already).
+_PASSES = 3
+
+
+class WindowRuns:
+    """Full windows of one size, each with a batch of new values (at most the window's size),
+    judged together without a step per value.
+
+    Write ``S`` for a window sorted at the start, ``R_t`` for the first ``t`` values its batch
+    evicts and ``I_t`` for its first ``t`` new values: after ``t`` updates the window is
+    ``S - R_t + I_t`` (multisets), so for any ``y``::
+
+        #{window_t <= y} = #{S <= y} - #{R_t <= y} + #{I_t <= y}
+
+    which bounds every order statistic of every window of the batch from ``S`` and running
+    counts (``_bounds``). The bounds of the median and of the four sorted values ``RollingMAD``
+    reads its MAD's floor and ceiling from (``_layout``) give, per value, a band of certain
+    normals and one beyond which it is certainly an outlier, both exact for the same reasons as
+    ``RollingMAD``'s (every float operation monotone in its inputs). Values in neither are
+    counted as ``RollingMAD.is_outlier`` counts (``_count_unsure``), and the few left get their
+    window built (``window``) and the definition computed on it. The windows are written once
+    at the end (``finish``): the ring in place, the sorted half by one merge.
+    """
+
+    __slots__ = ("_evicted", "_lengths", "_new", "_positions", "_sorted", "_windows", "size")
+
+    def __init__(self, windows: Sequence[Any], new: Sequence[Any]) -> None:
+        """``windows``: full ``RollingMAD`` of one size; ``new``: per window, a float64 array of
+        finite values, as many as the window's size at most."""
+        size = windows[0].size
+        longest = max(len(values) for values in new)
+        evicted = numpy.zeros((len(windows), longest))
+        padded = numpy.zeros((len(windows), longest))
+        ordered = []
+        for row, (window, values) in enumerate(zip(windows, new, strict=True)):
+            data, oldest = window.batch_view()
+            ring = numpy.frombuffer(data, dtype=numpy.float64, count=size)
+            m = len(values)
+            end = oldest + m
+            if end <= size:
+                evicted[row, :m] = ring[oldest:end]
+            else:
+                evicted[row, : size - oldest] = ring[oldest:]
+                evicted[row, size - oldest : m] = ring[: end - size]
+            padded[row, :m] = values
+            # the sorted half is kept as it is until finish (nothing else writes the window)
+            ordered.append(
+                numpy.frombuffer(data, dtype=numpy.float64, offset=8 * size)
+                if len(data) > size
+                else numpy.sort(ring)
+            )
+        self.size = size
+        self._windows = list(windows)
+        self._lengths = numpy.array([len(values) for values in new])
+        self._new = padded
+        self._evicted = evicted
+        self._sorted: list[Any] = ordered
+        self._positions: list[Any] = [None] * len(windows)
+
+    def codes(self, ks: Sequence[float]) -> Any:
+        """Per new value, window after window, a bit per ``k`` set if it is an outlier for that
+        ``k`` (as ``SeriesBlock.judge``)."""
+        size = self.size
+        new = self._new
+        valid = numpy.arange(new.shape[1])[None, :] < self._lengths[:, None]
+        middle, odd, low, high, first, last = _layout(size)
+        # upper bounds of the middle values and of the floor's low and the ceiling's last
+        # value; lower bounds of the middle values, the floor's high and the ceiling's first
+        places = numpy.array([middle - 1, middle, low, last, middle - 1, middle, high, first])
+        uppers, lowers = self._bounds(places - size, valid)
+        with numpy.errstate(all="ignore"):  # overflow gives inf as in Python; no warnings
+            if odd:
+                median_low, median_high = lowers[:, 1], uppers[:, 1]
+            else:
+                median_low = (lowers[:, 0] + lowers[:, 1]) / 2
+                median_high = (uppers[:, 0] + uppers[:, 1]) / 2
+            # never above the floor of any window of the batch, never below its ceiling
+            floor = numpy.minimum(median_low - uppers[:, 2], lowers[:, 2] - median_high)
+            ceiling = numpy.maximum(median_high - lowers[:, 3], uppers[:, 3] - median_low)
+            usable_ceiling = ceiling < _HUGE
+            masks = numpy.zeros(new.shape, dtype=numpy.int64)
+            unsure = numpy.zeros(new.shape, dtype=bool)
+            for bit, k in enumerate(ks):
+                normal = (new >= median_high - k * floor) & (new <= median_low + k * floor)
+                outlier = usable_ceiling & (
+                    (new < median_low - k * ceiling) | (new > median_high + k * ceiling)
+                )
+                masks |= outlier.astype(numpy.int64) << bit
+                unsure |= ~(normal | outlier)
+            unsure &= valid
+            if unsure.any():
+                self._count_unsure(ks, unsure, masks, median_low, median_high)
+        rows, columns = numpy.nonzero(unsure)
+        for row, column in zip(rows.tolist(), columns.tolist(), strict=True):
+            window = self.window(row, column + 1)
+            masks[row, column] = _exact_mask(window, float(new[row, column]), ks)
+        return masks[valid]
+
+    def _bounds(self, places: Any, valid: Any) -> tuple[Any, Any]:
+        """Bounds of order statistics of every window of the batch: for the first half of
+        ``places`` upper bounds, for the second half lower bounds, of the ``places[i]``-th
+        smallest value after ``t`` updates of window ``r``, at ``[r, i, t - 1]``.
+
+        Upper bounds: ``#{S <= S[p + d]} >= p + d + 1``, so with ``A = #{R_t <= S[p + d0]}``
+        (for ``d <= d0``) and ``B = #{I_t <= S[p]}`` (for ``d >= 0``), at least
+        ``p + 1 + d - (A - B)`` values of the window are at most ``S[p + d]``: with
+        ``d = max(0, A - B)``, if ``d <= d0``, the ``p``-th smallest is at most ``S[p + d]``.
+        ``d`` is never above ``t``, so ``d0`` = the batch's length holds; each further pass with
+        ``d0`` the largest ``d`` of the last can only lower ``A``, so every ``d``, which then
+        stays within it. Lower bounds are upper bounds of the negated window, read backwards
+        (the ``p``-th smallest of ``-x`` is minus the ``(n - 1 - p)``-th of ``x``). A bound
+        beyond the window reads infinity, which settles nothing.
+        """
+        longest = self._new.shape[1]
+        rows = len(places) // 2
+        index, outside, sign = _candidate_places(self.size, tuple(places.tolist()), longest)
+        # [r, i, d]: the candidate bound d places outwards, signed as upper bounds go
+        candidates = numpy.stack([ordered[index] for ordered in self._sorted])
+        candidates *= sign
+        candidates[:, outside] = _INF
+        signed_new = self._new[:, None, :] * sign
+        signed_evicted = self._evicted[:, None, :] * sign
+        below_new = numpy.cumsum(signed_new <= candidates[:, :, :1], axis=2, dtype=numpy.int32)
+        reach = numpy.full((len(self._sorted), len(places), 1), longest)
+        shift: Any = None
+        for _ in range(_PASSES):
+            limit = numpy.take_along_axis(candidates, reach, axis=2)
+            below_evicted = numpy.cumsum(signed_evicted <= limit, axis=2, dtype=numpy.int32)
+            shift = numpy.maximum(below_evicted - below_new, 0)
+            shift[~numpy.broadcast_to(valid[:, None, :], shift.shape)] = 0
+            reach = shift.max(axis=2, keepdims=True)
+        bounds = numpy.take_along_axis(candidates, shift, axis=2)
+        bounds *= sign
+        return bounds[:, :rows], bounds[:, rows:]
+
+    def _count_unsure(
+        self, ks: Sequence[float], unsure: Any, masks: Any, median_low: Any, median_high: Any
+    ) -> None:
+        """Settle values the bands left unsure by counting, as ``RollingMAD.is_outlier`` does,
+        with the median known only within its bounds: ``MAD >= hi`` if at most ``(n - 1) // 2``
+        values lie within ``hi`` (widened) of any median in them, ``MAD <= lo`` if at least
+        ``n // 2 + 1`` lie within ``lo`` (narrowed) of every one. Counts in a window of the batch
+        are ``#{S <= y} - #{R_t <= y} + #{I_t <= y}``; ``x < y`` is ``x <= nextafter(y, -inf)``.
+        Sets the bits it settles in ``masks`` and clears them in ``unsure``."""
+        size = self.size
+        rows, columns = numpy.nonzero(unsure)
+        value = self._new[rows, columns]
+        low, high = median_low[rows, columns], median_high[rows, columns]
+        magnitude = numpy.maximum(numpy.abs(low), numpy.abs(high))
+        # prefix[i, j]: update j is among the first t of value i's window
+        prefix = numpy.arange(self._new.shape[1])[None, :] <= columns[:, None]
+        evicted, new = self._evicted[rows], self._new[rows]
+        still = numpy.zeros(len(rows), dtype=bool)
+        below = value < low
+        for bit, k in enumerate(ks):
+            # normal if MAD >= hi: within hi of a median are values in [low - far, high + far]
+            hi = numpy.maximum(high - value, value - low) / k * _WIDEN
+            far = hi + (magnitude + hi) * _SLACK
+            # outlier if MAD <= lo: within lo of every median are values in
+            # [high - near, low + near]
+            lo = numpy.where(below, low - value, value - high) / k * _NARROW
+            near = lo - (magnitude + lo) * _SLACK
+            ends = numpy.stack(
+                (
+                    high + far,
+                    numpy.nextafter(low - far, -_INF),
+                    low + near,
+                    numpy.nextafter(high - near, -_INF),
+                ),
+                axis=1,
+            )
+            counts = numpy.empty(ends.shape, dtype=numpy.int64)
+            for row in numpy.unique(rows).tolist():
+                chosen = rows == row
+                counts[chosen] = numpy.searchsorted(self._sorted[row], ends[chosen], "right")
+            counts -= ((evicted[:, None, :] <= ends[:, :, None]) & prefix[:, None, :]).sum(2)
+            counts += ((new[:, None, :] <= ends[:, :, None]) & prefix[:, None, :]).sum(2)
+            finite = numpy.isfinite(ends).all(axis=1) & (far < _HUGE)
+            normal = (
+                finite
+                & (value >= high - k * hi)
+                & (value <= low + k * hi)
+                & (counts[:, 0] - counts[:, 1] <= (size - 1) // 2)
+            )
+            outlier = (
+                finite
+                & (near >= 0.0)
+                & ((below & (value < low - k * lo)) | ((value > high) & (value > high + k * lo)))
+                & (counts[:, 2] - counts[:, 3] >= size // 2 + 1)
+            )
+            masks[rows[outlier], columns[outlier]] |= 1 << bit
+            still |= ~(normal | outlier)
+        unsure[rows[~still], columns[~still]] = False
+
+    def window(self, row: int, t: int) -> Any:
+        """Window ``row`` after ``t`` updates, sorted (``S`` without ``R_t``, merged with
+        ``I_t``)."""
+        ordered = self._sorted[row]
+        if self._positions[row] is None:
+            self._positions[row] = _places(ordered, self._evicted[row, : self._lengths[row]])
+        keep = numpy.ones(self.size, dtype=bool)
+        keep[self._positions[row][:t]] = False
+        merged = numpy.concatenate((ordered[keep], self._new[row, :t]))
+        merged.sort(kind="stable")  # a sorted run and a short tail: a merge, O(size)
+        return merged
+
+    def finish(self) -> None:
+        """Write each batch into its window: the new values into the ring, and the sorted half
+        unless the window is compacted (it stays so). The runs cannot be read after this."""
+        size = self.size
+        for row, window in enumerate(self._windows):
+            m = int(self._lengths[row])
+            data, oldest = window.batch_view()
+            ring = numpy.frombuffer(data, dtype=numpy.float64, count=size)
+            new = self._new[row, :m]
+            end = oldest + m
+            if end <= size:
+                ring[oldest:end] = new
+            else:
+                ring[oldest:] = new[: size - oldest]
+                ring[: end - size] = new[size - oldest :]
+            if len(data) > size:
+                merged = self.window(row, m)
+                self._sorted[row][:] = merged
+            del ring
+            window.batch_pushed(m)
+        self._sorted = []  # no view of a window's storage may outlive the batch
+
+
+@lru_cache(maxsize=32)
+def _candidate_places(size: int, places: tuple[int, ...], m: int) -> tuple[Any, Any, Any]:
+    """For ``WindowRuns._bounds``: per place (upper bounds first, then as many lower bounds),
+    the sorted positions ``0 .. m`` places outwards (clipped), which of them lie outside the
+    window, and the sign of the row."""
+    rows = len(places) // 2
+    sign = numpy.repeat([1, -1], rows)[:, None]
+    where = numpy.array(places)[:, None] + numpy.arange(m + 1) * sign
+    outside = (where < 0) | (where >= size)
+    return numpy.clip(where, 0, size - 1), outside, sign.astype(numpy.float64)
+
+
+def _places(ordered: Any, values: Any) -> Any:
+    """Distinct places in ``ordered`` (sorted) holding each of ``values`` (a sub-multiset),
+    in the order of ``values``: equal values take consecutive places of their run."""
+    order = numpy.argsort(values, kind="stable")
+    chosen = values[order]
+    places = numpy.empty(len(values), dtype=numpy.intp)
+    places[order] = numpy.searchsorted(ordered, chosen, "left") + (
+        numpy.arange(len(values)) - numpy.searchsorted(chosen, chosen, "left")
+    )
+    return places
+
+
+def _exact_mask(window: Any, value: float, ks: Sequence[float]) -> int:
+    """The definition's verdict for ``value`` on a sorted window (numpy), a bit per ``k``."""
+    n = len(window)
+    half = n >> 1
+    with numpy.errstate(all="ignore"):
+        if n & 1:
+            median = float(window[half])
+            deviations = numpy.abs(window - median)
+            mad = float(numpy.partition(deviations, half)[half])
+        else:
+            median = float(window[half - 1]) + float(window[half])
+            median = median / 2
+            deviations = numpy.abs(window - median)
+            part = numpy.partition(deviations, (half - 1, half))
+            mad = (float(part[half - 1]) + float(part[half])) / 2
+    return sum(
+        1 << bit for bit, k in enumerate(ks) if value < median - k * mad or value > median + k * mad
+    )
