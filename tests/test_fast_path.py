@@ -516,6 +516,74 @@ def test_detector_alerts_match_a_plain_implementation(
         )
 
 
+@st.composite
+def long_batches(draw):
+    """Batches of many float rows over two series (in some batches now and then an int or a
+    missing value), so that each series often brings its window of 6 to 24 values up to its
+    size in one batch: the detector's whole-batch path (``WindowRuns``)."""
+    result = []
+    clock = 0
+    floats = st.one_of(
+        *[calm] * 30,
+        st.sampled_from([100.0, -100.0, 7.5]),
+        st.floats(min_value=-10, max_value=10, allow_nan=False),
+    )
+    for _ in range(draw(st.integers(min_value=2, max_value=8))):
+        rows = []
+        value = floats if draw(st.booleans()) else st.one_of(floats, st.sampled_from([3, None]))
+        for _ in range(draw(st.integers(min_value=17, max_value=40))):
+            clock += draw(st.integers(min_value=0, max_value=3))
+            row = {"host": draw(st.sampled_from(["a", "b"])), "time": clock * S}
+            raw = draw(value)
+            if raw is not None:
+                row["temp"] = raw
+            rows.append(row)
+        result.append(rows)
+    return result
+
+
+@needs_numpy
+@pytest.mark.parametrize("compact", [True, False])
+@settings(max_examples=100, deadline=None)
+@given(
+    thresholds=st.lists(
+        st.builds(
+            Threshold,
+            field=st.just("temp"),
+            k=st.sampled_from([1.0, 1.5, 2.0, 3.0]),
+            window_count=st.integers(min_value=6, max_value=24),
+            count=st.integers(min_value=1, max_value=4),
+        )
+        | st.builds(
+            Threshold,
+            field=st.just("temp"),
+            k=st.sampled_from([1.0, 2.0, 3.0]),
+            window_count=st.integers(min_value=6, max_value=24),
+            duration_ns=st.sampled_from([0, 10 * S]),
+        ),
+        min_size=1,
+        max_size=3,
+        unique=True,
+    ),
+    state_change_count=st.sampled_from([0, 2, 3]),
+    recovery_count=st.sampled_from([0, 1, 3]),
+    batch_list=long_batches(),
+)
+def test_whole_batch_windows_match_a_plain_implementation(
+    compact, thresholds, state_change_count, recovery_count, batch_list
+):
+    """The detector with every window judged by ``WindowRuns`` once full (any share of the
+    window, from one value on): alerts, their median and MAD, and outlier counts as defined."""
+    settings_of_path = {"BLOCK_MAX_WINDOW": 1, "RUN_MIN": 1, "_RUN_SHARE": 1}
+    if not compact:
+        settings_of_path["COMPACT_MAX_WINDOW"] = 1
+    with patch.multiple(detector_module, **settings_of_path):
+        detector = Detector("cpu", thresholds, state_change_count, recovery_count, True)
+        check_against_plain(
+            detector, ["host"], thresholds, state_change_count, recovery_count, batch_list
+        )
+
+
 def check_against_plain(
     detector, tag_names, thresholds, state_change_count, recovery_count, batch_list
 ):

@@ -390,6 +390,12 @@ class Detector:
                 else:
                     self._process_block(block, group, numbers, ordered, read, fired, result)
                 continue
+            if self._runs[position] and self.observer is None and len(ordered) > _FEW:
+                if numbers is None:
+                    numbers = self._numbers(ordered, tag_names)
+                group = _BlockGroup(position, name, ks)
+                if self._process_large(group, numbers, ordered, read, fired, result):
+                    continue
             if by_series is None:
                 by_series = [
                     (self._series.get(key) or self._new_series(key, tag_names), series_rows)
@@ -397,8 +403,6 @@ class Detector:
                 ]
             compact = self._compact[position]
             observer = self.observer
-            runs = self._runs[position] and observer is None
-            together: list[tuple[_Series, list[float], list[Row]]] = []
             for entry, series_rows in by_series:
                 cell = entry.windows[position]
                 traced = observer is not None and observer.traces(entry)
@@ -407,11 +411,6 @@ class Detector:
                 except KeyError:  # some row lacks the field: None, as row.get gives
                     values = [row.get(name) for row in series_rows]
                 if not traced and set(map(type, values)) == _FLOATS and -_INF < sum(values) < _INF:
-                    window = cell.window
-                    assert window is not None
-                    if runs and RUN_MIN <= len(values) <= window.size // _RUN_SHARE and window.full:
-                        together.append((entry, values, series_rows))
-                        continue
                     self._feed(entry, name, ks, cell, values, series_rows, fired, result)
                     if observer is not None:
                         observer.entered(entry, name, cell, len(values), series_rows[-1]["time"])
@@ -434,44 +433,81 @@ class Detector:
                     # again for each small call would cost more than the values are worth)
                     assert cell.window is not None
                     cell.window.compact()
-            if together:
-                self._process_runs(_BlockGroup(position, name, ks), together, fired, result)
         result.alerts = _in_row_order(fired, ordered)
         return result
 
-    def _process_runs(
+    def _process_large(
         self,
         group: _BlockGroup,
-        together: list[tuple[_Series, list[float], list[Row]]],
+        numbers_list: list[int],
+        ordered: Sequence[Row],
+        read: Callable[[Row], Any],
         fired: list[tuple[Row, Alert]],
         result: BatchResult,
-    ) -> None:
-        """Full ``RollingMAD`` windows of one group, each with a batch of finite floats, judged
-        at once (``vectorized.WindowRuns``); then the rules as for a ``SeriesBlock`` group."""
-        position = group.position
-        cells = [entry.windows[position] for entry, _, _ in together]
-        lengths = [len(values) for _, values, _ in together]
-        arrays = [numpy.array(values, dtype=numpy.float64) for _, values, _ in together]
-        runs = vectorized.WindowRuns([cell.window for cell in cells], arrays)
+    ) -> bool:
+        """A group of ``RollingMAD`` windows (numpy there, no MAD floor, no observer), when
+        every value of the batch is a finite float (else False, and nothing done): the full
+        windows that get between ``RUN_MIN`` values and ``1 / _RUN_SHARE`` of their size judge
+        them together (``vectorized.WindowRuns``), then the rules as for a ``SeriesBlock``
+        group; the other series go through ``_feed``. Rows are grouped by series with C-level
+        passes, as for a ``SeriesBlock``."""
+        try:
+            raw: list[Any] = list(map(read, ordered))
+        except KeyError:  # some row lacks the field
+            return False
+        if set(map(type, raw)) != _FLOATS:
+            return False
+        values = numpy.array(raw, dtype=numpy.float64)
+        if not -_INF < float(values.sum()) < _INF:  # a NaN or an infinity among them
+            return False
+        name, position = group.name, group.position
+        numbers = numpy.array(numbers_list, dtype=numpy.intp)
+        order = numpy.argsort(numbers, kind="stable")  # series by series, each in time order
+        grouped = numbers[order]
+        in_order = values[order]
+        series_numbers, counts = _runs(grouped)
+        ends = numpy.cumsum(counts).tolist()
+        together: list[tuple[_FieldWindow, int, int]] = []
+        at = 0
+        for number, end in zip(series_numbers.tolist(), ends, strict=True):
+            entry = self._entries[number]
+            cell = entry.windows[position]
+            window = cell.window
+            assert window is not None
+            count = end - at
+            if window.full and RUN_MIN <= count <= window.size // _RUN_SHARE:
+                together.append((cell, at, end))
+            else:
+                rows = list(map(ordered.__getitem__, order[at:end].tolist()))
+                series_values = in_order[at:end].tolist()
+                self._feed(entry, name, group.ks, cell, series_values, rows, fired, result)
+                if self._compact[position] and count > _FEW:
+                    window.compact()
+            at = end
+        if not together:
+            return True
+        windows = [cell.window for cell, _, _ in together]
+        runs = vectorized.WindowRuns(windows, [in_order[start:end] for _, start, end in together])
         codes = runs.codes(group.ks)
-        rows = [row for _, _, series_rows in together for row in series_rows]
-        numbers = numpy.repeat([entry.number for entry, _, _ in together], lengths)
+        chosen = numpy.concatenate([order[start:end] for _, start, end in together])
+        lengths = [end - start for _, start, end in together]
         self._apply_codes(
             group,
             codes,
-            numbers,
-            list(range(len(rows))),
-            rows,
-            numpy.concatenate(arrays),
+            numbers[chosen],
+            chosen.tolist(),
+            ordered,
+            values,
             _RunWindows(runs, lengths),
             fired,
             result,
         )
         runs.finish()  # after the rules: an alert reads its window from the runs
         if self._compact[position]:
-            for cell in cells:
-                assert cell.window is not None
-                cell.window.compact()
+            for window in windows:
+                assert window is not None
+                window.compact()
+        return True
 
     def _feed(
         self,
