@@ -161,10 +161,24 @@ def test_compacted_window_keeps_its_values_and_statistics():
     ks=k_sets,
     splits=st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=40),
     few=st.booleans(),
+    settle=st.booleans(),
 )
-def test_series_block_verdicts_match_the_definition(size, streams, ks, splits, few):
+def test_series_block_verdicts_match_the_definition(size, streams, ks, splits, few, settle):
     """Several series through one SeriesBlock, in batches of uneven sizes per series (some
-    series absent from a batch), by judge (numpy) or judge_few (plain Python)."""
+    series absent from a batch), by judge (numpy) or judge_few (plain Python); ``settle``:
+    judge settles values by bounds whatever the window and the batch's share of it
+    (``SeriesBlock._settle``, else only from ``_SETTLE_FROM`` values on)."""
+    if settle:
+        patched = patch.multiple(vectorized, _SETTLE_FROM=1, _SETTLE_SHARE=1)
+    else:
+        patched = nullcontext()
+    with patched:
+        check_series_block(size, streams, ks, splits, few, settle)
+
+
+def check_series_block(size, streams, ks, splits, few, uniform):
+    """``uniform``: each batch has as many values of every series (as _settle needs), as long
+    as they last."""
     np = vectorized.numpy
     block = vectorized.SeriesBlock(size)
     block.reserve(len(streams))
@@ -177,11 +191,12 @@ def test_series_block_verdicts_match_the_definition(size, streams, ks, splits, f
         rows, counts, batch = [], [], []
         for series, stream in enumerate(values):
             count = min(splits[turn % len(splits)], len(stream) - taken[series])
-            turn += 1
+            turn += 0 if uniform else 1
             if count:
                 rows.append(series)
                 counts.append(count)
                 batch += stream[taken[series] : taken[series] + count]
+        turn += 1 if uniform else 0
         if not rows:  # nothing drawn for the unfinished series this time: one value of the first
             series = next(i for i, v in enumerate(values) if taken[i] < len(v))
             rows, counts, batch = [series], [1], [values[series][taken[series]]]
@@ -191,7 +206,8 @@ def test_series_block_verdicts_match_the_definition(size, streams, ks, splits, f
             judged, ordered = block.judge(
                 np.array(rows), np.array(counts), np.array(batch, dtype=float), ks
             )
-            codes, windows = judged.tolist(), ordered.tolist()
+            codes = judged.tolist()
+            windows = [list(ordered[at]) for at in range(sum(code >= 0 for code in codes))]
         verdicts = iter(windows)
         done = 0
         for series, count in zip(rows, counts, strict=True):
@@ -206,6 +222,66 @@ def test_series_block_verdicts_match_the_definition(size, streams, ks, splits, f
     assert got == expected
     for series, stream in enumerate(values):
         assert block.values(series) == stream[-size:]
+
+
+@needs_numpy
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.integers(min_value=1, max_value=24),
+    data=st.data(),
+    ks=k_sets,
+    series=st.integers(min_value=1, max_value=4),
+)
+def test_series_block_settled_by_bounds_matches_the_definition(size, data, ks, series):
+    """Full windows, every series the same number of new values (at most the window): what
+    ``SeriesBlock._settle`` takes (here whatever the window and the batch's share of it)."""
+    np = vectorized.numpy
+    streams = [
+        data.draw(st.lists(plain_values | runs.map(lambda r: r[0]), min_size=size + 1))
+        for _ in range(series)
+    ]
+    length = min(len(stream) for stream in streams)
+    values = [[float(v) for v in stream[:length]] for stream in streams]
+    block = vectorized.SeriesBlock(size)
+    block.reserve(series)
+    for row, stream in enumerate(values):
+        for value in stream[:size]:
+            block.add(row, value)
+    taken = size
+    batches_sent = 0
+    calls = []
+    original = vectorized.SeriesBlock._settle
+
+    def settle(self, *args):
+        calls.append(1)
+        return original(self, *args)
+
+    with (
+        patch.multiple(vectorized, _SETTLE_FROM=1, _SETTLE_SHARE=1),
+        patch.object(vectorized.SeriesBlock, "_settle", settle),
+    ):
+        while taken < length:
+            count = min(data.draw(st.integers(min_value=1, max_value=size)), length - taken)
+            batch = [v for stream in values for v in stream[taken : taken + count]]
+            codes, ordered = block.judge(
+                np.arange(series), np.full(series, count), np.array(batch), ks
+            )
+            for row, stream in enumerate(values):
+                for t in range(count):
+                    end = taken + t + 1
+                    window = stream[end - size : end]
+                    median, mad = definition(window)
+                    expected = sum(
+                        1 << i for i, k in enumerate(ks) if outside(window[-1], median, mad, k)
+                    )
+                    at = row * count + t
+                    assert codes[at] == expected
+                    assert list(ordered[at]) == sorted(window)
+            taken += count
+            batches_sent += 1
+    assert len(calls) == batches_sent  # _settle judged every batch
+    for row, stream in enumerate(values):
+        assert block.values(row) == stream[-size:]
 
 
 # -- WindowRuns: full RollingMAD windows, a batch of each judged at once (numpy) -------------

@@ -128,6 +128,15 @@ class SeriesBlock:
             full = (before[:, None] + numpy.arange(1, longest + 1) >= size).reshape(total)
         else:
             full = before[owner] + position + 1 >= size
+        if (
+            uniform
+            and size >= _SETTLE_FROM
+            and longest * _SETTLE_SHARE <= size
+            and bool((before >= size).all())
+        ):
+            # every window full from the start, and few new values: most are settled without
+            # their window sorted
+            return self._settle(windows, extended[:, :size], values.reshape(series, longest), ks)
         if bool(full.all()):
             judged = None
             if uniform:  # sorted straight from the strided view: no copy of the windows first
@@ -152,6 +161,31 @@ class SeriesBlock:
         codes = numpy.full(total, -1, dtype=numpy.int64)
         codes[judged] = masks
         return codes, ordered
+
+    def _settle(self, windows: Any, held: Any, new: Any, ks: Sequence[float]) -> tuple[Any, Any]:
+        """``judge`` for full windows (``held``, oldest first) and as many new values each
+        (``new``), at most ``1 / _SETTLE_SHARE`` of a window: the held windows are sorted once
+        and the bounds of every window of the batch read from them (``_order_bounds``, as for
+        ``WindowRuns``); only the values they leave unsure get their window sorted and the
+        definition computed (``_masks``). The windows of the rest are sorted when read."""
+        size = self.size
+        longest = new.shape[1]
+        columns = numpy.ascontiguousarray(numpy.sort(held, axis=1).T)
+        candidates = _candidates(columns, size, longest)
+        with numpy.errstate(all="ignore"):  # overflow gives inf as in Python; no warnings
+            new_t = numpy.ascontiguousarray(new.T)
+            evicted_t = numpy.ascontiguousarray(held[:, :longest].T)
+            bounds = _order_bounds(candidates, new_t, evicted_t, None)
+            masks_t, unsure_t, _, _ = _band_verdicts(bounds, new_t, ks, bool(size & 1))
+            masks, unsure = masks_t.T.copy(), unsure_t.T
+            masks = masks.reshape(-1)
+            chosen = numpy.flatnonzero(unsure)
+            if len(chosen):
+                ordered = numpy.sort(windows[chosen // longest, chosen % longest], axis=1)
+                found = numpy.zeros(len(chosen), dtype=numpy.int64)
+                self._masks(ordered, new.reshape(-1)[chosen], ks, found)
+                masks[chosen] = found
+        return masks, _SortedOnRead(windows)
 
     def _masks(self, ordered: Any, new: Any, ks: Sequence[float], masks: Any) -> None:
         """Verdicts of ``new`` against its sorted windows ``ordered``, into ``masks``."""
@@ -236,6 +270,20 @@ class SeriesBlock:
         return codes, ordered
 
 
+class _SortedOnRead:
+    """The sorted window of each value of a batch (``SeriesBlock._settle``), sorted when read
+    (by an alert, or a MAD floor's median): ``windows[series, t]`` of the strided view."""
+
+    __slots__ = ("_windows",)
+
+    def __init__(self, windows: Any) -> None:
+        self._windows = windows
+
+    def __getitem__(self, at: int) -> Any:
+        longest = self._windows.shape[1]
+        return numpy.sort(self._windows[at // longest, at % longest])
+
+
 def sorted_median(window: list[float]) -> float:
     """Median of a sorted window, in ``statistics.median``'s arithmetic."""
     n = len(window)
@@ -266,8 +314,16 @@ _WIDEN = 1.0 + 2.0**-40
 _NARROW = 1.0 - 2.0**-40
 _SLACK = 2.0**-50
 _HUGE = 2.0**1000
-#: Passes of ``WindowRuns._bounds`` (each tightens the bounds; the first holds already).
+#: Passes of ``_order_bounds`` (each tightens the bounds; the first holds already); one only
+#: for batches of up to ``_ONE_PASS_UP_TO`` values a window (more would settle few more).
 _PASSES = 3
+_ONE_PASS_UP_TO = 16
+#: ``SeriesBlock.judge`` settles most values without sorting their windows when the windows
+#: hold at least ``_SETTLE_FROM`` values and the batch is at most ``1 / _SETTLE_SHARE`` of them
+#: (``SeriesBlock._settle``): below, sorting every window costs less than the bounds; above,
+#: the bounds settle too few.
+_SETTLE_FROM = 72
+_SETTLE_SHARE = 4
 
 
 class WindowRuns:
@@ -281,13 +337,13 @@ class WindowRuns:
         #{window_t <= y} = #{S <= y} - #{R_t <= y} + #{I_t <= y}
 
     which bounds every order statistic of every window of the batch from ``S`` and running
-    counts (``_bounds``). The bounds of the median and of the four sorted values ``RollingMAD``
-    reads its MAD's floor and ceiling from (``_layout``) give, per value, a band of certain
-    normals and one beyond which it is certainly an outlier, both exact for the same reasons as
-    ``RollingMAD``'s (every float operation monotone in its inputs). Values in neither are
-    counted as ``RollingMAD.is_outlier`` counts (``_count_unsure``), and the few left get their
-    window built (``window``) and the definition computed on it. The windows are written once
-    at the end (``finish``): the ring in place, the sorted half by one merge.
+    counts (``_order_bounds``). The bounds of the median and of the four sorted values
+    ``RollingMAD`` reads its MAD's floor and ceiling from (``_layout``) give, per value, a band
+    of certain normals and one beyond which it is certainly an outlier, both exact for the same
+    reasons as ``RollingMAD``'s (every float operation monotone in its inputs). Values in
+    neither are counted as ``RollingMAD.is_outlier`` counts (``_count_unsure``), and the few
+    left get their window built (``window``) and the definition computed on it. The windows
+    are written once at the end (``finish``): the ring in place, the sorted half by one merge.
     """
 
     __slots__ = ("_evicted", "_lengths", "_new", "_positions", "_sorted", "_windows", "size")
@@ -331,30 +387,14 @@ class WindowRuns:
         size = self.size
         new = self._new
         valid = numpy.arange(new.shape[1])[None, :] < self._lengths[:, None]
-        middle, odd, low, high, first, last = _layout(size)
-        # upper bounds of the middle values and of the floor's low and the ceiling's last
-        # value; lower bounds of the middle values, the floor's high and the ceiling's first
-        places = numpy.array([middle - 1, middle, low, last, middle - 1, middle, high, first])
-        uppers, lowers = self._bounds(places - size, valid)
+        near = self._near(new.shape[1])  # the sorted values bounds may read, as columns
+        candidates = _candidates(near, size, new.shape[1])
         with numpy.errstate(all="ignore"):  # overflow gives inf as in Python; no warnings
-            if odd:
-                median_low, median_high = lowers[:, 1], uppers[:, 1]
-            else:
-                median_low = (lowers[:, 0] + lowers[:, 1]) / 2
-                median_high = (uppers[:, 0] + uppers[:, 1]) / 2
-            # never above the floor of any window of the batch, never below its ceiling
-            floor = numpy.minimum(median_low - uppers[:, 2], lowers[:, 2] - median_high)
-            ceiling = numpy.maximum(median_high - lowers[:, 3], uppers[:, 3] - median_low)
-            usable_ceiling = ceiling < _HUGE
-            masks = numpy.zeros(new.shape, dtype=numpy.int64)
-            unsure = numpy.zeros(new.shape, dtype=bool)
-            for bit, k in enumerate(ks):
-                normal = (new >= median_high - k * floor) & (new <= median_low + k * floor)
-                outlier = usable_ceiling & (
-                    (new < median_low - k * ceiling) | (new > median_high + k * ceiling)
-                )
-                masks |= outlier.astype(numpy.int64) << bit
-                unsure |= ~(normal | outlier)
+            new_t = numpy.ascontiguousarray(new.T)
+            evicted_t = numpy.ascontiguousarray(self._evicted.T)
+            bounds = _order_bounds(candidates, new_t, evicted_t, valid.T)
+            masks_t, unsure_t, low_t, high_t = _band_verdicts(bounds, new_t, ks, bool(size & 1))
+            masks, unsure, median_low, median_high = masks_t.T, unsure_t.T, low_t.T, high_t.T
             unsure &= valid
             if unsure.any():
                 self._count_unsure(ks, unsure, masks, median_low, median_high)
@@ -364,42 +404,24 @@ class WindowRuns:
             masks[row, column] = _exact_mask(window, float(new[row, column]), ks)
         return masks[valid]
 
-    def _bounds(self, places: Any, valid: Any) -> tuple[Any, Any]:
-        """Bounds of order statistics of every window of the batch: for the first half of
-        ``places`` upper bounds, for the second half lower bounds, of the ``places[i]``-th
-        smallest value after ``t`` updates of window ``r``, at ``[r, i, t - 1]``.
-
-        Upper bounds: ``#{S <= S[p + d]} >= p + d + 1``, so with ``A = #{R_t <= S[p + d0]}``
-        (for ``d <= d0``) and ``B = #{I_t <= S[p]}`` (for ``d >= 0``), at least
-        ``p + 1 + d - (A - B)`` values of the window are at most ``S[p + d]``: with
-        ``d = max(0, A - B)``, if ``d <= d0``, the ``p``-th smallest is at most ``S[p + d]``.
-        ``d`` is never above ``t``, so ``d0`` = the batch's length holds; each further pass with
-        ``d0`` the largest ``d`` of the last can only lower ``A``, so every ``d``, which then
-        stays within it. Lower bounds are upper bounds of the negated window, read backwards
-        (the ``p``-th smallest of ``-x`` is minus the ``(n - 1 - p)``-th of ``x``). A bound
-        beyond the window reads infinity, which settles nothing.
-        """
-        longest = self._new.shape[1]
-        rows = len(places) // 2
-        index, outside, sign = _candidate_places(self.size, tuple(places.tolist()), longest)
-        # [r, i, d]: the candidate bound d places outwards, signed as upper bounds go
-        candidates = numpy.stack([ordered[index] for ordered in self._sorted])
-        candidates *= sign
-        candidates[:, outside] = _INF
-        signed_new = self._new[:, None, :] * sign
-        signed_evicted = self._evicted[:, None, :] * sign
-        below_new = numpy.cumsum(signed_new <= candidates[:, :, :1], axis=2, dtype=numpy.int32)
-        reach = numpy.full((len(self._sorted), len(places), 1), longest)
-        shift: Any = None
-        for _ in range(_PASSES):
-            limit = numpy.take_along_axis(candidates, reach, axis=2)
-            below_evicted = numpy.cumsum(signed_evicted <= limit, axis=2, dtype=numpy.int32)
-            shift = numpy.maximum(below_evicted - below_new, 0)
-            shift[~numpy.broadcast_to(valid[:, None, :], shift.shape)] = 0
-            reach = shift.max(axis=2, keepdims=True)
-        bounds = numpy.take_along_axis(candidates, shift, axis=2)
-        bounds *= sign
-        return bounds[:, :rows], bounds[:, rows:]
+    def _near(self, m: int) -> Any:
+        """Every sorted window as a column (``[position, r]``); only the positions within ``m``
+        of those ``_bound_places`` names are filled (the rest are never read)."""
+        size = self.size
+        near = numpy.empty((size, len(self._sorted)))
+        spans = []
+        for place in _bound_places(size).tolist():
+            spans.append((max(0, place - m), min(size, place + m + 1)))
+        spans.sort()
+        merged = [list(spans[0])]
+        for start, end in spans[1:]:
+            if start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        for start, end in merged:
+            near[start:end] = numpy.stack([ordered[start:end] for ordered in self._sorted], axis=1)
+        return near
 
     def _count_unsure(
         self, ks: Sequence[float], unsure: Any, masks: Any, median_low: Any, median_high: Any
@@ -495,16 +517,128 @@ class WindowRuns:
         self._sorted = []  # no view of a window's storage may outlive the batch
 
 
+def _order_bounds(candidates: Any, new: Any, evicted: Any, valid: Any) -> list[Any]:
+    """Bounds of order statistics of every window of a batch, from the window sorted at the
+    start (``S``) and running counts: for place ``i`` and window ``r`` (``candidates[i, d, r]``
+    is ``S[p + d]`` for an upper bound of the ``p``-th smallest, ``S[p - d]`` for a lower
+    one, ``_candidate_places``; negated there, and modified in place), after ``t`` updates
+    (``new[t - 1, r]`` evicting ``evicted[t - 1, r]``; ``valid``: which are real updates, None:
+    all), as one ``[t - 1, r]`` array per place, signed as the candidates are. Windows come
+    last so that every operation runs along rows of them; no temporary holds a float per
+    place, update and window (large arrays cost a page fault per 4 KB on every call).
+
+    Upper bounds: ``#{S <= S[p + d]} >= p + d + 1``, so with ``A = #{R_t <= S[p + d0]}`` (for
+    ``d <= d0``) and ``B = #{I_t <= S[p]}`` (for ``d >= 0``), at least ``p + 1 + d - (A - B)``
+    values of the window are at most ``S[p + d]``: with ``d = max(0, A - B)``, if ``d <= d0``,
+    the ``p``-th smallest is at most ``S[p + d]``. ``d`` is never above ``t``, so ``d0`` = the
+    batch's length holds; each further pass with ``d0`` the largest ``d`` of the last can only
+    lower ``A``, so every ``d``, which then stays within it. Lower bounds are upper bounds of
+    the negated window, read backwards (the ``p``-th smallest of ``-x`` is minus the
+    ``(n - 1 - p)``-th of ``x``). A bound beyond the window reads infinity, which settles
+    nothing.
+    """
+    places, reach_max, count = candidates.shape
+    rows = places // 2
+    count_type = (
+        numpy.int8 if reach_max <= 127 else numpy.int16 if reach_max <= 32767 else numpy.int32
+    )
+
+    def below(values: Any, limits: Any) -> Any:
+        """``[i, t, r]``: how many of ``values[:t + 1, r]``, signed as place ``i``, are at most
+        ``limits[i, r]`` (a signed candidate)."""
+        mask = numpy.empty((places, *values.shape), dtype=bool)
+        numpy.less_equal(values, limits[:rows, None, :], out=mask[:rows])
+        numpy.greater_equal(values, -limits[rows:, None, :], out=mask[rows:])
+        return _running_count(mask, count_type)
+
+    place = numpy.arange(places)[:, None]
+    window = numpy.arange(count)
+    below_new = below(new, candidates[:, 0, :])
+    reach = numpy.full((places, count), reach_max - 1)
+    shift: Any = None
+    for _ in range(_PASSES if reach_max > _ONE_PASS_UP_TO + 1 else 1):
+        shift = below(evicted, candidates[place, reach, window])
+        shift -= below_new
+        numpy.maximum(shift, 0, out=shift)
+        if valid is not None:
+            shift *= valid
+        reach = shift.max(axis=1)
+    return [numpy.take_along_axis(candidates[i], shift[i], axis=0) for i in range(places)]
+
+
+def _running_count(mask: Any, count_type: Any) -> Any:
+    """``numpy.cumsum(mask, axis=1)`` for ``[i, t, r]`` masks: a few updates are quicker added
+    row by row (numpy's cumsum along a middle axis steps one element at a time)."""
+    steps = mask.shape[1]
+    if steps > 32:
+        return numpy.cumsum(mask, axis=1, dtype=count_type)
+    total = numpy.empty(mask.shape, dtype=count_type)
+    total[:, 0] = mask[:, 0]
+    for step in range(1, steps):
+        numpy.add(total[:, step - 1], mask[:, step], out=total[:, step])
+    return total
+
+
+def _band_verdicts(
+    bounds: list[Any], new: Any, ks: Sequence[float], odd: bool
+) -> tuple[Any, Any, Any, Any]:
+    """Verdicts of ``new[t - 1, r]`` that the bounds of its window settle (``_order_bounds``
+    of the places ``_bound_places`` lists): ``(masks, unsure, median_low, median_high)`` at
+    ``[t - 1, r]``, a bit per ``k`` set where it is certainly an outlier, and True where some
+    ``k`` is not settled. Inside the band for the smallest floor and the extreme medians is
+    normal, outside the one for the largest ceiling an outlier (every float operation in them
+    is monotone in its inputs, as in the verdict itself)."""
+    uppers = bounds[:4]
+    lowers = [-bound for bound in bounds[4:]]
+    if odd:
+        median_low, median_high = lowers[1], uppers[1]
+    else:
+        median_low = (lowers[0] + lowers[1]) / 2
+        median_high = (uppers[0] + uppers[1]) / 2
+    # never above the floor of any window of the batch, never below its ceiling
+    floor = numpy.minimum(median_low - uppers[2], lowers[2] - median_high)
+    ceiling = numpy.maximum(median_high - lowers[3], uppers[3] - median_low)
+    usable_ceiling = ceiling < _HUGE
+    masks = numpy.zeros(new.shape, dtype=numpy.int64)
+    unsure = numpy.zeros(new.shape, dtype=bool)
+    for bit, k in enumerate(ks):
+        normal = (new >= median_high - k * floor) & (new <= median_low + k * floor)
+        outlier = usable_ceiling & (
+            (new < median_low - k * ceiling) | (new > median_high + k * ceiling)
+        )
+        masks |= outlier.astype(numpy.int64) << bit
+        unsure |= ~(normal | outlier)
+    return masks, unsure, median_low, median_high
+
+
+def _bound_places(size: int) -> Any:
+    """The sorted places (from 0) whose bounds ``_band_verdicts`` reads: upper bounds of the
+    middle values, of the floor's low and of the ceiling's last value; lower bounds of the
+    middle values, of the floor's high and of the ceiling's first value (``_layout``)."""
+    middle, _, low, high, first, last = _layout(size)
+    return numpy.array([middle - 1, middle, low, last, middle - 1, middle, high, first]) - size
+
+
 @lru_cache(maxsize=32)
 def _candidate_places(size: int, places: tuple[int, ...], m: int) -> tuple[Any, Any, Any]:
-    """For ``WindowRuns._bounds``: per place (upper bounds first, then as many lower bounds),
-    the sorted positions ``0 .. m`` places outwards (clipped), which of them lie outside the
-    window, and the sign of the row."""
+    """For ``_order_bounds``: per place (upper bounds first, then as many lower bounds), the
+    sorted positions ``0 .. m`` places outwards (clipped), which of them lie outside the
+    window, and the sign of the row (as ``[i, d, 1]``)."""
     rows = len(places) // 2
     sign = numpy.repeat([1, -1], rows)[:, None]
     where = numpy.array(places)[:, None] + numpy.arange(m + 1) * sign
     outside = (where < 0) | (where >= size)
-    return numpy.clip(where, 0, size - 1), outside, sign.astype(numpy.float64)
+    return numpy.clip(where, 0, size - 1), outside, sign[:, :, None].astype(numpy.float64)
+
+
+def _candidates(sorted_columns: Any, size: int, m: int) -> Any:
+    """``_order_bounds``'s candidates from sorted windows held as columns (``[position, r]``):
+    ``[i, d, r]``, lower bounds' negated, infinity outside the window."""
+    index, outside, sign = _candidate_places(size, tuple(_bound_places(size).tolist()), m)
+    candidates = sorted_columns[index]
+    candidates *= sign
+    candidates[outside] = _INF
+    return candidates
 
 
 def _places(ordered: Any, values: Any) -> Any:
