@@ -387,8 +387,12 @@ class WindowRuns:
         size = self.size
         new = self._new
         valid = numpy.arange(new.shape[1])[None, :] < self._lengths[:, None]
-        near = self._near(new.shape[1])  # the sorted values bounds may read, as columns
-        candidates = _candidates(near, size, new.shape[1])
+        index, outside, sign = _candidate_places(
+            size, tuple(_bound_places(size).tolist()), new.shape[1]
+        )
+        candidates = numpy.stack([ordered[index] for ordered in self._sorted], axis=2)
+        candidates *= sign
+        candidates[outside] = _INF
         with numpy.errstate(all="ignore"):  # overflow gives inf as in Python; no warnings
             new_t = numpy.ascontiguousarray(new.T)
             evicted_t = numpy.ascontiguousarray(self._evicted.T)
@@ -403,25 +407,6 @@ class WindowRuns:
             window = self.window(row, column + 1)
             masks[row, column] = _exact_mask(window, float(new[row, column]), ks)
         return masks[valid]
-
-    def _near(self, m: int) -> Any:
-        """Every sorted window as a column (``[position, r]``); only the positions within ``m``
-        of those ``_bound_places`` names are filled (the rest are never read)."""
-        size = self.size
-        near = numpy.empty((size, len(self._sorted)))
-        spans = []
-        for place in _bound_places(size).tolist():
-            spans.append((max(0, place - m), min(size, place + m + 1)))
-        spans.sort()
-        merged = [list(spans[0])]
-        for start, end in spans[1:]:
-            if start <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], end)
-            else:
-                merged.append([start, end])
-        for start, end in merged:
-            near[start:end] = numpy.stack([ordered[start:end] for ordered in self._sorted], axis=1)
-        return near
 
     def _count_unsure(
         self, ks: Sequence[float], unsure: Any, masks: Any, median_low: Any, median_high: Any
@@ -490,8 +475,16 @@ class WindowRuns:
             self._positions[row] = _places(ordered, self._evicted[row, : self._lengths[row]])
         keep = numpy.ones(self.size, dtype=bool)
         keep[self._positions[row][:t]] = False
-        merged = numpy.concatenate((ordered[keep], self._new[row, :t]))
-        merged.sort(kind="stable")  # a sorted run and a short tail: a merge, O(size)
+        kept = ordered[keep]
+        added = numpy.sort(self._new[row, :t])
+        # each new value goes before the kept values not below it: kept values keep their
+        # order and move up by the new values before them
+        merged = numpy.empty(self.size)
+        at = numpy.searchsorted(kept, added) + numpy.arange(t)
+        merged[at] = added
+        placed = numpy.ones(self.size, dtype=bool)
+        placed[at] = False
+        merged[placed] = kept
         return merged
 
     def finish(self) -> None:
