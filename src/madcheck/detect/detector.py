@@ -198,24 +198,30 @@ class _BlockBatch:
     at a position reads."""
 
     __slots__ = (
+        "_code_array",
+        "_codes",
+        "_order",
+        "_order_array",
         "_ranks",
-        "codes",
         "events",
         "first_event",
         "normals_before",
-        "order",
         "rows",
         "values",
         "windows",
     )
 
     def __init__(
-        self, rows: Sequence[Row], order: list[int], values: Any, codes: list[int], windows: Any
+        self, rows: Sequence[Row], order: Any, values: Any, codes: Any, windows: Any
     ) -> None:
+        """``order`` and ``codes``: lists, or numpy arrays made lists when first read (most
+        batches of a steady state read neither)."""
         self.rows = rows
-        self.order = order
+        self._order_array = order
+        self._order: list[int] | None = order if isinstance(order, list) else None
         self.values = values
-        self.codes = codes
+        self._code_array = codes
+        self._codes: list[int] | None = codes if isinstance(codes, list) else None
         self.windows = windows  # one per code >= 0, in order
         self._ranks: list[int] | None = None
         # for _walk_events: positions of the events, how many normal verdicts come before each
@@ -223,6 +229,20 @@ class _BlockBatch:
         self.events: list[int] = []
         self.normals_before: list[int] = []
         self.first_event: list[int] = []
+
+    @property
+    def order(self) -> list[int]:
+        """Per position, the index of its row in ``rows`` (and of its value in ``values``)."""
+        if self._order is None:
+            self._order = self._order_array.tolist()
+        return self._order
+
+    @property
+    def codes(self) -> list[int]:
+        """Per position, its verdict code (see the class)."""
+        if self._codes is None:
+            self._codes = self._code_array.tolist()
+        return self._codes
 
     def point(self, at: int) -> tuple[Row, float, _SortedWindow]:
         """The row, value and window of the verdict at ``at``."""
@@ -498,7 +518,7 @@ class Detector:
             group,
             codes,
             numbers[chosen],
-            chosen.tolist(),
+            chosen,
             ordered,
             values,
             _RunWindows(runs, lengths),
@@ -753,7 +773,7 @@ class Detector:
             else:
                 code_array = judged
         self._apply_codes(
-            group, code_array, grouped, order.tolist(), ordered, values, windows, fired, result
+            group, code_array, grouped, order, ordered, values, windows, fired, result
         )
 
     def _apply_codes(
@@ -761,7 +781,7 @@ class Detector:
         group: _BlockGroup,
         code_array: Any,
         grouped: Any,
-        order: list[int],
+        order: Any,
         ordered: Sequence[Row],
         values: Any,
         windows: Any,
@@ -787,17 +807,8 @@ class Detector:
                 result.outliers[name] += int(numpy.count_nonzero(outliers >> bit & 1))
         entries = self._entries
         position = group.position
-        codes = code_array.tolist()
-        batch = _BlockBatch(ordered, order, values, codes, windows)
+        batch = _BlockBatch(ordered, order, values, code_array, windows)
         simple = self.state_change_count < 2 and not self.recovery_count
-        if simple and any(special):
-            # the rules only need the events (outliers, unusable values) and whether normal
-            # verdicts came between them
-            events = numpy.flatnonzero(eventful)
-            normals_before = numpy.concatenate(([0], numpy.cumsum(normal)))
-            batch.events = events.tolist()
-            batch.normals_before = normals_before.tolist()
-            batch.first_event = numpy.searchsorted(events, [*starts_list, len(order)]).tolist()
         numbers_of_series = grouped[starts].tolist()
         if self.observer is not None:
             self._observe(group, batch, zip(numbers_of_series, starts_list, ends, strict=True))
@@ -810,16 +821,28 @@ class Detector:
                 if not walk:
                     for state, run in zip(cell.states, final, strict=True):
                         state.rule.run = run
+        if simple and any(special):
+            # the rules only need the events (outliers, unusable values) and whether normal
+            # verdicts came between them
+            events = numpy.flatnonzero(eventful)
+            normals_before = numpy.concatenate(([0], numpy.cumsum(normal)))
+            batch.events = events.tolist()
+            batch.normals_before = normals_before.tolist()
+            batch.first_event = numpy.searchsorted(events, [*starts_list, len(order)]).tolist()
+        if at_once:  # only the series that may fire are left
+            for series_index in [at for at, walk in enumerate(special) if walk]:
+                number = numbers_of_series[series_index]
+                start, end = starts_list[series_index], ends[series_index]
+                cell = entries[number].windows[position]
+                self._walk_events(
+                    entries[number], group, cell, batch, series_index, start, end, fired
+                )
+            return
         for series_index, (number, start, end, walk, normals) in enumerate(
             zip(numbers_of_series, starts_list, ends, special, normal_counts, strict=True)
         ):
             cell = entries[number].windows[position]
-            if at_once:
-                if walk:
-                    self._walk_events(
-                        entries[number], group, cell, batch, series_index, start, end, fired
-                    )
-            elif simple:
+            if simple:
                 if walk:
                     self._walk_events(
                         entries[number], group, cell, batch, series_index, start, end, fired
