@@ -296,11 +296,16 @@ def test_series_block_settled_by_bounds_matches_the_definition(size, data, ks, s
     splits=st.lists(st.integers(min_value=1, max_value=24), min_size=1, max_size=20),
     compact=st.booleans(),
     passes=st.sampled_from([1, vectorized._PASSES]),
+    hand_back=st.booleans(),
 )
-def test_window_runs_verdicts_match_the_definition(size, streams, ks, splits, compact, passes):
+def test_window_runs_verdicts_match_the_definition(
+    size, streams, ks, splits, compact, passes, hand_back
+):
     """Several full windows, each pushed batches of up to its size through WindowRuns (the
     values' own windows, the windows an alert reads, and the windows after the batch), and
-    between batches now and then a value through RollingMAD.advance."""
+    between batches now and then a value through RollingMAD.advance. ``hand_back``: a window
+    with any value left for the definition is handed back untouched (``declined``) and then
+    fed through RollingMAD.advance."""
     np = vectorized.numpy
     values = [[float(v) for v in stream] for stream in streams]
     values = [stream for stream in values if len(stream) > size] or [[1.0] * (size + 1)]
@@ -313,7 +318,14 @@ def test_window_runs_verdicts_match_the_definition(size, streams, ks, splits, co
     taken = [size] * len(values)
     got: list[list[int]] = [[] for _ in values]
     turn = 0
-    with patch.object(vectorized, "_PASSES", passes):
+    # hand_back, or else count unsure values one at a time (_COUNT_BUDGET: the chunks that
+    # bound the memory of the counts)
+    handing_back = (
+        patch.multiple(vectorized, _HAND_BACK_OVER=0, _HAND_BACK_SHARE=10**9)
+        if hand_back
+        else patch.object(vectorized, "_COUNT_BUDGET", 1)
+    )
+    with patch.object(vectorized, "_PASSES", passes), handing_back:
         while any(t < len(v) for t, v in zip(taken, values, strict=True)):
             rows, batches = [], []
             for series, stream in enumerate(values):
@@ -326,14 +338,27 @@ def test_window_runs_verdicts_match_the_definition(size, streams, ks, splits, co
                 [windows[series] for series in rows], [np.array(batch) for batch in batches]
             )
             codes = iter(runs.codes(ks).tolist())
+            declined = set(runs.declined)
             for at, (series, batch) in enumerate(zip(rows, batches, strict=True)):
+                if at in declined:
+                    continue
                 for t in range(1, len(batch) + 1):
                     got[series].append(next(codes))
                     end = taken[series] + t
                     window = values[series][end - size : end]
                     assert runs.window(at, t).tolist() == sorted(window)
+            assert next(codes, None) is None
             runs.finish()
-            for series, batch in zip(rows, batches, strict=True):
+            for at, (series, batch) in enumerate(zip(rows, batches, strict=True)):
+                if at in declined:  # untouched: its batch goes through advance
+                    window = windows[series]
+                    assert window.values() == values[series][taken[series] - size : taken[series]]
+                    done = 0
+                    while done < len(batch):
+                        start = done
+                        done, normals, mask = window.advance(batch, done, ks)
+                        got[series] += [0] * normals + ([mask] if mask else [])
+                        assert done - start == normals + (1 if mask else 0)
                 taken[series] += len(batch)
                 window = windows[series]
                 assert window.values() == values[series][taken[series] - size : taken[series]]
@@ -620,6 +645,7 @@ def long_batches(draw):
 
 @needs_numpy
 @pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize("hand_back", [False, True])
 @settings(max_examples=100, deadline=None)
 @given(
     thresholds=st.lists(
@@ -646,14 +672,21 @@ def long_batches(draw):
     batch_list=long_batches(),
 )
 def test_whole_batch_windows_match_a_plain_implementation(
-    compact, thresholds, state_change_count, recovery_count, batch_list
+    compact, hand_back, thresholds, state_change_count, recovery_count, batch_list
 ):
     """The detector with every window judged by ``WindowRuns`` once full (any share of the
-    window, from one value on): alerts, their median and MAD, and outlier counts as defined."""
+    window, from one value on): alerts, their median and MAD, and outlier counts as defined.
+    ``hand_back``: every window with a value left for the definition is handed back to
+    ``RollingMAD.advance`` for that batch."""
     settings_of_path = {"BLOCK_MAX_WINDOW": 1, "RUN_MIN": 1, "_RUN_SHARE": 1}
     if not compact:
         settings_of_path["COMPACT_MAX_WINDOW"] = 1
-    with patch.multiple(detector_module, **settings_of_path):
+    handing_back = (
+        patch.multiple(vectorized, _HAND_BACK_OVER=0, _HAND_BACK_SHARE=10**9)
+        if hand_back
+        else nullcontext()
+    )
+    with patch.multiple(detector_module, **settings_of_path), handing_back:
         detector = Detector("cpu", thresholds, state_change_count, recovery_count, True)
         check_against_plain(
             detector, ["host"], thresholds, state_change_count, recovery_count, batch_list

@@ -263,16 +263,20 @@ class _RunWindows:
     """The sorted windows of a ``WindowRuns`` batch, by position (window after window), built
     only when an alert reads one."""
 
-    __slots__ = ("_ends", "_runs")
+    __slots__ = ("_ends", "_rows", "_runs")
 
-    def __init__(self, runs: vectorized.WindowRuns, lengths: Sequence[int]) -> None:
+    def __init__(
+        self, runs: vectorized.WindowRuns, rows: Sequence[int], lengths: Sequence[int]
+    ) -> None:
+        """``rows``: the windows of ``runs`` whose codes were taken, with their lengths."""
         self._runs = runs
+        self._rows = rows
         self._ends = list(accumulate(lengths))
 
     def __getitem__(self, at: int) -> Any:
-        row = bisect_right(self._ends, at)
-        start = self._ends[row - 1] if row else 0
-        return self._runs.window(row, at - start + 1)
+        index = bisect_right(self._ends, at)
+        start = self._ends[index - 1] if index else 0
+        return self._runs.window(self._rows[index], at - start + 1)
 
 
 @dataclass(frozen=True)
@@ -512,20 +516,34 @@ class Detector:
         windows = [cell.window for cell, _, _ in together]
         runs = vectorized.WindowRuns(windows, [in_order[start:end] for _, start, end in together])
         codes = runs.codes(group.ks)
-        chosen = numpy.concatenate([order[start:end] for _, start, end in together])
-        lengths = [end - start for _, start, end in together]
-        self._apply_codes(
-            group,
-            codes,
-            numbers[chosen],
-            chosen,
-            ordered,
-            values,
-            _RunWindows(runs, lengths),
-            fired,
-            result,
-        )
+        declined = set(runs.declined)
+        judged = [spot for row, spot in enumerate(together) if row not in declined]
+        if judged:
+            chosen = numpy.concatenate([order[start:end] for _, start, end in judged])
+            self._apply_codes(
+                group,
+                codes,
+                numbers[chosen],
+                chosen,
+                ordered,
+                values,
+                _RunWindows(
+                    runs,
+                    [row for row in range(len(together)) if row not in declined],
+                    [end - start for _, start, end in judged],
+                ),
+                fired,
+                result,
+            )
         runs.finish()  # after the rules: an alert reads its window from the runs
+        for row in runs.declined:  # too many unsure values for the runs: one at a time
+            cell, start, end = together[row]
+            number = int(grouped[start])
+            rows = list(map(ordered.__getitem__, order[start:end].tolist()))
+            entry = self._entries[number]
+            self._feed(
+                entry, name, group.ks, cell, in_order[start:end].tolist(), rows, fired, result
+            )
         if self._compact[position]:
             for window in windows:
                 assert window is not None

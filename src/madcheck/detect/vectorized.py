@@ -318,6 +318,13 @@ _HUGE = 2.0**1000
 #: for batches of up to ``_ONE_PASS_UP_TO`` values a window (more would settle few more).
 _PASSES = 3
 _ONE_PASS_UP_TO = 16
+#: ``WindowRuns._count_unsure`` takes at most this many (value, update) pairs at a time.
+_COUNT_BUDGET = 1 << 21
+#: ``WindowRuns`` hands a window back when more than this many of its values, and more than
+#: this share of them, are left for the definition (a window rebuilt each, O(size)): so that
+#: values made to sit on the band's edge cost no more than ``RollingMAD.advance`` would.
+_HAND_BACK_OVER = 4
+_HAND_BACK_SHARE = 8
 #: ``SeriesBlock.judge`` settles most values without sorting their windows when the windows
 #: hold at least ``_SETTLE_FROM`` values and the batch is at most ``1 / _SETTLE_SHARE`` of them
 #: (``SeriesBlock._settle``): below, sorting every window costs less than the bounds; above,
@@ -346,7 +353,16 @@ class WindowRuns:
     are written once at the end (``finish``): the ring in place, the sorted half by one merge.
     """
 
-    __slots__ = ("_evicted", "_lengths", "_new", "_positions", "_sorted", "_windows", "size")
+    __slots__ = (
+        "_evicted",
+        "_lengths",
+        "_new",
+        "_positions",
+        "_sorted",
+        "_windows",
+        "declined",
+        "size",
+    )
 
     def __init__(self, windows: Sequence[Any], new: Sequence[Any]) -> None:
         """``windows``: full ``RollingMAD`` of one size; ``new``: per window, a float64 array of
@@ -380,10 +396,12 @@ class WindowRuns:
         self._evicted = evicted
         self._sorted: list[Any] = ordered
         self._positions: list[Any] = [None] * len(windows)
+        self.declined: list[int] = []
 
     def codes(self, ks: Sequence[float]) -> Any:
         """Per new value, window after window, a bit per ``k`` set if it is an outlier for that
-        ``k`` (as ``SeriesBlock.judge``)."""
+        ``k`` (as ``SeriesBlock.judge``), except for the windows it hands back (``declined``,
+        their indexes: too many values their bounds leave unsure), which it leaves untouched."""
         size = self.size
         new = self._new
         valid = numpy.arange(new.shape[1])[None, :] < self._lengths[:, None]
@@ -400,25 +418,45 @@ class WindowRuns:
             masks_t, unsure_t, low_t, high_t = _band_verdicts(bounds, new_t, ks, bool(size & 1))
             masks, unsure, median_low, median_high = masks_t.T, unsure_t.T, low_t.T, high_t.T
             unsure &= valid
-            if unsure.any():
-                self._count_unsure(ks, unsure, masks, median_low, median_high)
+            rows, columns = numpy.nonzero(unsure)
+            # a few thousand values at a time: the counts compare each with every update
+            step = max(1, _COUNT_BUDGET // (4 * new.shape[1]))
+            for start in range(0, len(rows), step):
+                chosen = slice(start, start + step)
+                self._count_unsure(
+                    ks, rows[chosen], columns[chosen], unsure, masks, median_low, median_high
+                )
+        # A window with many values left (each costs one rebuilt window, O(size)) is handed
+        # back: RollingMAD.advance judges those in O(log size) each.
+        left = unsure.sum(axis=1)
+        most = numpy.maximum(_HAND_BACK_OVER, self._lengths // _HAND_BACK_SHARE)
+        self.declined = numpy.flatnonzero(left > most).tolist()
+        unsure[self.declined] = False
         rows, columns = numpy.nonzero(unsure)
         for row, column in zip(rows.tolist(), columns.tolist(), strict=True):
             window = self.window(row, column + 1)
             masks[row, column] = _exact_mask(window, float(new[row, column]), ks)
+        valid[self.declined] = False
         return masks[valid]
 
     def _count_unsure(
-        self, ks: Sequence[float], unsure: Any, masks: Any, median_low: Any, median_high: Any
+        self,
+        ks: Sequence[float],
+        rows: Any,
+        columns: Any,
+        unsure: Any,
+        masks: Any,
+        median_low: Any,
+        median_high: Any,
     ) -> None:
         """Settle values the bands left unsure by counting, as ``RollingMAD.is_outlier`` does,
         with the median known only within its bounds: ``MAD >= hi`` if at most ``(n - 1) // 2``
         values lie within ``hi`` (widened) of any median in them, ``MAD <= lo`` if at least
         ``n // 2 + 1`` lie within ``lo`` (narrowed) of every one. Counts in a window of the batch
         are ``#{S <= y} - #{R_t <= y} + #{I_t <= y}``; ``x < y`` is ``x <= nextafter(y, -inf)``.
-        Sets the bits it settles in ``masks`` and clears them in ``unsure``."""
+        Judges ``[rows, columns]``; sets the bits it settles in ``masks`` and clears them in
+        ``unsure``."""
         size = self.size
-        rows, columns = numpy.nonzero(unsure)
         value = self._new[rows, columns]
         low, high = median_low[rows, columns], median_high[rows, columns]
         magnitude = numpy.maximum(numpy.abs(low), numpy.abs(high))
@@ -488,10 +526,14 @@ class WindowRuns:
         return merged
 
     def finish(self) -> None:
-        """Write each batch into its window: the new values into the ring, and the sorted half
-        unless the window is compacted (it stays so). The runs cannot be read after this."""
+        """Write each batch into its window (but the declined ones): the new values into the
+        ring, and the sorted half unless the window is compacted (it stays so). The runs cannot
+        be read after this."""
         size = self.size
+        declined = set(self.declined)
         for row, window in enumerate(self._windows):
+            if row in declined:
+                continue
             m = int(self._lengths[row])
             data, oldest = window.batch_view()
             ring = numpy.frombuffer(data, dtype=numpy.float64, count=size)
