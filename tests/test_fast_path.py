@@ -161,10 +161,24 @@ def test_compacted_window_keeps_its_values_and_statistics():
     ks=k_sets,
     splits=st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=40),
     few=st.booleans(),
+    settle=st.booleans(),
 )
-def test_series_block_verdicts_match_the_definition(size, streams, ks, splits, few):
+def test_series_block_verdicts_match_the_definition(size, streams, ks, splits, few, settle):
     """Several series through one SeriesBlock, in batches of uneven sizes per series (some
-    series absent from a batch), by judge (numpy) or judge_few (plain Python)."""
+    series absent from a batch), by judge (numpy) or judge_few (plain Python); ``settle``:
+    judge settles values by bounds whatever the window and the batch's share of it
+    (``SeriesBlock._settle``, else only from ``_SETTLE_FROM`` values on)."""
+    if settle:
+        patched = patch.multiple(vectorized, _SETTLE_FROM=1, _SETTLE_SHARE=1)
+    else:
+        patched = nullcontext()
+    with patched:
+        check_series_block(size, streams, ks, splits, few, settle)
+
+
+def check_series_block(size, streams, ks, splits, few, uniform):
+    """``uniform``: each batch has as many values of every series (as _settle needs), as long
+    as they last."""
     np = vectorized.numpy
     block = vectorized.SeriesBlock(size)
     block.reserve(len(streams))
@@ -177,11 +191,12 @@ def test_series_block_verdicts_match_the_definition(size, streams, ks, splits, f
         rows, counts, batch = [], [], []
         for series, stream in enumerate(values):
             count = min(splits[turn % len(splits)], len(stream) - taken[series])
-            turn += 1
+            turn += 0 if uniform else 1
             if count:
                 rows.append(series)
                 counts.append(count)
                 batch += stream[taken[series] : taken[series] + count]
+        turn += 1 if uniform else 0
         if not rows:  # nothing drawn for the unfinished series this time: one value of the first
             series = next(i for i, v in enumerate(values) if taken[i] < len(v))
             rows, counts, batch = [series], [1], [values[series][taken[series]]]
@@ -191,7 +206,8 @@ def test_series_block_verdicts_match_the_definition(size, streams, ks, splits, f
             judged, ordered = block.judge(
                 np.array(rows), np.array(counts), np.array(batch, dtype=float), ks
             )
-            codes, windows = judged.tolist(), ordered.tolist()
+            codes = judged.tolist()
+            windows = [list(ordered[at]) for at in range(sum(code >= 0 for code in codes))]
         verdicts = iter(windows)
         done = 0
         for series, count in zip(rows, counts, strict=True):
@@ -206,6 +222,154 @@ def test_series_block_verdicts_match_the_definition(size, streams, ks, splits, f
     assert got == expected
     for series, stream in enumerate(values):
         assert block.values(series) == stream[-size:]
+
+
+@needs_numpy
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.integers(min_value=1, max_value=24),
+    data=st.data(),
+    ks=k_sets,
+    series=st.integers(min_value=1, max_value=4),
+)
+def test_series_block_settled_by_bounds_matches_the_definition(size, data, ks, series):
+    """Full windows, every series the same number of new values (at most the window): what
+    ``SeriesBlock._settle`` takes (here whatever the window and the batch's share of it)."""
+    np = vectorized.numpy
+    streams = [
+        data.draw(st.lists(plain_values | runs.map(lambda r: r[0]), min_size=size + 1))
+        for _ in range(series)
+    ]
+    length = min(len(stream) for stream in streams)
+    values = [[float(v) for v in stream[:length]] for stream in streams]
+    block = vectorized.SeriesBlock(size)
+    block.reserve(series)
+    for row, stream in enumerate(values):
+        for value in stream[:size]:
+            block.add(row, value)
+    taken = size
+    batches_sent = 0
+    calls = []
+    original = vectorized.SeriesBlock._settle
+
+    def settle(self, *args):
+        calls.append(1)
+        return original(self, *args)
+
+    with (
+        patch.multiple(vectorized, _SETTLE_FROM=1, _SETTLE_SHARE=1),
+        patch.object(vectorized.SeriesBlock, "_settle", settle),
+    ):
+        while taken < length:
+            count = min(data.draw(st.integers(min_value=1, max_value=size)), length - taken)
+            batch = [v for stream in values for v in stream[taken : taken + count]]
+            codes, ordered = block.judge(
+                np.arange(series), np.full(series, count), np.array(batch), ks
+            )
+            for row, stream in enumerate(values):
+                for t in range(count):
+                    end = taken + t + 1
+                    window = stream[end - size : end]
+                    median, mad = definition(window)
+                    expected = sum(
+                        1 << i for i, k in enumerate(ks) if outside(window[-1], median, mad, k)
+                    )
+                    at = row * count + t
+                    assert codes[at] == expected
+                    assert list(ordered[at]) == sorted(window)
+            taken += count
+            batches_sent += 1
+    assert len(calls) == batches_sent  # _settle judged every batch
+    for row, stream in enumerate(values):
+        assert block.values(row) == stream[-size:]
+
+
+# -- WindowRuns: full RollingMAD windows, a batch of each judged at once (numpy) -------------
+
+
+@needs_numpy
+@settings(max_examples=300, deadline=None)
+@given(
+    size=st.integers(min_value=1, max_value=24),
+    streams=st.lists(streams, min_size=1, max_size=4),
+    ks=k_sets,
+    splits=st.lists(st.integers(min_value=1, max_value=24), min_size=1, max_size=20),
+    compact=st.booleans(),
+    passes=st.sampled_from([1, vectorized._PASSES]),
+    hand_back=st.booleans(),
+)
+def test_window_runs_verdicts_match_the_definition(
+    size, streams, ks, splits, compact, passes, hand_back
+):
+    """Several full windows, each pushed batches of up to its size through WindowRuns (the
+    values' own windows, the windows an alert reads, and the windows after the batch), and
+    between batches now and then a value through RollingMAD.advance. ``hand_back``: a window
+    with any value left for the definition is handed back untouched (``declined``) and then
+    fed through RollingMAD.advance."""
+    np = vectorized.numpy
+    values = [[float(v) for v in stream] for stream in streams]
+    values = [stream for stream in values if len(stream) > size] or [[1.0] * (size + 1)]
+    expected = [reference_masks(stream, size, ks) for stream in values]
+    windows = [RollingMAD(size, compact) for _ in values]
+    for window, stream in zip(windows, values, strict=True):
+        for value in stream[:size]:
+            window.add(value)
+        window.compact()
+    taken = [size] * len(values)
+    got: list[list[int]] = [[] for _ in values]
+    turn = 0
+    # hand_back, or else count unsure values one at a time (_COUNT_BUDGET: the chunks that
+    # bound the memory of the counts)
+    handing_back = (
+        patch.multiple(vectorized, _HAND_BACK_OVER=0, _HAND_BACK_SHARE=10**9)
+        if hand_back
+        else patch.object(vectorized, "_COUNT_BUDGET", 1)
+    )
+    with patch.object(vectorized, "_PASSES", passes), handing_back:
+        while any(t < len(v) for t, v in zip(taken, values, strict=True)):
+            rows, batches = [], []
+            for series, stream in enumerate(values):
+                count = min(splits[turn % len(splits)], size, len(stream) - taken[series])
+                turn += 1
+                if count:
+                    rows.append(series)
+                    batches.append(stream[taken[series] : taken[series] + count])
+            runs = vectorized.WindowRuns(
+                [windows[series] for series in rows], [np.array(batch) for batch in batches]
+            )
+            codes = iter(runs.codes(ks).tolist())
+            declined = set(runs.declined)
+            for at, (series, batch) in enumerate(zip(rows, batches, strict=True)):
+                if at in declined:
+                    continue
+                for t in range(1, len(batch) + 1):
+                    got[series].append(next(codes))
+                    end = taken[series] + t
+                    window = values[series][end - size : end]
+                    assert runs.window(at, t).tolist() == sorted(window)
+            assert next(codes, None) is None
+            runs.finish()
+            for at, (series, batch) in enumerate(zip(rows, batches, strict=True)):
+                if at in declined:  # untouched: its batch goes through advance
+                    window = windows[series]
+                    assert window.values() == values[series][taken[series] - size : taken[series]]
+                    done = 0
+                    while done < len(batch):
+                        start = done
+                        done, normals, mask = window.advance(batch, done, ks)
+                        got[series] += [0] * normals + ([mask] if mask else [])
+                        assert done - start == normals + (1 if mask else 0)
+                taken[series] += len(batch)
+                window = windows[series]
+                assert window.values() == values[series][taken[series] - size : taken[series]]
+                assert window.median_and_mad() == definition(window.values())
+                if taken[series] < len(values[series]) and turn % 3 == 0:
+                    value = values[series][taken[series]]
+                    _, _, mask = window.advance([value], 0, ks)
+                    got[series].append(mask or 0)
+                    taken[series] += 1
+                window.compact()
+    assert got == [masks[size:] for masks in expected]  # the windows were filled first
 
 
 @settings(max_examples=300, deadline=None)
@@ -407,11 +571,25 @@ def batches(draw):
 
 #: The detector's ways to a verdict: numpy's SeriesBlock (with and without the plain-Python path
 #: for a handful of rows, _FEW), RollingMAD windows that compact between batches (numpy there,
-#: windows above the block size), and pure Python (no numpy, or MADCHECK_PURE_PYTHON=1).
+#: windows above the block size), those windows judging a batch at once (WindowRuns, compacted
+#: or keeping their sorted half), and pure Python (no numpy, or MADCHECK_PURE_PYTHON=1).
 PATHS = {
     "numpy": {"vectorize": True},
     "numpy, no small-batch path": {"vectorize": True, "_FEW": 0},
     "numpy, compacting windows": {"vectorize": True, "BLOCK_MAX_WINDOW": 4},
+    "numpy, whole-batch windows": {
+        "vectorize": True,
+        "BLOCK_MAX_WINDOW": 1,
+        "RUN_MIN": 1,
+        "_RUN_SHARE": 1,
+    },
+    "numpy, whole-batch windows with their sorted half": {
+        "vectorize": True,
+        "BLOCK_MAX_WINDOW": 1,
+        "COMPACT_MAX_WINDOW": 1,
+        "RUN_MIN": 1,
+        "_RUN_SHARE": 1,
+    },
     "pure Python": {"vectorize": False},
 }
 
@@ -436,6 +614,82 @@ def test_detector_alerts_match_a_plain_implementation(
         detector = Detector("cpu", thresholds, state_change_count, recovery_count, vectorize)
         check_against_plain(
             detector, tag_names, thresholds, state_change_count, recovery_count, batch_list
+        )
+
+
+@st.composite
+def long_batches(draw):
+    """Batches of many float rows over two series (in some batches now and then an int or a
+    missing value), so that each series often brings its window of 6 to 24 values up to its
+    size in one batch: the detector's whole-batch path (``WindowRuns``)."""
+    result = []
+    clock = 0
+    floats = st.one_of(
+        *[calm] * 30,
+        st.sampled_from([100.0, -100.0, 7.5]),
+        st.floats(min_value=-10, max_value=10, allow_nan=False),
+    )
+    for _ in range(draw(st.integers(min_value=2, max_value=8))):
+        rows = []
+        value = floats if draw(st.booleans()) else st.one_of(floats, st.sampled_from([3, None]))
+        for _ in range(draw(st.integers(min_value=17, max_value=40))):
+            clock += draw(st.integers(min_value=0, max_value=3))
+            row = {"host": draw(st.sampled_from(["a", "b"])), "time": clock * S}
+            raw = draw(value)
+            if raw is not None:
+                row["temp"] = raw
+            rows.append(row)
+        result.append(rows)
+    return result
+
+
+@needs_numpy
+@pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize("hand_back", [False, True])
+@settings(max_examples=100, deadline=None)
+@given(
+    thresholds=st.lists(
+        st.builds(
+            Threshold,
+            field=st.just("temp"),
+            k=st.sampled_from([1.0, 1.5, 2.0, 3.0]),
+            window_count=st.integers(min_value=6, max_value=24),
+            count=st.integers(min_value=1, max_value=4),
+        )
+        | st.builds(
+            Threshold,
+            field=st.just("temp"),
+            k=st.sampled_from([1.0, 2.0, 3.0]),
+            window_count=st.integers(min_value=6, max_value=24),
+            duration_ns=st.sampled_from([0, 10 * S]),
+        ),
+        min_size=1,
+        max_size=3,
+        unique=True,
+    ),
+    state_change_count=st.sampled_from([0, 2, 3]),
+    recovery_count=st.sampled_from([0, 1, 3]),
+    batch_list=long_batches(),
+)
+def test_whole_batch_windows_match_a_plain_implementation(
+    compact, hand_back, thresholds, state_change_count, recovery_count, batch_list
+):
+    """The detector with every window judged by ``WindowRuns`` once full (any share of the
+    window, from one value on): alerts, their median and MAD, and outlier counts as defined.
+    ``hand_back``: every window with a value left for the definition is handed back to
+    ``RollingMAD.advance`` for that batch."""
+    settings_of_path = {"BLOCK_MAX_WINDOW": 1, "RUN_MIN": 1, "_RUN_SHARE": 1}
+    if not compact:
+        settings_of_path["COMPACT_MAX_WINDOW"] = 1
+    handing_back = (
+        patch.multiple(vectorized, _HAND_BACK_OVER=0, _HAND_BACK_SHARE=10**9)
+        if hand_back
+        else nullcontext()
+    )
+    with patch.multiple(detector_module, **settings_of_path), handing_back:
+        detector = Detector("cpu", thresholds, state_change_count, recovery_count, True)
+        check_against_plain(
+            detector, ["host"], thresholds, state_change_count, recovery_count, batch_list
         )
 
 

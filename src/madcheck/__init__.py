@@ -22,7 +22,9 @@ The package is laid out the way data flows through it:
 
 from __future__ import annotations
 
+import functools
 import importlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -86,16 +88,24 @@ def process_request(
     return handle(influxdb3_local, query_parameters, request_headers, request_body, args)
 
 
+#: entry points imported so far, by module: the engine imports the package once and calls an
+#: entry point on every flush, so only the first call of each pays for the import machinery
+_IMPORTED: dict[str, Any] = {}
+
+
 def _entry_point(influxdb3_local: Any, module: str, function: str, label: str) -> Any:
     """``module.function``, imported at its first call; None, after logging why, when the
     engine ran this file on its own, without the package around it (``NOT_IMPORTED``)."""
-    try:
-        return getattr(importlib.import_module(module), function)
-    except ModuleNotFoundError as error:
-        if error.name != "madcheck":
-            raise
-        influxdb3_local.error(f"{label}: {NOT_IMPORTED}")
-        return None
+    found = _IMPORTED.get(module)
+    if found is None:
+        try:
+            found = _IMPORTED[module] = importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != "madcheck":
+                raise
+            influxdb3_local.error(f"{label}: {NOT_IMPORTED}")
+            return None
+    return getattr(found, function)
 
 
 def loaded_from() -> Path | None:
@@ -104,4 +114,13 @@ def loaded_from() -> Path | None:
     ``None`` when this file was run on its own rather than imported (no ``__file__``).
     """
     origin = globals().get("__file__")
-    return Path(origin).absolute().parent.parent if origin else None
+    if not origin:
+        return None
+    if os.path.isabs(origin):  # the usual case: the same answer on every call
+        return _parent_of_package(origin)
+    return Path(origin).absolute().parent.parent
+
+
+@functools.lru_cache(maxsize=4)
+def _parent_of_package(origin: str) -> Path:
+    return Path(origin).parent.parent

@@ -14,6 +14,7 @@ a whole batch at once; the rules are then applied series by series, to the event
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from madcheck.detect.rules import CountRule, DurationRule, FlipHistory
 from madcheck.detect.vectorized import (
     BLOCK_MAX_WINDOW,
     COMPACT_MAX_WINDOW,
+    RUN_MIN,
     SeriesBlock,
     sorted_median,
     sorted_median_and_mad,
@@ -205,24 +207,30 @@ class _BlockBatch:
     at a position reads."""
 
     __slots__ = (
+        "_code_array",
+        "_codes",
+        "_order",
+        "_order_array",
         "_ranks",
-        "codes",
         "events",
         "first_event",
         "normals_before",
-        "order",
         "rows",
         "values",
         "windows",
     )
 
     def __init__(
-        self, rows: Sequence[Row], order: list[int], values: Any, codes: list[int], windows: Any
+        self, rows: Sequence[Row], order: Any, values: Any, codes: Any, windows: Any
     ) -> None:
+        """``order`` and ``codes``: lists, or numpy arrays made lists when first read (most
+        batches of a steady state read neither)."""
         self.rows = rows
-        self.order = order
+        self._order_array = order
+        self._order: list[int] | None = order if isinstance(order, list) else None
         self.values = values
-        self.codes = codes
+        self._code_array = codes
+        self._codes: list[int] | None = codes if isinstance(codes, list) else None
         self.windows = windows  # one per code >= 0, in order
         self._ranks: list[int] | None = None
         # for _walk_events: positions of the events, how many normal verdicts come before each
@@ -230,6 +238,20 @@ class _BlockBatch:
         self.events: list[int] = []
         self.normals_before: list[int] = []
         self.first_event: list[int] = []
+
+    @property
+    def order(self) -> list[int]:
+        """Per position, the index of its row in ``rows`` (and of its value in ``values``)."""
+        if self._order is None:
+            self._order = self._order_array.tolist()
+        return self._order
+
+    @property
+    def codes(self) -> list[int]:
+        """Per position, its verdict code (see the class)."""
+        if self._codes is None:
+            self._codes = self._code_array.tolist()
+        return self._codes
 
     def point(self, at: int) -> tuple[Row, float, _SortedWindow]:
         """The row, value and window of the verdict at ``at``."""
@@ -244,6 +266,26 @@ class _BlockBatch:
                 ranks.append(rank)
             self._ranks = ranks
         return self.windows[self._ranks[at]]
+
+
+class _RunWindows:
+    """The sorted windows of a ``WindowRuns`` batch, by position (window after window), built
+    only when an alert reads one."""
+
+    __slots__ = ("_ends", "_rows", "_runs")
+
+    def __init__(
+        self, runs: vectorized.WindowRuns, rows: Sequence[int], lengths: Sequence[int]
+    ) -> None:
+        """``rows``: the windows of ``runs`` whose codes were taken, with their lengths."""
+        self._runs = runs
+        self._rows = rows
+        self._ends = list(accumulate(lengths))
+
+    def __getitem__(self, at: int) -> Any:
+        index = bisect_right(self._ends, at)
+        start = self._ends[index - 1] if index else 0
+        return self._runs.window(self._rows[index], at - start + 1)
 
 
 @dataclass(frozen=True)
@@ -301,6 +343,14 @@ class Detector:
             else None
             for group in self._groups
         )
+        # with numpy, larger windows judge a batch of many values at once (WindowRuns), but
+        # not with a MAD floor (it needs each outlier's median)
+        self._runs = tuple(
+            vectorize
+            and group.window_count > BLOCK_MAX_WINDOW
+            and not any(threshold.has_floor for threshold in group.thresholds)
+            for group in self._groups
+        )
         # with numpy, windows up to COMPACT_MAX_WINDOW keep only their ring between batches
         self._compact = tuple(
             vectorize and BLOCK_MAX_WINDOW < group.window_count <= COMPACT_MAX_WINDOW
@@ -356,7 +406,10 @@ class Detector:
         each value that cannot enter the window. Alerts are then put back in row order.
         """
         result = BatchResult()
-        ordered = self._in_time_order(rows, result)
+        if len(rows) == 1 and type(rows[0]) is dict and type(rows[0].get("time")) is int:
+            ordered = rows  # a small flush's one engine row: what _in_time_order would return
+        else:
+            ordered = self._in_time_order(rows, result)
         result.points = len(ordered)
         fired: list[tuple[Row, Alert]] = []
         by_series: list[tuple[_Series, list[Row]]] | None = None
@@ -373,6 +426,12 @@ class Detector:
                 else:
                     self._process_block(block, group, numbers, ordered, read, fired, result)
                 continue
+            if self._runs[position] and self.observer is None and len(ordered) > _FEW:
+                if numbers is None:
+                    numbers = self._numbers(ordered, tag_names)
+                group = _BlockGroup(position, name, ks)
+                if self._process_large(group, numbers, ordered, read, fired, result):
+                    continue
             if by_series is None:
                 by_series = [
                     (self._series.get(key) or self._new_series(key, tag_names), series_rows)
@@ -414,11 +473,100 @@ class Detector:
                         observer.entered(entry, name, cell, entered, last_ns)
                     if times:
                         observer.judged(entry, name, cell, times, judged, medians, mads)  # type: ignore[union-attr]
-                if compact:
+                if compact and len(values) > _FEW:
+                    # (a window that got a handful keeps its sorted half: sorting its ring
+                    # again for each small call would cost more than the values are worth)
                     assert cell.window is not None
                     cell.window.compact()
         result.alerts = _in_row_order(fired, ordered)
         return result
+
+    def _process_large(
+        self,
+        group: _BlockGroup,
+        numbers_list: list[int],
+        ordered: Sequence[Row],
+        read: Callable[[Row], Any],
+        fired: list[tuple[Row, Alert]],
+        result: BatchResult,
+    ) -> bool:
+        """A group of ``RollingMAD`` windows (numpy there, no MAD floor, no observer), when
+        every value of the batch is a finite float (else False, and nothing done): the full
+        windows that get between ``RUN_MIN`` values and ``1 / _RUN_SHARE`` of their size judge
+        them together (``vectorized.WindowRuns``), then the rules as for a ``SeriesBlock``
+        group; the other series go through ``_feed``. Rows are grouped by series with C-level
+        passes, as for a ``SeriesBlock``."""
+        try:
+            raw: list[Any] = list(map(read, ordered))
+        except KeyError:  # some row lacks the field
+            return False
+        if set(map(type, raw)) != _FLOATS:
+            return False
+        values = numpy.array(raw, dtype=numpy.float64)
+        if not -_INF < float(values.sum()) < _INF:  # a NaN or an infinity among them
+            return False
+        name, position = group.name, group.position
+        numbers = numpy.array(numbers_list, dtype=numpy.intp)
+        order = numpy.argsort(numbers, kind="stable")  # series by series, each in time order
+        grouped = numbers[order]
+        in_order = values[order]
+        series_numbers, counts = _runs(grouped)
+        ends = numpy.cumsum(counts).tolist()
+        together: list[tuple[_FieldWindow, int, int]] = []
+        at = 0
+        for number, end in zip(series_numbers.tolist(), ends, strict=True):
+            entry = self._entries[number]
+            cell = entry.windows[position]
+            window = cell.window
+            assert window is not None
+            count = end - at
+            if window.full and RUN_MIN <= count <= window.size // _RUN_SHARE:
+                together.append((cell, at, end))
+            else:
+                rows = list(map(ordered.__getitem__, order[at:end].tolist()))
+                series_values = in_order[at:end].tolist()
+                self._feed(entry, name, group.ks, cell, series_values, rows, fired, result)
+                if self._compact[position] and count > _FEW:
+                    window.compact()
+            at = end
+        if not together:
+            return True
+        windows = [cell.window for cell, _, _ in together]
+        runs = vectorized.WindowRuns(windows, [in_order[start:end] for _, start, end in together])
+        codes = runs.codes(group.ks)
+        declined = set(runs.declined)
+        judged = [spot for row, spot in enumerate(together) if row not in declined]
+        if judged:
+            chosen = numpy.concatenate([order[start:end] for _, start, end in judged])
+            self._apply_codes(
+                group,
+                codes,
+                numbers[chosen],
+                chosen,
+                ordered,
+                values,
+                _RunWindows(
+                    runs,
+                    [row for row in range(len(together)) if row not in declined],
+                    [end - start for _, start, end in judged],
+                ),
+                fired,
+                result,
+            )
+        runs.finish()  # after the rules: an alert reads its window from the runs
+        for row in runs.declined:  # too many unsure values for the runs: one at a time
+            cell, start, end = together[row]
+            number = int(grouped[start])
+            rows = list(map(ordered.__getitem__, order[start:end].tolist()))
+            entry = self._entries[number]
+            self._feed(
+                entry, name, group.ks, cell, in_order[start:end].tolist(), rows, fired, result
+            )
+        if self._compact[position]:
+            for window in windows:
+                assert window is not None
+                window.compact()
+        return True
 
     def _feed(
         self,
@@ -660,6 +808,27 @@ class Detector:
                 code_array[usable[order]] = judged
             else:
                 code_array = judged
+        self._apply_codes(
+            group, code_array, grouped, order, ordered, values, windows, fired, result
+        )
+
+    def _apply_codes(
+        self,
+        group: _BlockGroup,
+        code_array: Any,
+        grouped: Any,
+        order: Any,
+        ordered: Sequence[Row],
+        values: Any,
+        windows: Any,
+        fired: list[tuple[Row, Alert]],
+        result: BatchResult,
+    ) -> None:
+        """A window group's verdict codes of a batch (``code_array``, series by series:
+        ``grouped`` holds each code's series number, ``order`` its row in ``ordered`` and
+        ``values``; ``windows`` the sorted window of each code >= 0, in order) applied to the
+        rules, series by series, with one step per series that saw only normal verdicts."""
+        name = group.name
         starts = numpy.flatnonzero(numpy.diff(grouped)) + 1
         starts = numpy.concatenate(([0], starts))
         starts_list = starts.tolist()
@@ -674,17 +843,8 @@ class Detector:
                 result.outliers[name] += int(numpy.count_nonzero(outliers >> bit & 1))
         entries = self._entries
         position = group.position
-        codes = code_array.tolist()
-        batch = _BlockBatch(ordered, order.tolist(), values, codes, windows)
+        batch = _BlockBatch(ordered, order, values, code_array, windows)
         simple = self.state_change_count < 2 and not self.recovery_count
-        if simple and any(special):
-            # the rules only need the events (outliers, unusable values) and whether normal
-            # verdicts came between them
-            events = numpy.flatnonzero(eventful)
-            normals_before = numpy.concatenate(([0], numpy.cumsum(normal)))
-            batch.events = events.tolist()
-            batch.normals_before = normals_before.tolist()
-            batch.first_event = numpy.searchsorted(events, [*starts_list, len(order)]).tolist()
         numbers_of_series = grouped[starts].tolist()
         if self.observer is not None:
             self._observe(group, batch, zip(numbers_of_series, starts_list, ends, strict=True))
@@ -697,16 +857,28 @@ class Detector:
                 if not walk:
                     for state, run in zip(cell.states, final, strict=True):
                         state.rule.run = run
+        if simple and any(special):
+            # the rules only need the events (outliers, unusable values) and whether normal
+            # verdicts came between them
+            events = numpy.flatnonzero(eventful)
+            normals_before = numpy.concatenate(([0], numpy.cumsum(normal)))
+            batch.events = events.tolist()
+            batch.normals_before = normals_before.tolist()
+            batch.first_event = numpy.searchsorted(events, [*starts_list, len(order)]).tolist()
+        if at_once:  # only the series that may fire are left
+            for series_index in [at for at, walk in enumerate(special) if walk]:
+                number = numbers_of_series[series_index]
+                start, end = starts_list[series_index], ends[series_index]
+                cell = entries[number].windows[position]
+                self._walk_events(
+                    entries[number], group, cell, batch, series_index, start, end, fired
+                )
+            return
         for series_index, (number, start, end, walk, normals) in enumerate(
             zip(numbers_of_series, starts_list, ends, special, normal_counts, strict=True)
         ):
             cell = entries[number].windows[position]
-            if at_once:
-                if walk:
-                    self._walk_events(
-                        entries[number], group, cell, batch, series_index, start, end, fired
-                    )
-            elif simple:
+            if simple:
                 if walk:
                     self._walk_events(
                         entries[number], group, cell, batch, series_index, start, end, fired
@@ -954,8 +1126,12 @@ _FLOATS = {float}
 _ZERO = 0
 _INF = math.inf
 _NAN = math.nan
-#: Batches of up to this many values of a group go through ``SeriesBlock.judge_few``.
+#: Batches of up to this many values of a group go through ``SeriesBlock.judge_few``; a
+#: compacting window that gets no more than this in a call keeps its sorted half.
 _FEW = 16
+#: A window judges its batch with ``WindowRuns`` if the batch is at most this share of it
+#: (``size // _RUN_SHARE`` values; more, and the bounds of its windows say too little).
+_RUN_SHARE = 4
 
 
 def _count_runs(

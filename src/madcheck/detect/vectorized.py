@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 try:
@@ -127,6 +128,15 @@ class SeriesBlock:
             full = (before[:, None] + numpy.arange(1, longest + 1) >= size).reshape(total)
         else:
             full = before[owner] + position + 1 >= size
+        if (
+            uniform
+            and size >= _SETTLE_FROM
+            and longest * _SETTLE_SHARE <= size
+            and bool((before >= size).all())
+        ):
+            # every window full from the start, and few new values: most are settled without
+            # their window sorted
+            return self._settle(windows, extended[:, :size], values.reshape(series, longest), ks)
         if bool(full.all()):
             judged = None
             if uniform:  # sorted straight from the strided view: no copy of the windows first
@@ -151,6 +161,31 @@ class SeriesBlock:
         codes = numpy.full(total, -1, dtype=numpy.int64)
         codes[judged] = masks
         return codes, ordered
+
+    def _settle(self, windows: Any, held: Any, new: Any, ks: Sequence[float]) -> tuple[Any, Any]:
+        """``judge`` for full windows (``held``, oldest first) and as many new values each
+        (``new``), at most ``1 / _SETTLE_SHARE`` of a window: the held windows are sorted once
+        and the bounds of every window of the batch read from them (``_order_bounds``, as for
+        ``WindowRuns``); only the values they leave unsure get their window sorted and the
+        definition computed (``_masks``). The windows of the rest are sorted when read."""
+        size = self.size
+        longest = new.shape[1]
+        columns = numpy.ascontiguousarray(numpy.sort(held, axis=1).T)
+        candidates = _candidates(columns, size, longest)
+        with numpy.errstate(all="ignore"):  # overflow gives inf as in Python; no warnings
+            new_t = numpy.ascontiguousarray(new.T)
+            evicted_t = numpy.ascontiguousarray(held[:, :longest].T)
+            bounds = _order_bounds(candidates, new_t, evicted_t, None)
+            masks_t, unsure_t, _, _ = _band_verdicts(bounds, new_t, ks, bool(size & 1))
+            masks, unsure = masks_t.T.copy(), unsure_t.T
+            masks = masks.reshape(-1)
+            chosen = numpy.flatnonzero(unsure)
+            if len(chosen):
+                ordered = numpy.sort(windows[chosen // longest, chosen % longest], axis=1)
+                found = numpy.zeros(len(chosen), dtype=numpy.int64)
+                self._masks(ordered, new.reshape(-1)[chosen], ks, found)
+                masks[chosen] = found
+        return masks, _SortedOnRead(windows)
 
     def _masks(self, ordered: Any, new: Any, ks: Sequence[float], masks: Any) -> None:
         """Verdicts of ``new`` against its sorted windows ``ordered``, into ``masks``."""
@@ -235,6 +270,20 @@ class SeriesBlock:
         return codes, ordered
 
 
+class _SortedOnRead:
+    """The sorted window of each value of a batch (``SeriesBlock._settle``), sorted when read
+    (by an alert, or a MAD floor's median): ``windows[series, t]`` of the strided view."""
+
+    __slots__ = ("_windows",)
+
+    def __init__(self, windows: Any) -> None:
+        self._windows = windows
+
+    def __getitem__(self, at: int) -> Any:
+        longest = self._windows.shape[1]
+        return numpy.sort(self._windows[at // longest, at % longest])
+
+
 def sorted_median(window: list[float]) -> float:
     """Median of a sorted window, in ``statistics.median``'s arithmetic."""
     n = len(window)
@@ -250,3 +299,410 @@ def sorted_median_and_mad(window: list[float]) -> tuple[float, float]:
     deviations = sorted([abs(x - median) for x in window])
     mad = deviations[half] if n & 1 else (deviations[half - 1] + deviations[half]) / 2
     return median, mad
+
+
+#: A full ``RollingMAD`` window (larger than ``BLOCK_MAX_WINDOW``) judges a batch together with
+#: the rest of its group (``WindowRuns``) when it brings it at least this many values (and at
+#: most a quarter of its size: see the detector): with fewer, the numpy calls cost more than
+#: ``RollingMAD.advance``'s 2 µs a point.
+RUN_MIN = 48
+_INF = float("inf")
+#: As in window.py: trial MADs just either side of the critical one, the rounding slack of
+#: one add or subtract (over-estimated eightfold), and the size below which the mean of two
+#: middle deviations cannot overflow.
+_WIDEN = 1.0 + 2.0**-40
+_NARROW = 1.0 - 2.0**-40
+_SLACK = 2.0**-50
+_HUGE = 2.0**1000
+#: Passes of ``_order_bounds`` (each tightens the bounds; the first holds already); one only
+#: for batches of up to ``_ONE_PASS_UP_TO`` values a window (more would settle few more).
+_PASSES = 3
+_ONE_PASS_UP_TO = 16
+#: ``WindowRuns._count_unsure`` takes at most this many (value, update) pairs at a time.
+_COUNT_BUDGET = 1 << 21
+#: ``WindowRuns`` hands a window back when more than this many of its values, and more than
+#: this share of them, are left for the definition (a window rebuilt each, O(size)): so that
+#: values made to sit on the band's edge cost no more than ``RollingMAD.advance`` would.
+_HAND_BACK_OVER = 4
+_HAND_BACK_SHARE = 8
+#: ``SeriesBlock.judge`` settles most values without sorting their windows when the windows
+#: hold at least ``_SETTLE_FROM`` values and the batch is at most ``1 / _SETTLE_SHARE`` of them
+#: (``SeriesBlock._settle``): below, sorting every window costs less than the bounds; above,
+#: the bounds settle too few.
+_SETTLE_FROM = 72
+_SETTLE_SHARE = 4
+
+
+class WindowRuns:
+    """Full windows of one size, each with a batch of new values (at most the window's size),
+    judged together without a step per value.
+
+    Write ``S`` for a window sorted at the start, ``R_t`` for the first ``t`` values its batch
+    evicts and ``I_t`` for its first ``t`` new values: after ``t`` updates the window is
+    ``S - R_t + I_t`` (multisets), so for any ``y``::
+
+        #{window_t <= y} = #{S <= y} - #{R_t <= y} + #{I_t <= y}
+
+    which bounds every order statistic of every window of the batch from ``S`` and running
+    counts (``_order_bounds``). The bounds of the median and of the four sorted values
+    ``RollingMAD`` reads its MAD's floor and ceiling from (``_layout``) give, per value, a band
+    of certain normals and one beyond which it is certainly an outlier, both exact for the same
+    reasons as ``RollingMAD``'s (every float operation monotone in its inputs). Values in
+    neither are counted as ``RollingMAD.is_outlier`` counts (``_count_unsure``), and the few
+    left get their window built (``window``) and the definition computed on it. The windows
+    are written once at the end (``finish``): the ring in place, the sorted half by one merge.
+    """
+
+    __slots__ = (
+        "_evicted",
+        "_lengths",
+        "_new",
+        "_positions",
+        "_sorted",
+        "_windows",
+        "declined",
+        "size",
+    )
+
+    def __init__(self, windows: Sequence[Any], new: Sequence[Any]) -> None:
+        """``windows``: full ``RollingMAD`` of one size; ``new``: per window, a float64 array of
+        finite values, as many as the window's size at most."""
+        size = windows[0].size
+        longest = max(len(values) for values in new)
+        evicted = numpy.zeros((len(windows), longest))
+        padded = numpy.zeros((len(windows), longest))
+        ordered = []
+        for row, (window, values) in enumerate(zip(windows, new, strict=True)):
+            data, oldest = window.batch_view()
+            ring = numpy.frombuffer(data, dtype=numpy.float64, count=size)
+            m = len(values)
+            end = oldest + m
+            if end <= size:
+                evicted[row, :m] = ring[oldest:end]
+            else:
+                evicted[row, : size - oldest] = ring[oldest:]
+                evicted[row, size - oldest : m] = ring[: end - size]
+            padded[row, :m] = values
+            # the sorted half is kept as it is until finish (nothing else writes the window)
+            ordered.append(
+                numpy.frombuffer(data, dtype=numpy.float64, offset=8 * size)
+                if len(data) > size
+                else numpy.sort(ring)
+            )
+        self.size = size
+        self._windows = list(windows)
+        self._lengths = numpy.array([len(values) for values in new])
+        self._new = padded
+        self._evicted = evicted
+        self._sorted: list[Any] = ordered
+        self._positions: list[Any] = [None] * len(windows)
+        self.declined: list[int] = []
+
+    def codes(self, ks: Sequence[float]) -> Any:
+        """Per new value, window after window, a bit per ``k`` set if it is an outlier for that
+        ``k`` (as ``SeriesBlock.judge``), except for the windows it hands back (``declined``,
+        their indexes: too many values their bounds leave unsure), which it leaves untouched."""
+        size = self.size
+        new = self._new
+        valid = numpy.arange(new.shape[1])[None, :] < self._lengths[:, None]
+        index, outside, sign = _candidate_places(
+            size, tuple(_bound_places(size).tolist()), new.shape[1]
+        )
+        candidates = numpy.stack([ordered[index] for ordered in self._sorted], axis=2)
+        candidates *= sign
+        candidates[outside] = _INF
+        with numpy.errstate(all="ignore"):  # overflow gives inf as in Python; no warnings
+            new_t = numpy.ascontiguousarray(new.T)
+            evicted_t = numpy.ascontiguousarray(self._evicted.T)
+            bounds = _order_bounds(candidates, new_t, evicted_t, valid.T)
+            masks_t, unsure_t, low_t, high_t = _band_verdicts(bounds, new_t, ks, bool(size & 1))
+            masks, unsure, median_low, median_high = masks_t.T, unsure_t.T, low_t.T, high_t.T
+            unsure &= valid
+            rows, columns = numpy.nonzero(unsure)
+            # a few thousand values at a time: the counts compare each with every update
+            step = max(1, _COUNT_BUDGET // (4 * new.shape[1]))
+            for start in range(0, len(rows), step):
+                chosen = slice(start, start + step)
+                self._count_unsure(
+                    ks, rows[chosen], columns[chosen], unsure, masks, median_low, median_high
+                )
+        # A window with many values left (each costs one rebuilt window, O(size)) is handed
+        # back: RollingMAD.advance judges those in O(log size) each.
+        left = unsure.sum(axis=1)
+        most = numpy.maximum(_HAND_BACK_OVER, self._lengths // _HAND_BACK_SHARE)
+        self.declined = numpy.flatnonzero(left > most).tolist()
+        unsure[self.declined] = False
+        rows, columns = numpy.nonzero(unsure)
+        for row, column in zip(rows.tolist(), columns.tolist(), strict=True):
+            window = self.window(row, column + 1)
+            masks[row, column] = _exact_mask(window, float(new[row, column]), ks)
+        valid[self.declined] = False
+        return masks[valid]
+
+    def _count_unsure(
+        self,
+        ks: Sequence[float],
+        rows: Any,
+        columns: Any,
+        unsure: Any,
+        masks: Any,
+        median_low: Any,
+        median_high: Any,
+    ) -> None:
+        """Settle values the bands left unsure by counting, as ``RollingMAD.is_outlier`` does,
+        with the median known only within its bounds: ``MAD >= hi`` if at most ``(n - 1) // 2``
+        values lie within ``hi`` (widened) of any median in them, ``MAD <= lo`` if at least
+        ``n // 2 + 1`` lie within ``lo`` (narrowed) of every one. Counts in a window of the batch
+        are ``#{S <= y} - #{R_t <= y} + #{I_t <= y}``; ``x < y`` is ``x <= nextafter(y, -inf)``.
+        Judges ``[rows, columns]``; sets the bits it settles in ``masks`` and clears them in
+        ``unsure``."""
+        size = self.size
+        value = self._new[rows, columns]
+        low, high = median_low[rows, columns], median_high[rows, columns]
+        magnitude = numpy.maximum(numpy.abs(low), numpy.abs(high))
+        # prefix[i, j]: update j is among the first t of value i's window
+        prefix = numpy.arange(self._new.shape[1])[None, :] <= columns[:, None]
+        evicted, new = self._evicted[rows], self._new[rows]
+        still = numpy.zeros(len(rows), dtype=bool)
+        below = value < low
+        for bit, k in enumerate(ks):
+            # normal if MAD >= hi: within hi of a median are values in [low - far, high + far]
+            hi = numpy.maximum(high - value, value - low) / k * _WIDEN
+            far = hi + (magnitude + hi) * _SLACK
+            # outlier if MAD <= lo: within lo of every median are values in
+            # [high - near, low + near]
+            lo = numpy.where(below, low - value, value - high) / k * _NARROW
+            near = lo - (magnitude + lo) * _SLACK
+            ends = numpy.stack(
+                (
+                    high + far,
+                    numpy.nextafter(low - far, -_INF),
+                    low + near,
+                    numpy.nextafter(high - near, -_INF),
+                ),
+                axis=1,
+            )
+            counts = numpy.empty(ends.shape, dtype=numpy.int64)
+            for row in numpy.unique(rows).tolist():
+                chosen = rows == row
+                counts[chosen] = numpy.searchsorted(self._sorted[row], ends[chosen], "right")
+            counts -= ((evicted[:, None, :] <= ends[:, :, None]) & prefix[:, None, :]).sum(2)
+            counts += ((new[:, None, :] <= ends[:, :, None]) & prefix[:, None, :]).sum(2)
+            finite = numpy.isfinite(ends).all(axis=1) & (far < _HUGE)
+            normal = (
+                finite
+                & (value >= high - k * hi)
+                & (value <= low + k * hi)
+                & (counts[:, 0] - counts[:, 1] <= (size - 1) // 2)
+            )
+            outlier = (
+                finite
+                & (near >= 0.0)
+                & ((below & (value < low - k * lo)) | ((value > high) & (value > high + k * lo)))
+                & (counts[:, 2] - counts[:, 3] >= size // 2 + 1)
+            )
+            masks[rows[outlier], columns[outlier]] |= 1 << bit
+            still |= ~(normal | outlier)
+        unsure[rows[~still], columns[~still]] = False
+
+    def window(self, row: int, t: int) -> Any:
+        """Window ``row`` after ``t`` updates, sorted (``S`` without ``R_t``, merged with
+        ``I_t``)."""
+        ordered = self._sorted[row]
+        if self._positions[row] is None:
+            self._positions[row] = _places(ordered, self._evicted[row, : self._lengths[row]])
+        keep = numpy.ones(self.size, dtype=bool)
+        keep[self._positions[row][:t]] = False
+        kept = ordered[keep]
+        added = numpy.sort(self._new[row, :t])
+        # each new value goes before the kept values not below it: kept values keep their
+        # order and move up by the new values before them
+        merged = numpy.empty(self.size)
+        at = numpy.searchsorted(kept, added) + numpy.arange(t)
+        merged[at] = added
+        placed = numpy.ones(self.size, dtype=bool)
+        placed[at] = False
+        merged[placed] = kept
+        return merged
+
+    def finish(self) -> None:
+        """Write each batch into its window (but the declined ones): the new values into the
+        ring, and the sorted half unless the window is compacted (it stays so). The runs cannot
+        be read after this."""
+        size = self.size
+        declined = set(self.declined)
+        for row, window in enumerate(self._windows):
+            if row in declined:
+                continue
+            m = int(self._lengths[row])
+            data, oldest = window.batch_view()
+            ring = numpy.frombuffer(data, dtype=numpy.float64, count=size)
+            new = self._new[row, :m]
+            end = oldest + m
+            if end <= size:
+                ring[oldest:end] = new
+            else:
+                ring[oldest:] = new[: size - oldest]
+                ring[: end - size] = new[size - oldest :]
+            if len(data) > size:
+                merged = self.window(row, m)
+                self._sorted[row][:] = merged
+            del ring
+            window.batch_pushed(m)
+        self._sorted = []  # no view of a window's storage may outlive the batch
+
+
+def _order_bounds(candidates: Any, new: Any, evicted: Any, valid: Any) -> list[Any]:
+    """Bounds of order statistics of every window of a batch, from the window sorted at the
+    start (``S``) and running counts: for place ``i`` and window ``r`` (``candidates[i, d, r]``
+    is ``S[p + d]`` for an upper bound of the ``p``-th smallest, ``S[p - d]`` for a lower
+    one, ``_candidate_places``; negated there, and modified in place), after ``t`` updates
+    (``new[t - 1, r]`` evicting ``evicted[t - 1, r]``; ``valid``: which are real updates, None:
+    all), as one ``[t - 1, r]`` array per place, signed as the candidates are. Windows come
+    last so that every operation runs along rows of them; no temporary holds a float per
+    place, update and window (large arrays cost a page fault per 4 KB on every call).
+
+    Upper bounds: ``#{S <= S[p + d]} >= p + d + 1``, so with ``A = #{R_t <= S[p + d0]}`` (for
+    ``d <= d0``) and ``B = #{I_t <= S[p]}`` (for ``d >= 0``), at least ``p + 1 + d - (A - B)``
+    values of the window are at most ``S[p + d]``: with ``d = max(0, A - B)``, if ``d <= d0``,
+    the ``p``-th smallest is at most ``S[p + d]``. ``d`` is never above ``t``, so ``d0`` = the
+    batch's length holds; each further pass with ``d0`` the largest ``d`` of the last can only
+    lower ``A``, so every ``d``, which then stays within it. Lower bounds are upper bounds of
+    the negated window, read backwards (the ``p``-th smallest of ``-x`` is minus the
+    ``(n - 1 - p)``-th of ``x``). A bound beyond the window reads infinity, which settles
+    nothing.
+    """
+    places, reach_max, count = candidates.shape
+    rows = places // 2
+    count_type = (
+        numpy.int8 if reach_max <= 127 else numpy.int16 if reach_max <= 32767 else numpy.int32
+    )
+
+    def below(values: Any, limits: Any) -> Any:
+        """``[i, t, r]``: how many of ``values[:t + 1, r]``, signed as place ``i``, are at most
+        ``limits[i, r]`` (a signed candidate)."""
+        mask = numpy.empty((places, *values.shape), dtype=bool)
+        numpy.less_equal(values, limits[:rows, None, :], out=mask[:rows])
+        numpy.greater_equal(values, -limits[rows:, None, :], out=mask[rows:])
+        return _running_count(mask, count_type)
+
+    place = numpy.arange(places)[:, None]
+    window = numpy.arange(count)
+    below_new = below(new, candidates[:, 0, :])
+    reach = numpy.full((places, count), reach_max - 1)
+    shift: Any = None
+    for _ in range(_PASSES if reach_max > _ONE_PASS_UP_TO + 1 else 1):
+        shift = below(evicted, candidates[place, reach, window])
+        shift -= below_new
+        numpy.maximum(shift, 0, out=shift)
+        if valid is not None:
+            shift *= valid
+        reach = shift.max(axis=1)
+    return [numpy.take_along_axis(candidates[i], shift[i], axis=0) for i in range(places)]
+
+
+def _running_count(mask: Any, count_type: Any) -> Any:
+    """``numpy.cumsum(mask, axis=1)`` for ``[i, t, r]`` masks: a few updates are quicker added
+    row by row (numpy's cumsum along a middle axis steps one element at a time)."""
+    steps = mask.shape[1]
+    if steps > 32:
+        return numpy.cumsum(mask, axis=1, dtype=count_type)
+    total = numpy.empty(mask.shape, dtype=count_type)
+    total[:, 0] = mask[:, 0]
+    for step in range(1, steps):
+        numpy.add(total[:, step - 1], mask[:, step], out=total[:, step])
+    return total
+
+
+def _band_verdicts(
+    bounds: list[Any], new: Any, ks: Sequence[float], odd: bool
+) -> tuple[Any, Any, Any, Any]:
+    """Verdicts of ``new[t - 1, r]`` that the bounds of its window settle (``_order_bounds``
+    of the places ``_bound_places`` lists): ``(masks, unsure, median_low, median_high)`` at
+    ``[t - 1, r]``, a bit per ``k`` set where it is certainly an outlier, and True where some
+    ``k`` is not settled. Inside the band for the smallest floor and the extreme medians is
+    normal, outside the one for the largest ceiling an outlier (every float operation in them
+    is monotone in its inputs, as in the verdict itself)."""
+    uppers = bounds[:4]
+    lowers = [-bound for bound in bounds[4:]]
+    if odd:
+        median_low, median_high = lowers[1], uppers[1]
+    else:
+        median_low = (lowers[0] + lowers[1]) / 2
+        median_high = (uppers[0] + uppers[1]) / 2
+    # never above the floor of any window of the batch, never below its ceiling
+    floor = numpy.minimum(median_low - uppers[2], lowers[2] - median_high)
+    ceiling = numpy.maximum(median_high - lowers[3], uppers[3] - median_low)
+    usable_ceiling = ceiling < _HUGE
+    masks = numpy.zeros(new.shape, dtype=numpy.int64)
+    unsure = numpy.zeros(new.shape, dtype=bool)
+    for bit, k in enumerate(ks):
+        normal = (new >= median_high - k * floor) & (new <= median_low + k * floor)
+        outlier = usable_ceiling & (
+            (new < median_low - k * ceiling) | (new > median_high + k * ceiling)
+        )
+        masks |= outlier.astype(numpy.int64) << bit
+        unsure |= ~(normal | outlier)
+    return masks, unsure, median_low, median_high
+
+
+def _bound_places(size: int) -> Any:
+    """The sorted places (from 0) whose bounds ``_band_verdicts`` reads: upper bounds of the
+    middle values, of the floor's low and of the ceiling's last value; lower bounds of the
+    middle values, of the floor's high and of the ceiling's first value (``_layout``)."""
+    middle, _, low, high, first, last = _layout(size)
+    return numpy.array([middle - 1, middle, low, last, middle - 1, middle, high, first]) - size
+
+
+@lru_cache(maxsize=32)
+def _candidate_places(size: int, places: tuple[int, ...], m: int) -> tuple[Any, Any, Any]:
+    """For ``_order_bounds``: per place (upper bounds first, then as many lower bounds), the
+    sorted positions ``0 .. m`` places outwards (clipped), which of them lie outside the
+    window, and the sign of the row (as ``[i, d, 1]``)."""
+    rows = len(places) // 2
+    sign = numpy.repeat([1, -1], rows)[:, None]
+    where = numpy.array(places)[:, None] + numpy.arange(m + 1) * sign
+    outside = (where < 0) | (where >= size)
+    return numpy.clip(where, 0, size - 1), outside, sign[:, :, None].astype(numpy.float64)
+
+
+def _candidates(sorted_columns: Any, size: int, m: int) -> Any:
+    """``_order_bounds``'s candidates from sorted windows held as columns (``[position, r]``):
+    ``[i, d, r]``, lower bounds' negated, infinity outside the window."""
+    index, outside, sign = _candidate_places(size, tuple(_bound_places(size).tolist()), m)
+    candidates = sorted_columns[index]
+    candidates *= sign
+    candidates[outside] = _INF
+    return candidates
+
+
+def _places(ordered: Any, values: Any) -> Any:
+    """Distinct places in ``ordered`` (sorted) holding each of ``values`` (a sub-multiset),
+    in the order of ``values``: equal values take consecutive places of their run."""
+    order = numpy.argsort(values, kind="stable")
+    chosen = values[order]
+    places = numpy.empty(len(values), dtype=numpy.intp)
+    places[order] = numpy.searchsorted(ordered, chosen, "left") + (
+        numpy.arange(len(values)) - numpy.searchsorted(chosen, chosen, "left")
+    )
+    return places
+
+
+def _exact_mask(window: Any, value: float, ks: Sequence[float]) -> int:
+    """The definition's verdict for ``value`` on a sorted window (numpy), a bit per ``k``."""
+    n = len(window)
+    half = n >> 1
+    with numpy.errstate(all="ignore"):
+        if n & 1:
+            median = float(window[half])
+            deviations = numpy.abs(window - median)
+            mad = float(numpy.partition(deviations, half)[half])
+        else:
+            median = float(window[half - 1]) + float(window[half])
+            median = median / 2
+            deviations = numpy.abs(window - median)
+            part = numpy.partition(deviations, (half - 1, half))
+            mad = (float(part[half - 1]) + float(part[half])) / 2
+    return sum(
+        1 << bit for bit, k in enumerate(ks) if value < median - k * mad or value > median + k * mad
+    )

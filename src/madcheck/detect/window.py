@@ -113,6 +113,19 @@ class RollingMAD:
         else:
             ring.extend(sorted(ring))  # type: ignore[unreachable]
 
+    def batch_view(self) -> tuple[array[float], int]:
+        """The storage (ring, then the sorted half unless compacted) and the ring slot of the
+        oldest value, for a full window whose batch is judged elsewhere
+        (``vectorized.WindowRun``), which writes the ring and the sorted half in place and then
+        calls ``batch_pushed``. Any view of the storage must be released before the next
+        ``add`` or ``advance`` (an expansion resizes it)."""
+        return self._data, self._next
+
+    def batch_pushed(self, count: int) -> None:
+        """``count`` values were written in place from the oldest slot on (``batch_view``)."""
+        self._next = (self._next + count) % self.size
+        self._band_uses = 0  # the band was read from an earlier window
+
     def add(self, value: float) -> None:
         """Append a finite ``value``, evicting the oldest one once the window is full.
 

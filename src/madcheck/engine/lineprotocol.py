@@ -19,22 +19,22 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 
-FieldValue = float | int | bool | str
+from madcheck.engine.lineblocks import (
+    FALSE_SPELLINGS,
+    NS_PER_UNIT,
+    TRUE_SPELLINGS,
+    parse_run,
+    shape_of,
+)
+from madcheck.engine.lineblocks import INT64_MAX as INT64_MAX
+from madcheck.engine.lineblocks import INT64_MIN as INT64_MIN
+from madcheck.engine.lineblocks import UINT64_MAX as UINT64_MAX
+from madcheck.engine.lineblocks import RowRun as RowRun
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-UINT64_MAX = 2**64 - 1
+FieldValue = float | int | bool | str
 
 #: A string field may span physical lines (a quoted newline); give up after this many.
 MAX_CONTINUATION_LINES = 1000
-
-_NS_PER_UNIT = {
-    "ns": 1,
-    "us": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-}
 
 _PRECISION_ALIASES = {
     "auto": "auto",
@@ -55,8 +55,6 @@ _PRECISION_ALIASES = {
     "hour": "h",
 }
 
-_TRUE = frozenset({"t", "T", "true", "True", "TRUE"})
-_FALSE = frozenset({"f", "F", "false", "False", "FALSE"})
 _FLOAT = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _SIGNED = re.compile(r"-?\d+")
 _UNSIGNED = re.compile(r"\d+")
@@ -133,7 +131,7 @@ def timestamp_to_ns(value: int, precision: str) -> int:
             unit = "ns"
     else:
         unit = precision
-    ns = value * _NS_PER_UNIT[unit]
+    ns = value * NS_PER_UNIT[unit]
     if not INT64_MIN <= ns <= INT64_MAX:
         raise ValueError(f"timestamp {value} ({unit}) is outside the range of int64 nanoseconds")
     return ns
@@ -172,8 +170,8 @@ def iter_lines(
     """
     unit = normalize_precision(precision)
     now = time.time_ns() if default_time_ns is None else default_time_ns
-    # without ``as_row`` the fast parser makes only points, so no ``FastRow`` comes out
-    blocks = _parsed_blocks(iter(lines), unit, now, _fast_parser(unit, as_row=False))
+    # without ``as_row`` only points and line errors come out
+    blocks = _parsed_blocks(_line_lists(lines), unit, now, as_row=False)
     return chain.from_iterable(blocks)  # type: ignore[arg-type]
 
 
@@ -182,60 +180,210 @@ def iter_lines(
 #: dict is shared by every line with the same head: read it, never change it.
 FastRow = tuple[str, dict[str, str], dict[str, FieldValue], int]
 
-#: Lines parsed per block (:func:`iter_row_blocks`); also how far :func:`iter_lines` reads ahead.
+#: What :func:`iter_row_blocks` yields: lists of parsed lines, a ``RowRun`` standing for many.
+RowBlock = list[RowRun | FastRow | Point | LineError]
+
+#: Lines of output per block of :func:`iter_row_blocks` (at least; a block ends with a run).
 LINES_PER_BLOCK = 1024
+#: Lines tried at once as one ``RowRun``: from ``MAX_RUN`` down to ``MIN_RUN`` when a run fails
+#: (an odd line in it), and back up as runs succeed. Shorter stretches go line by line.
+MIN_RUN, MAX_RUN = 64, 1024
+#: At most ``MIN_RUN << _BACKOFF_STEPS`` lines go line by line before runs are tried again.
+_BACKOFF_STEPS = 6
+#: Physical lines longer than this are reported, not parsed (``iter_text_row_blocks``): InfluxDB
+#: 3 takes at most 10 MiB in one write request, and a file with no line end stays in bounds.
+MAX_LINE_CHARS = 10 * 1024 * 1024
+_TOO_LONG = f"line longer than {MAX_LINE_CHARS} characters: InfluxDB 3 takes at most 10 MiB a write"
+#: How much of a too-long line its error shows.
+_TOO_LONG_SHOWN = 200
 
 
 def iter_row_blocks(
     lines: Iterable[str], precision: str = "auto", default_time_ns: int | None = None
-) -> Iterator[list[FastRow | Point | LineError]]:
+) -> Iterator[RowBlock]:
     """:func:`iter_lines` for a reader of millions of lines that wants engine rows
-    (``madcheck replay``), in lists of up to ``LINES_PER_BLOCK`` lines' results: a common line
-    comes as a ``FastRow``, built directly, without the ``Point`` and the copy of it that
-    :func:`to_engine_row` would make; any other line as ``iter_lines`` yields it. Same lines
-    accepted, same errors, same line numbers; the reader handles each list in one loop instead
-    of resuming a generator per line (together, a third of a replay's parsing time)."""
+    (``madcheck replay``), in lists of about ``LINES_PER_BLOCK`` lines' results. Consecutive
+    lines of one shape come as one ``RowRun`` (parsed a column at a time, see ``lineblocks``),
+    any other common line as a ``FastRow``, built without the ``Point`` and the copy of it that
+    :func:`to_engine_row` would make, and any other line as ``iter_lines`` yields it. Same lines
+    accepted, same errors, same line numbers."""
     unit = normalize_precision(precision)
     now = time.time_ns() if default_time_ns is None else default_time_ns
-    return _parsed_blocks(iter(lines), unit, now, _fast_parser(unit, as_row=True))
+    return _parsed_blocks(_line_lists(lines), unit, now, as_row=True)
+
+
+def iter_text_row_blocks(
+    texts: Iterable[str], precision: str = "auto", default_time_ns: int | None = None
+) -> Iterator[RowBlock]:
+    """:func:`iter_row_blocks` of text read in pieces of any size (``file.read(n)``), cut
+    into lines at ``\n`` here, a ``\r`` before it dropped: no Python call per line before the
+    parser's. A line longer than ``MAX_LINE_CHARS`` is reported as an error, without holding
+    more of it than that."""
+    unit = normalize_precision(precision)
+    now = time.time_ns() if default_time_ns is None else default_time_ns
+    return _parsed_blocks(_text_line_lists(texts), unit, now, as_row=True)
+
+
+def _line_lists(lines: Iterable[str]) -> Iterator[list[str]]:
+    """Lines in lists, their line ends dropped; a failing source gives the lines before."""
+    batch: list[str] = []
+    add = batch.append
+    for raw in lines:
+        add(raw.rstrip("\r\n"))
+        if len(batch) >= LINES_PER_BLOCK:
+            yield batch
+            batch = []
+            add = batch.append
+    if batch:
+        yield batch
+
+
+def _text_line_lists(texts: Iterable[str]) -> Iterator[list[str]]:
+    """Pieces of text as lists of whole lines; see :func:`iter_text_row_blocks`. A too-long
+    line is given as ``"\n"`` and its start (no line holds a ``\n``), for ``_parsed_blocks``."""
+    start: list[str] = []  # of the line that is still open at the end of the last piece
+    held = 0  # its characters
+    for text in texts:
+        if "\n" not in text:
+            if held <= MAX_LINE_CHARS:
+                start.append(text)
+                held += len(text)
+            continue
+        lines = text.split("\n")
+        if start:
+            first = "".join(start) + lines[0] if held <= MAX_LINE_CHARS else "".join(start)
+            lines[0] = first
+            start, held = [], 0
+        rest = lines.pop()
+        if rest:
+            start, held = [rest], len(rest)
+        if "\r" in text or "\r" in lines[0]:
+            lines = [line.rstrip("\r") for line in lines]
+        if len(lines[0]) > MAX_LINE_CHARS or len(text) > MAX_LINE_CHARS:
+            lines = [_too_long(line) if len(line) > MAX_LINE_CHARS else line for line in lines]
+        yield lines
+    if start:
+        last = "".join(start).rstrip("\r")
+        yield [_too_long(last) if held > MAX_LINE_CHARS else last]
+
+
+class _TooLong(str):
+    """Stands for a line longer than ``MAX_LINE_CHARS``: its start, after a ``\n`` that no
+    line holds, so neither the run parser nor the per-line fast parser takes it for a line."""
+
+    __slots__ = ()
+
+
+def _too_long(line: str) -> str:
+    return _TooLong("\n" + line[:_TOO_LONG_SHOWN])
+
+
+class _LineFeed:
+    """The numbered physical lines of the input, taken in slices or one by one (a string
+    running over several lines takes the lines it needs from here)."""
+
+    def __init__(self, pieces: Iterator[list[str]]) -> None:
+        self._pieces = pieces
+        self._lines: list[str] = []
+        self._at = 0
+        self._before = 0  # lines before ``_lines[0]``
+
+    def _refill(self) -> bool:
+        for piece in self._pieces:
+            if piece:
+                self._before += len(self._lines)
+                self._lines, self._at = piece, 0
+                return True
+        return False
+
+    def take(self, count: int) -> tuple[int, list[str]] | None:
+        """Up to ``count`` lines (fewer at the end of a piece) and the number of the first."""
+        if self._at >= len(self._lines) and not self._refill():
+            return None
+        start = self._at
+        self._at = min(start + count, len(self._lines))
+        return self._before + start + 1, self._lines[start : self._at]
+
+    def give_back(self, count: int) -> None:
+        """Return the last ``count`` lines taken by ``take``."""
+        self._at -= count
+
+    def next_line(self) -> tuple[int, str] | None:
+        if self._at >= len(self._lines) and not self._refill():
+            return None
+        self._at += 1
+        return self._before + self._at, self._lines[self._at - 1]
 
 
 def _parsed_blocks(
-    source: Iterator[str],
-    unit: str,
-    now: int,
-    fast: Callable[[str, int], FastRow | Point | None],
-) -> Iterator[list[FastRow | Point | LineError]]:
-    """The common line (no escape, no quote, ``measurement,tags fields timestamp`` with single
-    spaces) is parsed inline by ``fast``; anything else goes through ``_parse``."""
+    pieces: Iterator[list[str]], unit: str, now: int, as_row: bool
+) -> Iterator[RowBlock]:
+    """The parse of every line, in blocks. With ``as_row``, stretches of one line shape become
+    ``RowRun``s; otherwise the common line (no escape, no quote, ``measurement,tags fields
+    timestamp`` with single spaces) is parsed by ``_fast_parser``; anything else goes through
+    ``_parse``, which alone decides errors."""
+    fast = _fast_parser(unit, as_row)
+    feed = _LineFeed(pieces)
     pushed_back: deque[tuple[int, str]] = deque()
-    counter = 0
+    block: RowBlock = []
+    add = block.append
+    in_block = 0  # lines ``block`` stands for
+    size = MAX_RUN
+    # after runs failed even at ``MIN_RUN`` (lines of mixed shapes), the next lines go line by
+    # line, more of them after each failure, so a file of mixed lines pays little for trying
+    failures = 0
+    next_try = 1  # the line from which runs are tried again
+    numbered: Iterator[tuple[int, str]] = iter(())
 
     def next_line() -> tuple[int, str] | None:
-        nonlocal counter
         if pushed_back:
             return pushed_back.popleft()
-        raw = next(source, None)
-        if raw is None:
-            return None
-        counter += 1
-        return counter, raw.rstrip("\r\n")
+        return next(numbered, None) or feed.next_line()
 
-    block: list[FastRow | Point | LineError] = []
-    add = block.append
     try:
-        for raw in source:
-            counter += 1
-            text = raw.rstrip("\r\n")
-            point = fast(text, counter)
-            if point is not None:
-                add(point)
-            else:
-                pushed_back.append((counter, text))
+        while (taken := feed.take(size)) is not None:
+            first, lines = taken
+            if (
+                as_row
+                and first >= next_try
+                and len(lines) >= MIN_RUN
+                and fast(lines[0], first) is not None
+            ):
+                shape = shape_of(lines[0])
+                mixed = size < MAX_RUN  # a run failed lately
+                run = None if shape is None else parse_run(lines, shape, unit, first, mixed)
+                if run is not None:
+                    add(run)
+                    in_block += len(lines)
+                    size = min(2 * size, MAX_RUN)
+                    failures = 0
+                    if in_block >= LINES_PER_BLOCK:
+                        yield block
+                        block = []
+                        add = block.append
+                        in_block = 0
+                    continue
+                if size > MIN_RUN:
+                    feed.give_back(len(lines))
+                    size //= 2
+                    continue
+                failures = min(failures + 1, _BACKOFF_STEPS)
+                next_try = first + (MIN_RUN << failures)
+            numbered = enumerate(lines, first)
+            for number, text in numbered:
+                in_block += 1
+                point = fast(text, number)
+                if point is not None:
+                    add(point)
+                    continue
+                pushed_back.append((number, text))
                 while pushed_back:
                     number, text = pushed_back.popleft()
                     stripped = text.lstrip(" \t")
                     if not stripped or stripped.startswith("#"):
+                        continue
+                    if type(text) is _TooLong:
+                        add(LineError(number, text[1:] + "...", _TOO_LONG))
                         continue
                     try:
                         add(_parse(text, unit, now, number))
@@ -243,10 +391,11 @@ def _parsed_blocks(
                         add(LineError(number, text, str(error)))
                     except _Incomplete:
                         add(_continue_string(text, number, unit, now, next_line, pushed_back))
-            if len(block) >= LINES_PER_BLOCK:
+            if in_block >= LINES_PER_BLOCK:
                 yield block
                 block = []
                 add = block.append
+                in_block = 0
     except Exception:
         # the source failed part-way (a truncated download, say): the lines before still count
         if block:
@@ -266,7 +415,7 @@ def _fast_parser(unit: str, as_row: bool) -> Callable[[str, int], FastRow | Poin
     field named like a tag or twice...), which the general path then reads, so it decides
     nothing the scanner would decide differently. Written for speed: the local engine's writes
     and every replay go through it, one call per line."""
-    scale = 1 if unit == "auto" else _NS_PER_UNIT[unit]
+    scale = 1 if unit == "auto" else NS_PER_UNIT[unit]
     auto = unit == "auto"
     # measurement and tags of the heads seen (a file has few series): parsed once each
     heads: dict[str, tuple[str, dict[str, str]]] = {}
@@ -365,6 +514,9 @@ def _continue_string(
     taken: list[tuple[int, str]] = []
     closed_at = 0  # how many of ``taken`` belong to strings that closed
     while len(taken) < MAX_CONTINUATION_LINES and (item := next_line()) is not None:
+        if type(item[1]) is _TooLong:  # no string runs on through it: it is reported itself
+            pushed_back.appendleft(item)
+            break
         taken.append(item)
         parts.append(item[1])
         if not _CLOSES.match(item[1]):
@@ -475,9 +627,9 @@ def _unquoted_value(raw: str) -> FieldValue | None:
             number = int(digits)
             return UInt64(number) if number <= UINT64_MAX else None
         return None
-    if raw in _TRUE:
+    if raw in TRUE_SPELLINGS:
         return True
-    if raw in _FALSE:
+    if raw in FALSE_SPELLINGS:
         return False
     if _FLOAT.fullmatch(raw):
         return float(raw)

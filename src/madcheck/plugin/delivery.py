@@ -73,9 +73,18 @@ class Outcomes:
         with self._lock:
             self.crash = text
 
-    def take(self) -> Outcomes:
-        """The outcomes so far, leaving this one empty: each is logged by exactly one call."""
+    def take(self) -> Outcomes | None:
+        """The outcomes so far, leaving this one empty: each is logged by exactly one call.
+        None when there is nothing to log (no pass ended since: most calls)."""
         with self._lock:
+            if not (
+                self.delivered_count
+                or self.partial_count
+                or self.rejected_count
+                or self.unavailable is not None
+                or self.crash is not None
+            ):
+                return None
             taken = Outcomes(
                 self.delivered,
                 self.delivered_count,
@@ -198,13 +207,18 @@ def log_dropped(outbox: Outbox, dropped: int, log: CallLog) -> None:
         )
 
 
-def log_outcomes(outcomes: Outcomes, outbox: Outbox, new_alerts: int, log: CallLog) -> None:
-    """Log what the sender did since the last call: one line per outcome kind (and one per
-    delivered alert, up to ``MAX_LISTED``); an outage must not write a line per flush.
+def log_outcomes(outcomes: Outcomes | None, outbox: Outbox, new_alerts: int, log: CallLog) -> None:
+    """Log what the sender did since the last call (``Outcomes.take``; None: nothing): one line
+    per outcome kind (and one per delivered alert, up to ``MAX_LISTED``); an outage must not
+    write a line per flush.
 
     ``new_alerts`` is how many alerts this call added: a call that finds the outbox backing off
     says so only when it brought some.
     """
+    if outcomes is None:
+        if outbox.backing_off and new_alerts:
+            _log_backing_off(outbox, new_alerts, log)
+        return
     for pending in outcomes.delivered:
         retried = f" (after {pending.tries} failed tries)" if pending.tries else ""
         log.info(f"{pending.kind} sent to {'.'.join(pending.senders)}{retried}: {pending.summary}")
@@ -233,6 +247,21 @@ def log_outcomes(outcomes: Outcomes, outbox: Outbox, new_alerts: int, log: CallL
         )
     if outcomes.crash is not None:
         log.error(f"the alert sender failed ({outcomes.crash}); it is started again")
+    if outcomes.unavailable is not None:
+        tries = f", {outcomes.failed_passes} failed tries" if outcomes.failed_passes > 1 else ""
+        log.error(f"alert delivery failed ({outcomes.unavailable}{tries}): {_waiting(outbox)}")
+    elif outbox.backing_off and new_alerts:
+        _log_backing_off(outbox, new_alerts, log)
+
+
+def _log_backing_off(outbox: Outbox, new_alerts: int, log: CallLog) -> None:
+    log.warn(
+        f"notifier unavailable at the last try, {new_alerts} new alert(s) wait: {_waiting(outbox)}"
+    )
+
+
+def _waiting(outbox: Outbox) -> str:
+    """What waits in the outbox, for a line about delivery failing."""
     waiting = f"{len(outbox)} alert(s) waiting in the outbox"
     retry_in = outbox.retry_in()
     if retry_in is not None:
@@ -240,11 +269,7 @@ def log_outcomes(outcomes: Outcomes, outbox: Outbox, new_alerts: int, log: CallL
     oldest = outbox.oldest
     if oldest is not None:
         waiting += f"; oldest: {oldest.kind} {oldest.summary}"
-    if outcomes.unavailable is not None:
-        tries = f", {outcomes.failed_passes} failed tries" if outcomes.failed_passes > 1 else ""
-        log.error(f"alert delivery failed ({outcomes.unavailable}{tries}): {waiting}")
-    elif outbox.backing_off and new_alerts:
-        log.warn(f"notifier unavailable at the last try, {new_alerts} new alert(s) wait: {waiting}")
+    return waiting
 
 
 # -- waiting for delivery (tests, test wal_plugin, the demo) ----------------------------------

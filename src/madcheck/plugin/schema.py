@@ -61,6 +61,8 @@ def has_unknown_columns(rows: Sequence[Mapping[str, Any]], schema: TableSchema) 
     if not schema.from_database:
         return False
     known = schema.columns
+    if len(rows) == 1 and type(rows[0]) is dict:  # a small flush: no sets to build
+        return not rows[0].keys() <= known
     if set(map(type, rows)) == {dict}:
         # the engine's rows: every key gathered in C (set.union reads a dict's keys with their
         # stored hashes, quicker than iterating them), then compared with the known columns

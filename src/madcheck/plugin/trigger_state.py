@@ -193,6 +193,8 @@ class Fingerprint:
     #: if the build read it whole (no code does today: a fallback that stays correct)
     values: tuple[str | None, ...] | int
     toml_identity: tuple[Any, ...] | None
+    #: ``variables`` and ``values`` as ``os.environ`` stores them (``_StoredVariables``)
+    stored: _StoredVariables | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(
@@ -201,21 +203,68 @@ class Fingerprint:
         """The fingerprint of a build that read ``environ`` and found ``toml_identity``."""
         variables = tuple(environ.seen)
         values: tuple[str | None, ...] | int = tuple(environ.seen.values())
+        stored = None
         if environ.read_whole:
             values = _whole_environment()
-        return cls(_arguments(args), variables, values, toml_identity)
+        else:
+            stored = _StoredVariables.of(environ.seen)
+        return cls(_arguments(args), variables, values, toml_identity, stored)
 
     def current(self, args: Any, plugin_dir: Path | None) -> bool:
         """Whether a build now, from ``args``, would read what this one read: same arguments,
         same values of the same variables, same TOML file."""
-        if _arguments(args) != self.arguments:
+        # the engine's arguments are a dict: compared as they are, without a copy
+        if (args if type(args) is dict else _arguments(args)) != self.arguments:
             return False
         if isinstance(self.values, int):
             if _whole_environment() != self.values:
                 return False
-        elif tuple(map(os.environ.get, self.variables)) != self.values:
+        elif not self._variables_unchanged():
             return False
+        if self.toml_identity is None:  # no config file then, and the same arguments now
+            return True
         return _toml_identity(args, os.environ, plugin_dir) == self.toml_identity
+
+    def _variables_unchanged(self) -> bool:
+        if self.stored is not None and self.stored.unchanged():
+            return True
+        return tuple(map(os.environ.get, self.variables)) == self.values
+
+
+@dataclass(frozen=True)
+class _StoredVariables:
+    """A few variables and their values as ``os.environ`` stores them (encoded: bytes on POSIX),
+    compared with what it stores now in one C-level pass.
+
+    ``os.environ.get`` encodes the name, looks it up and decodes the value, raising and catching
+    two ``KeyError`` for an unset variable: some 1 µs a variable, most of the fingerprint's cost
+    on every call. ``os.environ`` keeps its variables in a dict of encoded names and values
+    (``_data``, updated by every assignment and deletion through ``os.environ``, which is also
+    all that ``os.environ.get`` sees); encoding is one to one, so equal encoded values are equal
+    values. Where ``os.environ`` has no such dict (replaced by another mapping), ``unchanged``
+    answers False and the caller compares through ``os.environ.get``.
+    """
+
+    names: tuple[Any, ...]
+    values: tuple[Any, ...]
+
+    @classmethod
+    def of(cls, seen: Mapping[str, str | None]) -> _StoredVariables | None:
+        environ = os.environ
+        encode_name = getattr(environ, "encodekey", None)
+        encode_value = getattr(environ, "encodevalue", None)
+        if encode_name is None or encode_value is None:
+            return None
+        return cls(
+            tuple(map(encode_name, seen)),
+            tuple(None if value is None else encode_value(value) for value in seen.values()),
+        )
+
+    def unchanged(self) -> bool:
+        """True when every variable has its value (or is unset) as then; False when that is
+        not so, or cannot be told this way."""
+        data = getattr(os.environ, "_data", None)
+        return type(data) is dict and tuple(map(data.get, self.names)) == self.values
 
 
 def _arguments(args: Any) -> dict[Any, Any]:

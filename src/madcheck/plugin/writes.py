@@ -24,7 +24,7 @@ from functools import partial
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from madcheck.config.durations import format_duration_ns
 from madcheck.config.settings import Config
@@ -76,10 +76,18 @@ class TriggerState(AlertingState):
     silences: SilenceReader | None = None
     #: alert -> outbox message(s): one by one, grouped (``group_by``), capped
     notices: Notices = field(init=False, repr=False)
+    #: the trigger cache's key of the measurement's schema
+    schema_key: str = field(init=False, repr=False)
+    #: the monitored fields, sorted: what warm start reads from the table's history
+    fields: tuple[str, ...] = field(init=False, repr=False)
+    #: whether a call said if the measurement's table exists (once per config)
+    table_checked: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         config = self.config
+        self.schema_key = f"madcheck.schema.{config.measurement}"
+        self.fields = tuple(sorted({t.field for t in config.thresholds}))
         self.notices = Notices(
             config,
             self.outbox,
@@ -107,18 +115,25 @@ def process_writes(
         log.hide(state.secrets)
         measurement = state.config.measurement
         queued = Queued()
-        if not isinstance(table_batches, list | tuple):
+        if type(table_batches) is not list and not isinstance(table_batches, list | tuple):
             log.warn(f"table_batches is not a list ({type(table_batches).__name__}); ignored")
             table_batches = ()
         with state.lock:
             for batch in table_batches:
                 if isinstance(batch, Mapping) and batch.get("table_name") == measurement:
                     rows = batch.get("rows")
-                    if isinstance(rows, Sequence) and not isinstance(rows, str | bytes) and rows:
+                    if _is_rows(rows):
                         _process_table(influxdb3_local, state, rows, log, queued)
         end_call(state, queued, log)
     except Exception as error:  # the trigger must survive anything
         log.error(f"call failed with {type(error).__name__}: {error}")
+
+
+def _is_rows(rows: object) -> TypeGuard[Sequence[Any]]:
+    """Whether a batch's ``rows`` is a non-empty sequence of rows (the engine's: a list)."""
+    if type(rows) is list:
+        return bool(rows)
+    return isinstance(rows, Sequence) and not isinstance(rows, str | bytes) and bool(rows)
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -127,9 +142,9 @@ def process_writes(
 def _trigger_state(
     engine: Any, args: Any, log: CallLog, plugin_dir: Path | None = None
 ) -> TriggerState | None:
-    before = engine.cache.get(STATE_KEY)
     state = cached_state(engine, STATE_KEY, args, log, plugin_dir, _build_state)
-    if state is not None and state is not before:  # a new config: say whether its table exists
+    if state is not None and not state.table_checked:  # a new config: does its table exist?
+        state.table_checked = True
         _check_table_exists(engine, state.config.measurement, log)
     return state
 
@@ -211,7 +226,7 @@ def _check_table_exists(engine: Any, measurement: str, log: CallLog) -> None:
 
 
 def _schema(engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog) -> TableSchema:
-    key = f"madcheck.schema.{state.config.measurement}"
+    key = state.schema_key
     schema: TableSchema | None = engine.cache.get(key)
     if schema is not None and not has_unknown_columns(rows, schema):
         return schema
@@ -219,15 +234,14 @@ def _schema(engine: Any, state: TriggerState, rows: Sequence[Any], log: CallLog)
         schema = fetch_schema(engine, state.config.measurement)
         ttl = SCHEMA_TTL_S
     except Exception as error:
-        fields = {t.field for t in state.config.thresholds}
-        schema = infer_schema(rows, fields)
+        schema = infer_schema(rows, set(state.fields))
         ttl = FALLBACK_TTL_S
         log.warn(
             f"could not read the schema of {state.config.measurement!r} "
             f"({type(error).__name__}); treating string columns as tags: {', '.join(schema.tags)}"
         )
     else:
-        missing = sorted({t.field for t in state.config.thresholds} - schema.columns)
+        missing = [name for name in state.fields if name not in schema.columns]
         if schema.columns and missing:
             log.warn(f"{state.config.measurement!r} has no column {', '.join(missing)} (yet)")
     engine.cache.put(key, schema, ttl=ttl)
@@ -241,7 +255,7 @@ def _process_table(
     config = state.config
     rows, bad_tags = _with_text_tags(rows, schema.tags)
     if config.warm_start.enabled:
-        fields = sorted({t.field for t in config.thresholds})
+        fields: Sequence[str] = state.fields
         if schema.from_database:
             fields = [name for name in fields if name in schema.columns]
         warm_start(
@@ -258,12 +272,24 @@ def _process_table(
     if bad_tags:
         result.skipped[SKIP_BAD_TAGS] += bad_tags
     _log_batch(config.measurement, result, log)
-    router = state.router
+    if result.alerts:  # most calls have none: no routing, no counting
+        _route(engine, state, result.alerts, log, queued)
+    repeats = state.router.repeats
+    withheld = repeats.report() if repeats is not None else None
+    if withheld:
+        log.info(withheld)
+
+
+def _route(
+    engine: Any, state: TriggerState, alerts: list[Alert], log: CallLog, queued: Queued
+) -> None:
+    """Each alert through the noise-control stages: queued, recorded, or counted in a line."""
+    config = state.config
     unrecorded: list[str] = []
     fates: Counter[str] = Counter()
     silenced_by: Counter[str] = Counter()
     silencer = _silencer(engine, state, log, silenced_by)
-    for alert, fate in router.route(result.alerts, silencer):
+    for alert, fate in state.router.route(alerts, silencer):
         fates[fate] += 1
         if fate != SEND and fate not in RECORDED_FATES:
             continue  # a repeat within repeat_interval, or a close only the inhibitor needs
@@ -280,9 +306,6 @@ def _process_table(
             f"could not write {len(unrecorded)} alert(s) to {config.alerts_table}: {unrecorded[0]}"
         )
     _log_fates(config, fates, silenced_by, log)
-    withheld = router.repeats.report() if router.repeats is not None else None
-    if withheld:
-        log.info(withheld)
 
 
 def _log_fates(
@@ -366,6 +389,8 @@ def _log_batch(table: str, result: BatchResult, log: CallLog) -> None:
     if result.outliers:
         detail = ", ".join(f"{field}: {n}" for field, n in sorted(result.outliers.items()))
         log.info(f"{table}: {result.points} points, outlier verdicts {detail}")
+    if not result.skipped:
+        return
     problems = {reason: n for reason, n in result.skipped.items() if reason != SKIP_MISSING}
     if problems:
         detail = ", ".join(f"{reason} ({n})" for reason, n in sorted(problems.items()))

@@ -21,11 +21,10 @@ from typing import IO
 from madcheck.detect.alerts import Tags
 from madcheck.engine.lineprotocol import (
     LINES_PER_BLOCK,
-    FastRow,
-    LineError,
     LineProtocolError,
-    Point,
+    RowBlock,
     iter_row_blocks,
+    iter_text_row_blocks,
     parse_line,
 )
 from madcheck.replay.csvinput import CsvLayout, read_csv
@@ -54,14 +53,20 @@ TABLES_LISTED = 10
 
 def tables_in(paths: list[Path], requested_format: str) -> set[str] | None:
     """The table names of line protocol files (up to ``TABLES_LISTED``); ``None`` when one of
-    the files is CSV, which names no table. Read in large chunks with one C-level search each:
-    only a line whose table name holds a backslash escape is parsed."""
+    the files is CSV, which names no table. Every line is looked at (a second table may come
+    last), in large chunks with C-level searches only: a chunk whose lines all start with one
+    plain name is counted, not searched; in any other, a regular expression finds the names
+    and only a line whose table name holds a backslash escape is parsed."""
     names: set[str] = set()
     for path in paths:
         source = InputFile(path)
         if source.format_for(requested_format) == "csv":
             return None
         for chunk in source.chunks():
+            only = _only_table(chunk)
+            if only is not None:
+                names.add(only)
+                continue
             names.update(_PLAIN_NAME.findall(chunk))
             for line in _ESCAPED_NAME.findall(chunk):
                 try:
@@ -73,12 +78,28 @@ def tables_in(paths: list[Path], requested_format: str) -> set[str] | None:
     return names
 
 
+def _only_table(chunk: str) -> str | None:
+    """The name every line of ``chunk`` starts with (then a comma or a space), if there is
+    one: what the searches below would find in it, by three counts."""
+    first = _PLAIN_NAME.match(chunk)
+    if first is None or first.start(1) != 0:
+        return None
+    name = first.group(1)
+    text = "\n" + chunk
+    lines = chunk.count("\n") + (not chunk.endswith("\n"))
+    if text.count(f"\n{name},") + text.count(f"\n{name} ") == lines:
+        return name
+    return None
+
+
 #: The table name at the start of a line (not a comment), when it has no escape.
 _PLAIN_NAME = re.compile(r"^[ \t]*([^,\s\\#][^,\s\\]*)(?=[, ])", re.MULTILINE)
 #: A whole line whose table name holds a backslash.
 _ESCAPED_NAME = re.compile(r"^[ \t]*[^,\s#][^,\s]*\\.*$", re.MULTILINE)
 #: Characters ``InputFile.chunks`` reads at a time (then up to the end of the line).
 CHUNK_CHARS = 1 << 20
+#: Characters handed to the parser at a time, and read at a time to make them up.
+PIECE_CHARS, _STEP_CHARS = 1 << 18, 1 << 13
 
 
 class InputFile:
@@ -105,14 +126,17 @@ class InputFile:
     def chunks(self) -> Iterator[str]:
         """The file's text in pieces of whole lines, decompressed, read as far as it can be."""
         try:
-            with self._text() as text:
+            with self._text(universal_newlines=True) as text:
                 while chunk := text.read(CHUNK_CHARS):
                     yield chunk + text.readline()
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError):
             return
 
     @contextmanager
-    def _text(self) -> Iterator[io.TextIOWrapper]:
+    def _text(self, universal_newlines: bool = False) -> Iterator[io.TextIOWrapper]:
+        """The decompressed text; ``universal_newlines`` (line protocol) reads ``\r\n`` and a
+        lone ``\r`` as ``\n``, as iterating its lines did, so a piece is cut at ``\n`` only;
+        CSV keeps them for the csv module."""
         with self.path.open("rb") as raw:
             self._raw = raw
             compressed = raw.read(2) == _GZIP_MAGIC
@@ -123,29 +147,55 @@ class InputFile:
             # utf-8-sig: spreadsheet exports start with a byte order mark, which would otherwise
             # become part of the first column's name. errors="replace": a stray byte spoils one
             # value, not the whole replay.
-            yield io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
+            newline = None if universal_newlines else ""
+            yield io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline=newline)
 
-    def items(
-        self, options: InputOptions, only: SeriesLines | None = None
-    ) -> Iterator[list[FastRow | Point | LineError]]:
+    def items(self, options: InputOptions, only: SeriesLines | None = None) -> Iterator[RowBlock]:
         """Every line of the file, parsed, in blocks (as ``iter_row_blocks`` gives them), or
         with ``only`` the lines it keeps (line protocol only); the file is closed when the
         iterator ends."""
-        with self._text() as text:
+        csv = self.format_for(options.format) == "csv"
+        with self._text(universal_newlines=not csv) as text:
             try:
-                if self.format_for(options.format) == "csv":
-                    points: Iterator[FastRow | Point | LineError] = read_csv(
-                        text, options.measurement, options.precision, options.csv
-                    )
-                    while block := list(islice(points, LINES_PER_BLOCK)):
+                if csv:
+                    points = read_csv(text, options.measurement, options.precision, options.csv)
+                    while True:
+                        block: RowBlock = [*islice(points, LINES_PER_BLOCK)]
+                        if not block:
+                            break
                         yield block
+                elif only is None:
+                    yield from iter_text_row_blocks(
+                        _pieces(text), options.precision, default_time_ns=NO_TIME
+                    )
                 else:
-                    lines = text if only is None else only.lines(text)
+                    lines = only.lines(text)
                     yield from iter_row_blocks(lines, options.precision, default_time_ns=NO_TIME)
             except (EOFError, gzip.BadGzipFile, zlib.error) as error:
                 raise InputError(f"compressed data truncated or corrupt ({error})") from None
             except OSError as error:
                 raise InputError(f"read failed: {error.strerror or error}") from None
+
+
+def _pieces(text: IO[str]) -> Iterator[str]:
+    """The text in pieces of about ``PIECE_CHARS``, large enough that the Python steps per
+    piece cost nothing, read in small steps so that a read failing (a truncated gzip file)
+    loses little: what was read before it is given first."""
+    held: list[str] = []
+    size = 0
+    try:
+        while step := text.read(_STEP_CHARS):
+            held.append(step)
+            size += len(step)
+            if size >= PIECE_CHARS:
+                yield "".join(held)
+                held, size = [], 0
+    except Exception:
+        if held:
+            yield "".join(held)
+        raise
+    if held:
+        yield "".join(held)
 
 
 class SeriesLines:

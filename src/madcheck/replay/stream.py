@@ -13,11 +13,11 @@ tag in one line and as a field in another (InfluxDB rejects the later line).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from madcheck.engine.lineprotocol import FastRow, LineError, Point, to_engine_row
+from madcheck.engine.lineprotocol import LineError, Point, RowBlock, RowRun, to_engine_row
 
 #: Stands for "the line had no timestamp" (``iter_row_blocks`` fills in this default).
 NO_TIME = -(2**63)
@@ -68,81 +68,107 @@ class Admission:
         # (the tag names, and every column of the row: tags, fields and time).
         self._checked: tuple[set[str], set[str]] = (set(), set())
 
-    def rows(
-        self, source: str, blocks: Iterable[list[FastRow | Point | LineError]]
-    ) -> Iterator[Admitted]:
+    def rows(self, source: str, blocks: Iterable[RowBlock]) -> Iterator[Admitted]:
         """The admitted rows of ``blocks`` (as ``iter_row_blocks`` gives them), a block at a
         time, split where a row brings new columns."""
         counts = self.counts
         measurement = self.measurement
         for block in blocks:
-            counts.lines += len(block)
+            counts.lines += len(block)  # and a run's other lines, below
             out = Admitted()
             keep = out.rows.append
             for item in block:
-                if type(item) is tuple:
-                    table, tags, row, number = item
+                kind = type(item)
+                if kind is tuple:
+                    table, tags, row, number = item  # type: ignore[misc]
+                    if table != measurement:
+                        self._other_table(table, 1)
+                        continue
+                    checked_tags, checked_columns = self._checked
+                    if tags.keys() == checked_tags and row.keys() == checked_columns:
+                        keep(row)  # the usual line: checked in two C-level comparisons
+                        continue
+                    tag_names, columns = tags.keys(), row.keys()
+                    rows = [row]
+                elif kind is RowRun:
+                    assert isinstance(item, RowRun)
+                    table, tag_names, rows = item.table, item.tag_names, item.rows
+                    number = item.first_line
+                    counts.lines += len(rows) - 1
+                    columns = rows[0].keys()
                     checked_tags, checked_columns = self._checked
                     if (
                         table == measurement
-                        and tags.keys() == checked_tags
-                        and row.keys() == checked_columns
-                    ):  # the usual line: everything checked in a few C-level comparisons
-                        keep(row)
+                        and checked_tags.issuperset(tag_names)
+                        and len(checked_tags) == len(tag_names)
+                        and columns == checked_columns
+                    ):  # a run: every line of it has these columns
+                        out.rows += rows
                         continue
-                elif type(item) is Point:
+                elif kind is Point:
+                    assert isinstance(item, Point)
                     if item.measurement == measurement and item.time_ns == NO_TIME:
                         self._bad(source, item.line_number, NO_TIME_MESSAGE)
                         continue
-                    table, tags, row = item.measurement, item.tags, to_engine_row(item)
+                    table, tag_names = item.measurement, item.tags.keys()
+                    rows = [to_engine_row(item)]
+                    columns = rows[0].keys()
                     number = item.line_number
                 else:
                     assert isinstance(item, LineError)
                     self._bad(source, item.line_number, item.error_message)
                     continue
-                columns = self._admits(source, table, tags, row, number)
-                if columns is None:
+                new_columns = self._admits(source, table, tag_names, columns, number, len(rows))
+                if new_columns is None:
                     continue
-                if columns[0] or columns[1]:
+                if new_columns[0] or new_columns[1]:
                     if out.rows:
                         counts.points += len(out.rows)
                         yield out
-                    out = Admitted([], *columns)
+                    out = Admitted([], *new_columns)
                     keep = out.rows.append
-                keep(row)
+                out.rows += rows
             if out.rows:
                 counts.points += len(out.rows)
                 yield out
 
     def _admits(
-        self, source: str, table: str, tags: dict[str, str], row: Row, line_number: int
+        self,
+        source: str,
+        table: str,
+        tag_names: Collection[str],
+        columns: Collection[str],
+        first_line: int,
+        lines: int,
     ) -> tuple[list[str], list[str]] | None:
-        """``None`` when the line is refused, else the columns it brings (tags, fields)."""
-        counts = self.counts
+        """``None`` when the ``lines`` lines from ``first_line`` on (all with these columns)
+        are refused, else the columns they bring (tags, fields)."""
         if table != self.measurement:
-            counts.other_tables += 1
-            if len(counts.other_names) < 10:
-                counts.other_names.add(table)
+            self._other_table(table, lines)
             return None
-        fields = [name for name in row if name not in tags and name != "time"]
+        fields = [name for name in columns if name not in tag_names and name != "time"]
         is_tag = self._is_tag
-        for names, tag in ((tags, True), (fields, False)):
+        for names, tag in ((tag_names, True), (fields, False)):
             for name in names:
                 known = is_tag.get(name)
                 if known is not None and known != tag:
                     was, now = ("tag", "field") if known else ("field", "tag")
-                    self._bad(
-                        source,
-                        line_number,
-                        f"column {name!r} is a {was} in earlier lines, a {now} here",
-                    )
+                    message = f"column {name!r} is a {was} in earlier lines, a {now} here"
+                    for number in range(first_line, first_line + lines):
+                        self._bad(source, number, message)
                     return None
-        new_tags = [name for name in tags if name not in is_tag]
+        new_tags = [name for name in tag_names if name not in is_tag]
         new_fields = [name for name in fields if name not in is_tag]
         is_tag.update(dict.fromkeys(new_tags, True))
         is_tag.update(dict.fromkeys(new_fields, False))
-        self._checked = (set(tags), set(row))
+        self._checked = (set(tag_names), set(columns))
         return new_tags, new_fields
+
+    def _other_table(self, table: str, lines: int) -> None:
+        counts = self.counts
+        counts.other_tables += lines
+        if len(counts.other_names) < 10:
+            counts.other_names.add(table)
 
     def _bad(self, source: str, line_number: int, message: str) -> None:
         self.counts.bad_lines += 1
