@@ -800,9 +800,11 @@ class RecordingObserver:
     def traces(self, series):
         return dict(series.tags()).get("host") == "a"
 
-    def judged(self, series, field, cell, time_ns, value, median, mad):
+    def judged(self, series, field, cell, times, values, medians, mads):
         window_count = cell.states[0].threshold.window_count
-        self.values.append((series.tags(), field, window_count, time_ns, value, median, mad))
+        assert len(times) == len(values) == len(medians) == len(mads) > 0
+        for judged in zip(times, values, medians, mads, strict=True):
+            self.values.append((series.tags(), field, window_count, *judged))
 
 
 def observed(path, thresholds, state_change_count, recovery_count, batch_list):

@@ -13,6 +13,11 @@ from pathlib import Path
 import pytest
 
 from madcheck.cli import main
+from madcheck.engine.catalog import SchemaQueries
+from madcheck.replay.app import default_plugin
+from madcheck.replay.arguments import is_captured, trigger_arguments
+from madcheck.replay.capture import CaptureClient, CaptureEndpoint
+from madcheck.replay.trigger import ReplayTrigger
 from tests import replay_data as data
 from tests.support import REPO, free_port, receiver
 
@@ -500,3 +505,58 @@ def test_maintenance_tables_the_replay_cannot_pass_on_are_refused(tmp_path, caps
     err = capsys.readouterr().err
     assert "maintenance" in err
     assert "Traceback" not in err
+
+
+def _deliveries(rows: list[dict], capture: CaptureClient | None) -> tuple[int, int, list[str]]:
+    """(notifications queued, requests the stand-in endpoint answered, history lines) of one
+    replayed trigger fed ``rows`` in two calls."""
+    catalog = SchemaQueries()
+    catalog.add_columns("cpu", ["host"], ["temp"])
+    with CaptureEndpoint() as endpoint:
+        arguments = trigger_arguments(
+            {"measurement": "cpu", "mad_thresholds": data.THRESHOLDS, "notify_recovery": "true"},
+            capture_port=endpoint.port,
+        )
+        assert is_captured(arguments)
+        plugin = default_plugin()
+        assert plugin is not None
+        trigger = ReplayTrigger(plugin, arguments, "cpu", catalog, lambda record: None,
+                                capture=capture)  # fmt: skip
+        history = [record.alert_id + record.state for record in trigger.call(rows[:300])]
+        history += [record.alert_id + record.state for record in trigger.call(rows[300:])]
+        queued = trigger.finish(30.0)
+        return queued, endpoint.posted, history
+
+
+def test_without_send_notifications_are_taken_in_process_as_the_endpoint_takes_them():
+    """The capture client stands in for the HTTP stand-in: the plugin's outbox delivers every
+    notification to it (none is posted), as many as it posts to the endpoint without it."""
+    rows = [
+        {"host": host, "temp": data.value(host, i), "time": data.time_s(i) * 10**9}
+        for i in range(data.POINTS)
+        for host in data.INJECTED
+    ]
+    capture = CaptureClient()
+    queued, posted, history = _deliveries(rows, capture)
+    assert queued == 7  # 4 alerts, 3 recoveries
+    assert (capture.taken, posted) == (queued, 0)
+    over_http = _deliveries(rows, None)
+    assert over_http == (queued, queued, history)
+
+
+def test_send_arguments_are_not_captured():
+    given = {"measurement": "cpu", "mad_thresholds": data.THRESHOLDS, "senders": "http",
+             "http_webhook_url": "http://127.0.0.1:9/hook", "port_override": "8181"}  # fmt: skip
+    assert not is_captured(trigger_arguments(given))
+    assert is_captured(trigger_arguments(given, capture_port=9))
+
+
+def test_send_with_the_stand_in_token_is_refused_rather_than_captured(tmp_path, capsys):
+    lp = data.write_lp(tmp_path / "cpu.lp")
+    code = replay(
+        lp, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS, "--send",
+        "--port", free_port(), "--token", "madcheck-replay",
+        "--senders", "http", "--http-webhook-url", "http://127.0.0.1:9/hook",
+    )  # fmt: skip
+    assert code == 2
+    assert "stand-in" in capsys.readouterr().err

@@ -15,6 +15,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from madcheck.cli import main
 from madcheck.config.settings import load_config
@@ -370,3 +372,86 @@ def test_charted_series_values_match_a_pass_over_every_line(tmp_path):
     everything = traced(None)
     assert all(len(times) > 500 for times, _, _ in everything.values())
     assert traced(SeriesLines("cpu", charted)) == everything
+
+
+def _trace_of(values, alert_indexes, window, expected_points, edges):
+    """What a ``SeriesTrace`` keeps of ``values`` (every third an outlier) fed in the batches
+    between ``edges``."""
+    from madcheck.replay.charts import SeriesTrace
+
+    times = [1_700_000_000 * 10**9 + index * 10**10 for index in range(len(values))]
+    alert_times = array("q", [times[index] for index in alert_indexes if index < len(values)])
+    trace = SeriesTrace(expected_points, window, alert_times)
+    bands = [(value - 1.0, value, value + 1.0) for value in values]
+    flags = [index % 3 == 0 for index in range(len(values))]
+    for start, end in itertools.pairwise(edges):
+        trace.extend(
+            times[start:end], values[start:end], [b[1] for b in bands[start:end]],
+            [b[0] for b in bands[start:end]], [b[2] for b in bands[start:end]], flags[start:end],
+        )  # fmt: skip
+    zooms = [(list(zoom.times), list(zoom.values), zoom.outliers) for zoom in trace.zooms]
+    kept = (trace.times, trace.values, trace.medians, trace.lowers, trace.uppers)
+    return [list(column) for column in kept], list(trace.outlier_times), zooms
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.lists(st.floats(-5.0, 5.0), min_size=1, max_size=240),
+    alerts=st.lists(st.integers(0, 239), max_size=8),
+    window=st.integers(2, 12),
+    expected_points=st.integers(1, 6 * 5_000),
+    cuts=st.lists(st.integers(0, 240), max_size=10),
+)
+def test_a_series_trace_keeps_the_same_whatever_the_batches(
+    values, alerts, window, expected_points, cuts
+):
+    """Thinned line, outliers and incident zooms do not depend on how the charting pass's
+    values arrive: in one batch, cut anywhere, or one by one."""
+    count = len(values)
+    whole = _trace_of(values, alerts, window, expected_points, [0, count])
+    edges = [0, *sorted({cut for cut in cuts if cut < count}), count]
+    assert _trace_of(values, alerts, window, expected_points, edges) == whole
+    assert _trace_of(values, alerts, window, expected_points, list(range(count + 1))) == whole
+
+
+def test_an_incident_zoom_shows_two_windows_before_the_alert_and_one_after():
+    values = [float(index) for index in range(100)]
+    _, _, zooms = _trace_of(values, [50, 53, 90], 5, 100, [0, 30, 52, 100])
+    # the alert at 53 keeps the first zoom open 5 values past it; 90 opens a second
+    assert [zoom_values for _, zoom_values, _ in zooms] == [
+        [float(index) for index in range(40, 59)],
+        [float(index) for index in range(80, 96)],
+    ]
+
+
+def test_charts_drawn_on_one_canvas_are_those_of_a_canvas_each(tmp_path, monkeypatch):
+    """The figures kept between charts (one per layout) leave nothing of one chart in the next:
+    every PNG is byte for byte the one a figure of its own gives."""
+    import importlib
+
+    runs = {"a": [60, 140], "b": [40, 150], "c": [100], "d": [30, 90, 170], "e": [120]}
+    lines = [
+        f"cpu,host={host} temp={value} {data.time_s(i)}"
+        for i in range(data.POINTS)
+        for host, starts in runs.items()
+        for value in [50.0 if any(0 <= i - s < 3 for s in starts) else data.value("c", i)]
+    ]
+    drawn: list[tuple[bytes, bytes, int]] = []
+    # the class the replay will use (another test may have imported the replay's modules anew)
+    app = importlib.import_module("madcheck.replay.app")
+    canvas_class = app.Visuals.produce.__globals__["ChartCanvas"]
+    render = canvas_class.render
+
+    def render_twice(self, stats, trace, marks):
+        png = render(self, stats, trace, marks)
+        drawn.append((png, render(canvas_class(), stats, trace, marks), len(trace.zooms)))
+        return png
+
+    monkeypatch.setattr(canvas_class, "render", render_twice)
+    lp = data.write_lp(tmp_path / "cpu.lp", lines)
+    assert replay(lp, "--measurement", "cpu", "--mad-thresholds", data.THRESHOLDS,
+                  "--plot", tmp_path / "plots") == 0  # fmt: skip
+    assert sorted(zooms for _, _, zooms in drawn) == [1, 1, 2, 2, 3]
+    for kept, fresh, _ in drawn:
+        assert_png(kept)
+        assert kept == fresh

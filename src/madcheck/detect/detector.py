@@ -18,7 +18,7 @@ from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, compress
 from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
@@ -157,13 +157,22 @@ class VerdictObserver(Protocol):
         outlier."""
 
     def traces(self, series: Any) -> bool:
-        """Whether ``judged`` should get each value of this series (slower: per value)."""
+        """Whether ``judged`` should get the values of this series (slower: values and bands
+        are read)."""
 
     def judged(
-        self, series: Any, field: str, cell: Any, time_ns: int, value: float, median: float,
-        mad: float,
-    ) -> None:  # fmt: skip
-        """A value of a traced series, after it entered the full window (median, MAD incl.)."""
+        self,
+        series: Any,
+        field: str,
+        cell: Any,
+        times: Sequence[int],
+        values: Sequence[float],
+        medians: Sequence[float],
+        mads: Sequence[float],
+    ) -> None:
+        """The values of a traced series that a full window judged in one batch, in time
+        order, each with its window's median and MAD (itself included); after the
+        ``outlier`` calls for them."""
 
 
 class _BlockGroup(NamedTuple):
@@ -443,6 +452,10 @@ class Detector:
                         observer.entered(entry, name, cell, len(values), series_rows[-1]["time"])
                 else:
                     entered, last_ns = 0, 0
+                    times: list[int] = []
+                    judged: list[float] = []
+                    medians: list[float] = []
+                    mads: list[float] = []
                     for row, raw in zip(series_rows, values, strict=True):
                         value = _numeric(raw, result)
                         if value is None:
@@ -452,9 +465,14 @@ class Detector:
                         entered, last_ns = entered + 1, row["time"]
                         if traced and cell.window is not None and cell.window.full:
                             median, mad = cell.window.median_and_mad()
-                            observer.judged(entry, name, cell, last_ns, value, median, mad)  # type: ignore[union-attr]
+                            times.append(last_ns)
+                            judged.append(value)
+                            medians.append(median)
+                            mads.append(mad)
                     if observer is not None and entered:
                         observer.entered(entry, name, cell, entered, last_ns)
+                    if times:
+                        observer.judged(entry, name, cell, times, judged, medians, mads)  # type: ignore[union-attr]
                 if compact and len(values) > _FEW:
                     # (a window that got a handful keeps its sorted half: sorting its ring
                     # again for each small call would cost more than the values are worth)
@@ -938,41 +956,37 @@ class Detector:
         assert observer is not None
         name = group.name
         codes = batch.codes
+        rows, order = batch.rows, batch.order
+        judged_before: list[int] | None = None  # per position, the verdicts before it
         for number, start, end in segments:
             entry = self._entries[number]
             cell = entry.windows[group.position]
-            traced = observer.traces(entry)
-            if not traced:
-                # counts and outliers only, no value or window read: a replay's summary follows
-                # every series this way, so this is most of what observing costs it
-                span = codes[start:end]
-                entered = len(span) - span.count(-2)
-                if not entered:
-                    continue
-                rows, order = batch.rows, batch.order
-                for offset, code in enumerate(span):
-                    if code > 0:
-                        time_ns = rows[order[start + offset]]["time"]
-                        _report_outliers(observer, entry, name, cell, code, time_ns)
-                last = end - 1
-                while codes[last] == -2:
-                    last -= 1
-                observer.entered(entry, name, cell, entered, rows[order[last]]["time"])
+            span = codes[start:end]
+            entered = len(span) - span.count(-2)
+            if not entered:
                 continue
-            entered, last_ns = 0, 0
-            for at in range(start, end):
-                code = codes[at]
-                if code == -2:  # could not enter the window
-                    continue
-                row, value, window = batch.point(at)
-                entered, last_ns = entered + 1, row["time"]
-                if code > 0:
-                    _report_outliers(observer, entry, name, cell, code, last_ns)
-                if traced and code >= 0:  # a full window judged it
-                    median, mad = window.median_and_mad()
-                    observer.judged(entry, name, cell, last_ns, value, median, mad)
-            if entered:
-                observer.entered(entry, name, cell, entered, last_ns)
+            # counts and outliers: a replay's summary follows every series this way, so this
+            # is most of what observing costs it
+            if span.count(0) + span.count(-1) < entered:  # some outliers
+                for offset in compress(range(len(span)), map(_ZERO.__lt__, span)):
+                    time_ns = rows[order[start + offset]]["time"]
+                    _report_outliers(observer, entry, name, cell, span[offset], time_ns)
+            last = end - 1
+            while codes[last] == -2:
+                last -= 1
+            observer.entered(entry, name, cell, entered, rows[order[last]]["time"])
+            if not observer.traces(entry):
+                continue
+            judged = list(map(_ZERO.__le__, span))  # a full window judged the value
+            if not any(judged):
+                continue
+            if judged_before is None:
+                judged_before = _running_count(codes)
+            indexes = list(compress(order[start:end], judged))
+            medians, mads = _bands(batch.windows, judged_before[start], judged_before[end])
+            times = [rows[index]["time"] for index in indexes]
+            values = _values_at(batch.values, indexes)
+            observer.judged(entry, name, cell, times, values, medians, mads)
 
     def _walk_events(
         self,
@@ -1022,30 +1036,50 @@ class Detector:
         fired: list[tuple[Row, Alert]],
     ) -> None:
         """Apply one series' verdicts of ``batch[start:end]`` to its rules, in time order: what
-        ``_feed`` does with ``advance``'s runs."""
+        ``_feed`` does with ``advance``'s runs. Only the events (outliers, values that could not
+        enter the window, values before the window was full) are visited one by one; the
+        normal verdicts between two are one run (``_walk_normals``)."""
         codes = batch.codes
-        at = start
-        while at < end:
-            code = codes[at]
+        name = group.name
+        flips = any(state.flips is not None for state in cell.states)
+        after = start  # the first verdict not yet applied
+        for event in [*compress(range(start, end), codes[start:end]), end]:  # codes other than 0
+            if event > after:
+                self._walk_normals(entry, name, cell, batch, after, event, flips, fired)
+            if event == end:
+                break
+            code = codes[event]
             if code == -2:
                 cell.reset_rules()
-                at += 1
-            elif code == -1:
-                at += 1
-            elif code:
-                row, value, window = batch.point(at)
-                self._outlier(entry, group.name, cell, code, value, row, window, fired)
-                at += 1
-            else:
-                run_end = at
-                while run_end < end and codes[run_end] == 0:
-                    run_end += 1
-                limit = cell.normals_to_recovery() if self.recovery_count else 0
-                if limit:
-                    run_end = min(run_end, at + limit)
-                row, value, window = batch.point(run_end - 1)
-                self._normals(entry, group.name, cell, run_end - at, value, row, window, fired)
-                at = run_end
+            elif code > 0:
+                row, value, window = batch.point(event)
+                self._outlier(entry, name, cell, code, value, row, window, fired)
+            after = event + 1
+
+    def _walk_normals(
+        self,
+        entry: _Series,
+        name: str,
+        cell: _FieldWindow,
+        batch: _BlockBatch,
+        at: int,
+        end: int,
+        flips: bool,
+        fired: list[tuple[Row, Alert]],
+    ) -> None:
+        """The normal verdicts at ``at`` to ``end - 1``: ``_normals`` for the run, cut where an
+        open recovery completes. With no recovery open and no flap history they only break the
+        rules' runs."""
+        while at < end:
+            limit = cell.normals_to_recovery() if self.recovery_count else 0
+            if not limit and not flips:
+                for state in cell.states:
+                    state.rule.reset()
+                return
+            run_end = min(end, at + limit) if limit else end
+            row, value, window = batch.point(run_end - 1)
+            self._normals(entry, name, cell, run_end - at, value, row, window, fired)
+            at = run_end
 
     def _in_time_order(self, rows: Sequence[Row], result: BatchResult) -> Sequence[Row]:
         if set(map(type, rows)) == {dict}:  # the engine's rows: checked without a Python loop
@@ -1088,6 +1122,8 @@ class Detector:
 _TIME = itemgetter("time")
 _NUMBER = itemgetter(3)  # _Series.number
 _FLOATS = {float}
+#: ``_ZERO.__lt__(code)``: the code is an outlier's; ``__le__``: a full window judged the value
+_ZERO = 0
 _INF = math.inf
 _NAN = math.nan
 #: Batches of up to this many values of a group go through ``SeriesBlock.judge_few``; a
@@ -1126,6 +1162,40 @@ def _count_runs(
         runs.append(numpy.where(last_break >= starts, since_break, old[:, bit] + total))
         walk |= old[:, bit] + total >= limit
     return numpy.stack(runs, axis=1).tolist(), walk.tolist()
+
+
+def _running_count(codes: list[int]) -> list[int]:
+    """Per position of a block batch, how many of the codes before it are verdicts (>= 0): the
+    index of its sorted window, if it has one, in ``_BlockBatch.windows``."""
+    return list(accumulate(map(_ZERO.__le__, codes), initial=0))
+
+
+def _bands(windows: Any, first: int, end: int) -> tuple[list[float], list[float]]:
+    """Median and MAD of each sorted window ``windows[first:end]`` of a block batch: with
+    numpy, of all of them at once, in ``sorted_median_and_mad``'s arithmetic (the same floats:
+    the same operations on the same sorted values, element by element)."""
+    if numpy is None or not isinstance(windows, numpy.ndarray) or windows.ndim != 2:
+        pairs = [
+            sorted_median_and_mad(window if isinstance(window, list) else window.tolist())
+            for window in windows[first:end]
+        ]
+        return [median for median, _ in pairs], [mad for _, mad in pairs]
+    chosen = windows[first:end]
+    size = chosen.shape[1]
+    half = size >> 1
+    medians = chosen[:, half] if size & 1 else (chosen[:, half - 1] + chosen[:, half]) / 2
+    deviations = numpy.sort(numpy.abs(chosen - medians[:, None]), axis=1)
+    mads = deviations[:, half] if size & 1 else (deviations[:, half - 1] + deviations[:, half]) / 2
+    return medians.tolist(), mads.tolist()
+
+
+def _values_at(values: Any, indexes: list[int]) -> list[float]:
+    """``values[i]`` for each of ``indexes`` as Python floats (``values``: a numpy array or a
+    list of a block batch, None where a value could not enter the window)."""
+    if numpy is not None and isinstance(values, numpy.ndarray):
+        chosen: list[float] = values[indexes].tolist()
+        return chosen
+    return [values[index] for index in indexes]
 
 
 def _report_outliers(

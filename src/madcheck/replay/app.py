@@ -21,7 +21,9 @@ from madcheck.demo import plugin_source_dir
 from madcheck.engine.lineprotocol import normalize_precision
 from madcheck.replay.alerts import AlertRecord, AlertWriter
 from madcheck.replay.arguments import (
+    CAPTURE_TOKEN,
     ArgumentError,
+    is_captured,
     parse_trigger_options,
     read_config_file,
     trigger_arguments,
@@ -217,6 +219,11 @@ def _replay(options: argparse.Namespace, console: ReplayConsole) -> int:
         # --send it still takes the shadow trigger's (replay/incidents.py).
         capture = stack.enter_context(CaptureEndpoint())
         arguments = trigger_arguments(given, from_file, None if options.send else capture.port)
+        if options.send and is_captured(arguments):
+            raise UsageError(
+                f"--send: the token {CAPTURE_TOKEN!r} is the replay's own stand-in's; "
+                "give the notifier's"
+            )
         placeholder = bool(options.suggest) and not arguments.get("mad_thresholds", "").strip()
         if placeholder:
             # the searched conditions replace it; a placeholder lets the configuration load

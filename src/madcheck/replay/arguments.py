@@ -92,6 +92,12 @@ def _as_argument(name: str, value: object) -> str:
     raise ArgumentError(f"config file: {name} must be a string, a number or a boolean")
 
 
+def is_captured(arguments: Mapping[str, str]) -> bool:
+    """Whether these arguments (``trigger_arguments`` with a capture port) deliver to the
+    replay's stand-in rather than to a notifier the user named with ``--send``."""
+    return arguments.get("influxdb3_auth_token") == CAPTURE_TOKEN
+
+
 def trigger_arguments(
     given: Mapping[str, str],
     config_file: Mapping[str, str] | None = None,

@@ -12,8 +12,11 @@ import io
 import math
 import re
 from array import array
+from bisect import bisect_right
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any
 
 from madcheck.detect.alerts import Tags
@@ -75,7 +78,8 @@ class Zoom:
 
 class SeriesTrace:
     """The judged values of one series under one threshold, thinned to a bounded size, plus an
-    unthinned ``Zoom`` around each of its first ``MAX_ZOOMS`` incidents."""
+    unthinned ``Zoom`` around each of its first ``MAX_ZOOMS`` incidents. Fed a batch at a time
+    (``extend``); what it keeps does not depend on how the values are split into batches."""
 
     def __init__(self, expected_points: int, window_count: int, alert_times: array[int]) -> None:
         self.stride = max(1, math.ceil(expected_points / MAX_LINE_POINTS))
@@ -89,31 +93,66 @@ class SeriesTrace:
         self.outliers_dropped = 0
         self.zooms: list[Zoom] = []
         self._seen = 0
-        self._recent: deque[tuple[int, float, float, float, float, bool]] = deque(
-            maxlen=2 * window_count
-        )
+        #: the values before an incident that its zoom shows
+        self._keep = 2 * window_count
+        self._recent: deque[tuple[int, float, float, float, float, bool]] = deque(maxlen=self._keep)
         self._after = window_count
         self._alerts = sorted(set(alert_times))
         self._next_alert = 0
         self._open: Zoom | None = None
 
-    def __call__(
-        self, time_ns: int, value: float, median: float, lower: float, upper: float, outlier: bool
+    def extend(
+        self,
+        times: Sequence[int],
+        values: Sequence[float],
+        medians: Sequence[float],
+        lowers: Sequence[float],
+        uppers: Sequence[float],
+        outliers: Sequence[bool],
     ) -> None:
-        if self._seen % self.stride == 0:
-            self.times.append(time_ns)
-            self.values.append(value)
-            self.medians.append(median)
-            self.lowers.append(lower)
-            self.uppers.append(upper)
-        self._seen += 1
-        if outlier:
-            if len(self.outlier_times) < MAX_OUTLIERS:
-                self.outlier_times.append(time_ns)
-                self.outlier_values.append(value)
-            else:
-                self.outliers_dropped += 1
-        self._zoom(time_ns, (time_ns, value, median, lower, upper, outlier))
+        """The next judged values, in time order, with their bands and outlier verdicts."""
+        if not times:
+            return
+        first = -self._seen % self.stride  # every stride-th value of the whole series
+        stride = self.stride
+        self.times.extend(times[first::stride])
+        self.values.extend(values[first::stride])
+        self.medians.extend(medians[first::stride])
+        self.lowers.extend(lowers[first::stride])
+        self.uppers.extend(uppers[first::stride])
+        self._seen += len(times)
+        if any(outliers):
+            for index in compress(range(len(times)), outliers):
+                if len(self.outlier_times) < MAX_OUTLIERS:
+                    self.outlier_times.append(times[index])
+                    self.outlier_values.append(values[index])
+                else:
+                    self.outliers_dropped += 1
+        alerts = self._alerts
+        index, count = 0, len(times)
+        while index < count:
+            if self._open is None:
+                # No zoom open: up to the value at the next alert only the recent values
+                # matter; at it, ``_zoom`` opens one (if any is left to draw).
+                upto = count
+                if self._next_alert < len(alerts) and len(self.zooms) < MAX_ZOOMS:
+                    due = alerts[self._next_alert]
+                    upto = next((at for at in range(index, count) if times[at] >= due), count)
+                else:
+                    self._next_alert = bisect_right(alerts, max(times[index:]), self._next_alert)
+                low = max(index, upto - self._keep)
+                self._recent.extend(
+                    zip(times[low:upto], values[low:upto], medians[low:upto], lowers[low:upto],
+                        uppers[low:upto], outliers[low:upto], strict=True)
+                )  # fmt: skip
+                index = upto
+                if index == count:
+                    break
+            self._zoom(
+                times[index], (times[index], values[index], medians[index], lowers[index],
+                               uppers[index], outliers[index]),
+            )  # fmt: skip
+            index += 1
 
     def _zoom(self, time_ns: int, item: tuple[int, float, float, float, float, bool]) -> None:
         alerts, position = self._alerts, self._next_alert
@@ -137,8 +176,8 @@ class SeriesTrace:
 
 
 class ChartObserver:
-    """A ``VerdictObserver`` (madcheck.detect.detector) that sends each value of the charted
-    series to its ``SeriesTrace``, with the band of each threshold."""
+    """A ``VerdictObserver`` (madcheck.detect.detector) that sends the values of the charted
+    series to their ``SeriesTrace``, with the band of each threshold."""
 
     def __init__(self, table: str, traces: dict[str, SeriesTrace], tags: set[Tags]) -> None:
         self.table = table
@@ -146,7 +185,8 @@ class ChartObserver:
         self._tags = tags
         self._traced: dict[int, tuple[Any, bool]] = {}
         self._cells: dict[int, tuple[Any, list[tuple[float, SeriesTrace | None]]]] = {}
-        self._outlier: dict[tuple[int, int], int] = {}
+        #: (cell, threshold position) -> times of the outliers of the batch being reported
+        self._outliers: dict[tuple[int, int], set[int]] = {}
 
     def traces(self, series: Any) -> bool:
         known = self._traced.get(id(series))
@@ -158,12 +198,19 @@ class ChartObserver:
         """Counts come from the first pass."""
 
     def outlier(self, series: Any, field: str, cell: Any, position: int, time_ns: int) -> None:
-        self._outlier[(id(cell), position)] = time_ns
+        if self.traces(series):  # kept until ``judged`` takes them: a batch's worth at most
+            self._outliers.setdefault((id(cell), position), set()).add(time_ns)
 
     def judged(
-        self, series: Any, field: str, cell: Any, time_ns: int, value: float, median: float,
-        mad: float,
-    ) -> None:  # fmt: skip
+        self,
+        series: Any,
+        field: str,
+        cell: Any,
+        times: Sequence[int],
+        values: Sequence[float],
+        medians: Sequence[float],
+        mads: Sequence[float],
+    ) -> None:
         known = self._cells.get(id(cell))
         if known is None or known[0] is not cell:
             sinks = [
@@ -172,9 +219,13 @@ class ChartObserver:
             ]
             known = self._cells[id(cell)] = (cell, sinks)
         for position, (k, sink) in enumerate(known[1]):
-            if sink is not None:
-                outlier = self._outlier.get((id(cell), position)) == time_ns
-                sink(time_ns, value, median, median - k * mad, median + k * mad, outlier)
+            outliers = self._outliers.pop((id(cell), position), None)
+            if sink is None:
+                continue
+            flags = [time_ns in outliers for time_ns in times] if outliers else [False] * len(times)
+            lowers = [median - k * mad for median, mad in zip(medians, mads, strict=True)]
+            uppers = [median + k * mad for median, mad in zip(medians, mads, strict=True)]
+            sink.extend(times, values, medians, lowers, uppers, flags)
 
 
 def chart_file_name(stats: SeriesStats) -> str:
@@ -253,23 +304,81 @@ def _draw_series(axes: Any, x: Any, values: Any, medians: Any, lowers: Any, uppe
         axes.set_ylim(*limits)
 
 
-def render_chart(stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> bytes:
-    """The chart as PNG bytes: the whole series on top, a zoomed panel per incident below."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-    from matplotlib.figure import Figure
+@dataclass
+class _Layout:
+    """A figure with its axes for charts with ``panels`` zoomed incidents, drawn on again and
+    again: making a figure's axes, ticks and tick labels is a third of a chart's time and
+    depends on nothing of the data."""
 
+    figure: Any
+    axes: Any
+    panels: list[Any]
+    #: figure fractions: the bottom of the main axes, and one inch
+    main_bottom: float
+    inch: float
+
+    @classmethod
+    def build(cls, panels: int) -> _Layout:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        # Fixed positions (fractions of the figure): matplotlib's automatic layout would cost
+        # more than drawing the chart itself.
+        height = 6.4 if panels else 4.4
+        figure = Figure(figsize=(11, height), dpi=100)
+        FigureCanvasAgg(figure)
+        inch = 1 / height
+        top = 1 - 0.35 * inch
+        main_bottom = (2.75 if panels else 1.0) * inch
+        axes: Any = figure.add_axes((0.065, main_bottom, 0.92, top - main_bottom))
+        _date_axis(axes, 8)
+        axes.grid(alpha=0.3)
+        width = (0.92 - 0.04 * (panels - 1)) / max(1, panels)
+        zoomed = []
+        for column in range(panels):
+            panel: Any = figure.add_axes(
+                (0.065 + column * (width + 0.04), 0.4 * inch, width, 1.45 * inch)
+            )
+            _date_axis(panel, 4)
+            panel.set_title(f"incident {column + 1} (zoomed)", fontsize=9, loc="left", y=1.0)
+            panel.grid(alpha=0.3)
+            panel.tick_params(labelsize=7)
+            zoomed.append(panel)
+        return cls(figure, axes, zoomed, main_bottom, inch)
+
+    def clear(self) -> None:
+        """Take one chart's data off, leaving the axes as ``build`` made them."""
+        for legend in list(self.figure.legends):
+            legend.remove()
+        for axes in (self.axes, *self.panels):
+            for artist in [*axes.lines, *axes.collections]:
+                artist.remove()
+            axes.relim()  # data limits as a new axes has them: the next chart's alone
+            axes.set_autoscaley_on(True)
+
+
+class ChartCanvas:
+    """Draws the charts of one replay, each on the kept figure of its layout (``_Layout``);
+    a chart comes out the same as on a figure of its own."""
+
+    def __init__(self) -> None:
+        self._layouts: dict[int, _Layout] = {}
+
+    def render(self, stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> bytes:
+        """The chart as PNG bytes: the whole series on top, a zoomed panel per incident below."""
+        zooms = trace.zooms
+        layout = self._layouts.get(len(zooms))
+        if layout is None:
+            layout = self._layouts[len(zooms)] = _Layout.build(len(zooms))
+        try:
+            return _render(layout, stats, trace, marks)
+        finally:
+            layout.clear()
+
+
+def _render(layout: _Layout, stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> bytes:
     k = stats.threshold.k
-    zooms = trace.zooms
-    # Fixed positions (fractions of the figure): matplotlib's automatic layout would cost
-    # more than drawing the chart itself.
-    height = 6.4 if zooms else 4.4
-    figure = Figure(figsize=(11, height), dpi=100)
-    FigureCanvasAgg(figure)
-    inch = 1 / height
-    top = 1 - 0.35 * inch
-    main_bottom = (2.75 if zooms else 1.0) * inch
-    axes: Any = figure.add_axes((0.065, main_bottom, 0.92, top - main_bottom))
+    axes = layout.axes
     x = _datetimes(trace.times)
     _draw_series(axes, x, trace.values, trace.medians, trace.lowers, trace.uppers, k,
                  stats.field, 0.45)  # fmt: skip
@@ -280,21 +389,15 @@ def render_chart(stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> b
     )  # fmt: skip
     for state in _MARK_STYLES:
         _draw_marks(axes, marks, state)
-    _date_axis(axes, AutoDateLocator, ConciseDateFormatter, 8)
     axes.set_ylabel(_plain(stats.field))
     # an explicit y spares matplotlib a layout pass to place the title
     axes.set_title(_plain(chart_title(stats)), fontsize=10, loc="left", y=1.0)
-    axes.grid(alpha=0.3)
     # Below the axes: inside, the legend hides exactly the spikes a reader looks for.
-    figure.legend(
+    layout.figure.legend(
         *axes.get_legend_handles_labels(), loc="lower center", fontsize=8, ncols=7,
-        frameon=False, bbox_to_anchor=(0.5, main_bottom - 0.72 * inch),
+        frameon=False, bbox_to_anchor=(0.5, layout.main_bottom - 0.72 * layout.inch),
     )  # fmt: skip
-    width = (0.92 - 0.04 * (len(zooms) - 1)) / max(1, len(zooms))
-    for column, zoom in enumerate(zooms):
-        panel: Any = figure.add_axes(
-            (0.065 + column * (width + 0.04), 0.4 * inch, width, 1.45 * inch)
-        )
+    for panel, zoom in zip(layout.panels, trace.zooms, strict=True):
         zx = _datetimes(zoom.times)
         _draw_series(panel, zx, zoom.values, zoom.medians, zoom.lowers, zoom.uppers, k,
                      stats.field, 1.0)  # fmt: skip
@@ -305,12 +408,21 @@ def render_chart(stats: SeriesStats, trace: SeriesTrace, marks: AlertMarks) -> b
         for state in _MARK_STYLES:
             _draw_marks(panel, marks, state, between=(zoom.times[0], zoom.times[-1]),
                         legend=False)  # fmt: skip
-        _date_axis(panel, AutoDateLocator, ConciseDateFormatter, 4)
-        panel.set_title(f"incident {column + 1} (zoomed)", fontsize=9, loc="left", y=1.0)
-        panel.grid(alpha=0.3)
-        panel.tick_params(labelsize=7)
+    return _png(layout.figure)
+
+
+def _png(figure: Any) -> bytes:
+    """The figure as an RGB PNG. Its background is opaque, so the alpha channel ``savefig``
+    would write says nothing; without it, and at zlib level 3, the file is smaller and encoded
+    in half the time (a sixth of a chart's)."""
+    from PIL import Image
+
+    canvas = figure.canvas
+    canvas.draw()
+    width, height = canvas.get_width_height()
+    image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    image.convert("RGB").save(buffer, format="png", compress_level=3, dpi=(figure.dpi,) * 2)
     return buffer.getvalue()
 
 
@@ -320,10 +432,13 @@ def _plain(text: str) -> str:
     return shown(text).replace("$", r"\$")
 
 
-def _date_axis(axes: Any, locator_class: Any, formatter_class: Any, ticks: int) -> None:
-    locator: Any = locator_class(minticks=3, maxticks=ticks)
+def _date_axis(axes: Any, ticks: int) -> None:
+    from matplotlib import dates
+
+    untyped: Any = dates
+    locator = untyped.AutoDateLocator(minticks=3, maxticks=ticks)
     axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(formatter_class(locator))
+    axes.xaxis.set_major_formatter(untyped.ConciseDateFormatter(locator))
 
 
 #: state -> (legend label, marker style)

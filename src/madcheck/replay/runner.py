@@ -22,6 +22,8 @@ from madcheck.detect.alerts import Tags
 from madcheck.detect.detector import Detector, VerdictObserver
 from madcheck.engine.catalog import SchemaQueries
 from madcheck.replay.alerts import HELD_STATES, RESOLVED, AlertRecord
+from madcheck.replay.arguments import is_captured
+from madcheck.replay.capture import CaptureClient
 from madcheck.replay.incidents import DataSpan
 from madcheck.replay.inputs import InputError, InputFile, InputOptions, SeriesLines
 from madcheck.replay.noise import ReplayCatalog
@@ -179,6 +181,7 @@ def replay_pass(
             catalog,
             console.plugin_log,
             observer if position == 0 else None,
+            CaptureClient() if is_captured(args) else None,
         )
         for position, args in enumerate(arguments)
     ]

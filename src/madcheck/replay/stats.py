@@ -8,6 +8,7 @@ those of the verdicts the alerts came from.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,7 +113,13 @@ class StatsObserver:
         return False
 
     def judged(
-        self, series: Any, field: str, cell: Any, time_ns: int, value: float, median: float,
-        mad: float,
-    ) -> None:  # fmt: skip
+        self,
+        series: Any,
+        field: str,
+        cell: Any,
+        times: Sequence[int],
+        values: Sequence[float],
+        medians: Sequence[float],
+        mads: Sequence[float],
+    ) -> None:
         """Never called: ``traces`` is False."""

@@ -23,6 +23,7 @@ from madcheck.engine.catalog import SchemaQueries
 from madcheck.engine.loader import load_entry_point
 from madcheck.plugin.delivery import wait_for_sender
 from madcheck.replay.alerts import AlertRecord, parse_history_line
+from madcheck.replay.capture import CaptureClient
 
 DATABASE = "replay"
 #: Where the MAD plugin keeps its state in the trigger cache (madcheck.plugin.writes).
@@ -44,6 +45,7 @@ class ReplayTrigger:
         catalog: SchemaQueries,
         on_log: LogSink,
         observer: VerdictObserver | None = None,
+        capture: CaptureClient | None = None,
     ) -> None:
         self.plugin = plugin
         self.arguments = arguments
@@ -52,6 +54,8 @@ class ReplayTrigger:
         self.engine = EngineAPI(DATABASE, trigger_name="replay", query_handler=catalog)
         self._on_log = on_log
         self._observer = observer
+        #: takes the notifications in place of the plugin's notifier client, if set
+        self.capture = capture
         #: data time (seconds) of the newest row handed to the plugin: the outbox's clock
         self._data_now_s = 0.0
         # an empty call makes the plugin build its state, whose detector and outbox clock the
@@ -93,8 +97,9 @@ class ReplayTrigger:
         return self._data_now_s
 
     def _attach(self) -> None:
-        """Hang the observer and the data clock on the plugin's state (built by the first call,
-        rebuilt only if the configuration changed)."""
+        """Hang the observer, the data clock and the capture client on the plugin's state (built
+        by the first call, an empty one that queues nothing, so no notification goes out before
+        the capture client is in place; rebuilt only if the configuration changed)."""
         state = self.engine.cache.get(STATE_KEY)
         if state is None:
             return
@@ -103,3 +108,6 @@ class ReplayTrigger:
         observer = self._observer
         if observer is not None and state.detector.observer is not observer:
             state.detector.observer = observer
+        capture = self.capture
+        if capture is not None and state.client is not capture:
+            state.client = capture

@@ -13,12 +13,12 @@ from pathlib import Path
 from madcheck.replay.alerts import AlertRecord
 from madcheck.replay.charts import (
     AlertMarks,
+    ChartCanvas,
     ChartObserver,
     MissingExtra,
     SeriesTrace,
     chart_file_name,
     chart_title,
-    render_chart,
     require_matplotlib,
 )
 from madcheck.replay.console import ReplayConsole, plural
@@ -102,8 +102,9 @@ class Visuals:
             observer = ChartObserver(settings.inputs.measurement, traces, tags)
             trace_pass(settings, console, observer, tags)
         charts: list[Chart] = []
+        canvas = ChartCanvas()
         for series in charted:
-            png = render_chart(series, traces[series.alert_id], self._marks[series.alert_id])
+            png = canvas.render(series, traces[series.alert_id], self._marks[series.alert_id])
             charts.append(Chart(series.alert_id, chart_title(series), png))
             if self.plot_dir is not None:
                 (self.plot_dir / chart_file_name(series)).write_bytes(png)
