@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import warnings
 from array import array
 from bisect import bisect_right
 from collections import deque
@@ -418,7 +419,11 @@ def _png(figure: Any) -> bytes:
     from PIL import Image
 
     canvas = figure.canvas
-    canvas.draw()
+    with warnings.catch_warnings():
+        # a glyph the font lacks (an emoji in a tag value) is drawn as a box; matplotlib's
+        # warning would only clutter the terminal of the replay
+        warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
+        canvas.draw()
     width, height = canvas.get_width_height()
     image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
     buffer = io.BytesIO()
