@@ -201,6 +201,21 @@ class _SortedWindow:
         return self.median_and_mad()[0]
 
 
+class _SortedList:
+    """A sorted window as a plain list (``SeriesBlock.judge_one``), read only for an alert."""
+
+    __slots__ = ("_window",)
+
+    def __init__(self, window: list[float]) -> None:
+        self._window = window
+
+    def median_and_mad(self) -> tuple[float, float]:
+        return sorted_median_and_mad(self._window)
+
+    def median(self) -> float:
+        return sorted_median(self._window)
+
+
 class _BlockBatch:
     """One window group's batch, series by series (positions into ``order``): the verdict codes
     of ``SeriesBlock.judge`` (-2 where the value could not enter the window) and what an alert
@@ -414,9 +429,15 @@ class Detector:
         fired: list[tuple[Row, Alert]] = []
         by_series: list[tuple[_Series, list[Row]]] | None = None
         numbers = None
+        one: _Series | None = None  # a one-row call's series, for _process_one
         for position, ((name, read, ks), block) in enumerate(
             zip(self._fields, self._blocks, strict=True)
         ):
+            if block is not None and len(ordered) == 1 and self.observer is None:
+                if one is None:
+                    one = self._series_of(ordered[0], tag_names)
+                self._process_one(block, position, name, ks, one, ordered[0], fired, result)
+                continue
             if block is not None:
                 if numbers is None:
                     numbers = self._numbers(ordered, tag_names)
@@ -893,6 +914,48 @@ class Detector:
                     state.rule.reset()
                     if state.flips is not None:
                         state.flips.update(False, normals)
+
+    def _series_of(self, row: Row, tag_names: Sequence[str]) -> _Series:
+        """The series of one row (made if new), as ``_numbers`` finds it."""
+        try:
+            key = _key_reader(tag_names)(row)
+        except KeyError:  # a missing tag is part of the series' identity
+            key = _lenient_key(row, tag_names)
+        return self._series.get(key) or self._new_series(key, tag_names)
+
+    def _process_one(
+        self,
+        block: SeriesBlock,
+        position: int,
+        name: str,
+        ks: tuple[float, ...],
+        entry: _Series,
+        row: Row,
+        fired: list[tuple[Row, Alert]],
+        result: BatchResult,
+    ) -> None:
+        """``_process_few`` for a call with one row (no observer): the verdict from
+        ``SeriesBlock.judge_one``, then what ``_walk`` does with one code, without the lists
+        and the ``_BlockBatch`` a batch needs."""
+        cell = entry.windows[position]
+        value = _numeric(row.get(name), result)
+        if value is None:
+            cell.reset_rules()
+            return
+        code, window = block.judge_one(entry.number, value, ks)
+        if code > 0:
+            thresholds = self._groups[position].thresholds
+            if any(threshold.has_floor for threshold in thresholds):
+                code = _floored(cell, code, value, sorted_median(window))
+        if code > 0:
+            result.outliers[name] += code.bit_count()
+            self._outlier(entry, name, cell, code, value, row, _SortedList(window), fired)
+        elif code == 0:  # _walk_normals with one normal verdict
+            if self.state_change_count >= 2 or (self.recovery_count and cell.normals_to_recovery()):
+                self._normals(entry, name, cell, 1, value, row, _SortedList(window), fired)
+            else:
+                for state in cell.states:
+                    state.rule.reset()
 
     def _process_few(
         self,
