@@ -51,14 +51,20 @@ SKIP_BAD_TIME = "time missing or not an integer"
 SKIP_BAD_ROW = "row is not a mapping"
 
 
+def _empty_counter() -> Counter[str]:
+    """An empty ``Counter``, made without ``Counter.__init__`` (whose Python-level ``update``
+    call costs ~0.4 µs, twice per ``process`` call: a tenth of a one-row call)."""
+    return Counter.__new__(Counter)
+
+
 @dataclass
 class BatchResult:
     """What one batch did: fired rules, outlier counts per field, rows or values passed over."""
 
     alerts: list[Alert] = field(default_factory=list)
     points: int = 0
-    outliers: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
+    outliers: Counter[str] = field(default_factory=_empty_counter)
+    skipped: Counter[str] = field(default_factory=_empty_counter)
 
 
 class _ThresholdState:
