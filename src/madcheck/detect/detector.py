@@ -439,10 +439,19 @@ class Detector:
         for position, ((name, read, ks), block) in enumerate(
             zip(self._fields, self._blocks, strict=True)
         ):
-            if block is not None and len(ordered) == 1 and self.observer is None:
-                if one is None:
-                    one = self._series_of(ordered[0], tag_names)
-                self._process_one(block, position, name, ks, one, ordered[0], fired, result)
+            if block is not None and len(ordered) <= _FEW and self.observer is None:
+                # a handful of rows: one by one (rules are per series, rows in time order)
+                if len(ordered) == 1:
+                    if one is None:
+                        one = self._series_of(ordered[0], tag_names)
+                    self._process_one(block, position, name, ks, one, ordered[0], fired, result)
+                    continue
+                if numbers is None:
+                    numbers = self._numbers(ordered, tag_names)
+                entries = self._entries
+                for number, row in zip(numbers, ordered, strict=True):
+                    entry = entries[number]
+                    self._process_one(block, position, name, ks, entry, row, fired, result)
                 continue
             if block is not None:
                 if numbers is None:
@@ -940,7 +949,7 @@ class Detector:
         fired: list[tuple[Row, Alert]],
         result: BatchResult,
     ) -> None:
-        """``_process_few`` for a call with one row (no observer): the verdict from
+        """``_process_few`` for one row of a handful (no observer): the verdict from
         ``SeriesBlock.judge_one``, then what ``_walk`` does with one code, without the lists
         and the ``_BlockBatch`` a batch needs."""
         cell = entry.windows[position]
@@ -972,8 +981,9 @@ class Detector:
         fired: list[tuple[Row, Alert]],
         result: BatchResult,
     ) -> None:
-        """``_process_block`` for a handful of rows, without numpy (whose fixed cost per call
-        would be most of a small flush's): the same verdicts through ``judge_few``."""
+        """``_process_block`` for a handful of rows with an observer set (without one they go
+        through ``_process_one``), without numpy (whose fixed cost per call would be most of a
+        small flush's): the same verdicts through ``judge_few``."""
         by_series: dict[int, list[int]] = {}
         for index, number in enumerate(numbers):
             by_series.setdefault(number, []).append(index)
