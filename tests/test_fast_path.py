@@ -729,6 +729,58 @@ def check_against_plain(
     assert +fast_outliers == +plain_outliers
 
 
+@st.composite
+def one_row_calls(draw):
+    """Mostly calls with one row (the one-row path: ``SeriesBlock.judge_one``), now and then a
+    flush of many rows in between (the batch paths), on the same windows: a stream of a few
+    series, with the same mix of calm values, spikes, ints and unusable values as ``batches``."""
+    result = []
+    clock = 0
+    for _ in range(draw(st.integers(min_value=1, max_value=60))):
+        size = draw(st.sampled_from([1, 1, 1, 1, 1, 1, 2, 3, 20]))
+        rows = []
+        for _ in range(size):
+            clock += draw(st.integers(min_value=0, max_value=10))
+            row = {"host": draw(st.sampled_from(["a", "b"])), "time": clock * S}
+            if draw(st.booleans()):
+                row["region"] = "eu"
+            for field in ("temp", "load"):
+                value = draw(cell_values)
+                if value is not None:
+                    row[field] = value
+            rows.append(row)
+        result.append(rows)
+    return result
+
+
+@pytest.mark.parametrize("path", ["numpy", "pure Python"])
+@settings(max_examples=150, deadline=None)
+@given(
+    thresholds=thresholds_strategy,
+    state_change_count=st.sampled_from([0, 2, 3]),
+    recovery_count=st.sampled_from([0, 1, 2, 4]),
+    batch_list=one_row_calls(),
+)
+def test_one_row_calls_between_flushes_match_a_plain_implementation(
+    path, thresholds, state_change_count, recovery_count, batch_list
+):
+    """One-row calls interleaved with flushes: alerts (count and duration rules, flap
+    suppression, recovery, MAD floors), their median and MAD, and outlier counts as defined;
+    and every call passes over the same values, for the same reasons, as pure Python does."""
+    vectorize = PATHS[path]["vectorize"]
+    if vectorize and vectorized.numpy is None:
+        pytest.skip("numpy is not installed")
+    tag_names = ["host", "region"]
+    detector = Detector("cpu", thresholds, state_change_count, recovery_count, vectorize)
+    check_against_plain(
+        detector, tag_names, thresholds, state_change_count, recovery_count, batch_list
+    )
+    fast = Detector("cpu", thresholds, state_change_count, recovery_count, vectorize)
+    plain = Detector("cpu", thresholds, state_change_count, recovery_count, False)
+    for rows in batch_list:
+        assert fast.process(rows, tag_names).skipped == plain.process(rows, tag_names).skipped
+
+
 def test_recovery_in_the_middle_of_a_run_of_floats_is_reported_where_it_completes():
     values = [1.0, 2.0, 1.0, 2.0, 1.0, 100.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0]
     rows = [{"host": "a", "temp": v, "time": i * S} for i, v in enumerate(values)]

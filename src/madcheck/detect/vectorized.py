@@ -213,6 +213,25 @@ class SeriesBlock:
             found |= outlier.astype(numpy.int64) << bit
         masks[unsure] = found
 
+    def judge_one(self, row: int, value: float, ks: Sequence[float]) -> tuple[int, list[float]]:
+        """``judge`` for one value of series ``row`` (a one-row flush): its code and, if its
+        window is full, that window sorted (else an empty list). No list of series, counts or
+        codes: a handful of numpy element operations and one sort."""
+        size = self.size
+        stored = self._values[row]
+        line = stored.tolist()
+        stored[:-1] = stored[1:]
+        stored[-1] = value
+        held = int(self._count[row])
+        if held < size:
+            self._count[row] = held + 1
+            if held + 1 < size:
+                return -1, []
+        del line[0]
+        line.append(value)
+        line.sort()
+        return _code(line, value, ks, _layout(size)), line
+
     def judge_few(
         self,
         rows: Sequence[int],
@@ -223,9 +242,7 @@ class SeriesBlock:
         """``judge`` for a handful of values, in plain Python: numpy's fixed cost per call
         (about 1 µs, some twenty calls) is more than sorting a few small windows."""
         size = self.size
-        middle, odd, low, high, _, _ = _layout(size)
-        middle, low, high = middle - size, low - size, high - size
-        k = min(ks)
+        layout = _layout(size)
         codes: list[int] = []
         ordered: list[list[float]] = []
         done = 0
@@ -243,22 +260,7 @@ class SeriesBlock:
                     continue
                 window = sorted(line)
                 ordered.append(window)
-                # as in _masks: the exact lower bound of the MAD settles most values
-                median = window[middle] if odd else (window[middle - 1] + window[middle]) / 2
-                down = median - window[low]
-                up = window[high] - median
-                floor = down if down < up else up
-                if not (value < median - k * floor or value > median + k * floor):
-                    codes.append(0)
-                    continue
-                median, mad = sorted_median_and_mad(window)
-                codes.append(
-                    sum(
-                        1 << bit
-                        for bit, k_bit in enumerate(ks)
-                        if value < median - k_bit * mad or value > median + k_bit * mad
-                    )
-                )
+                codes.append(_code(window, value, ks, layout))
             stored = self._values[row]
             if count < size:  # shift in place: cheaper than writing back the whole line
                 stored[: size - count] = stored[count:]
@@ -268,6 +270,27 @@ class SeriesBlock:
             done += count
             self._count[row] = len(line)
         return codes, ordered
+
+
+def _code(window: list[float], value: float, ks: Sequence[float], layout: tuple[int, ...]) -> int:
+    """The verdict code of ``value`` on its full window, sorted (``judge``'s codes), with
+    ``_layout(len(window))``: as in ``_masks``, the exact lower bound of the MAD settles most
+    values as normal; the rest get the definition (``sorted_median_and_mad``)."""
+    size = len(window)
+    middle, odd, low, high = layout[0] - size, layout[1], layout[2] - size, layout[3] - size
+    median = window[middle] if odd else (window[middle - 1] + window[middle]) / 2
+    down = median - window[low]
+    up = window[high] - median
+    floor = down if down < up else up
+    k = min(ks)
+    if not (value < median - k * floor or value > median + k * floor):
+        return 0
+    median, mad = sorted_median_and_mad(window)
+    return sum(
+        1 << bit
+        for bit, k_bit in enumerate(ks)
+        if value < median - k_bit * mad or value > median + k_bit * mad
+    )
 
 
 class _SortedOnRead:
