@@ -30,7 +30,9 @@ try:
 except ImportError:  # pragma: no cover - exercised by the pure-Python runs of the tests
     numpy = None  # type: ignore[assignment]
 
-from madcheck.detect.window import _layout
+# the exactness constants of RollingMAD (trial MADs, rounding slack, overflow bound) serve here
+# unchanged, so the two paths' shortcuts rest on the same proofs
+from madcheck.detect.window import _HUGE, _INF, _NARROW, _SLACK, _WIDEN, _layout
 
 #: Windows up to this size are judged by ``SeriesBlock``; larger ones keep a ``RollingMAD`` per
 #: series (a batch's windows would be a matrix of size by rows values, and the sorted window
@@ -329,14 +331,6 @@ def sorted_median_and_mad(window: list[float]) -> tuple[float, float]:
 #: most a quarter of its size: see the detector): with fewer, the numpy calls cost more than
 #: ``RollingMAD.advance``'s 2 µs a point.
 RUN_MIN = 48
-_INF = float("inf")
-#: As in window.py: trial MADs just either side of the critical one, the rounding slack of
-#: one add or subtract (over-estimated eightfold), and the size below which the mean of two
-#: middle deviations cannot overflow.
-_WIDEN = 1.0 + 2.0**-40
-_NARROW = 1.0 - 2.0**-40
-_SLACK = 2.0**-50
-_HUGE = 2.0**1000
 #: Passes of ``_order_bounds`` (each tightens the bounds; the first holds already); one only
 #: for batches of up to ``_ONE_PASS_UP_TO`` values a window (more would settle few more).
 _PASSES = 3
