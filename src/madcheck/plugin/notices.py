@@ -116,17 +116,11 @@ class Notices:
 
     def _group_message(self, group: Group) -> PendingAlert:
         """The group's message, due when its wait is over and written then, once."""
-        pending = PendingAlert(
-            text="",
-            context={"event_id": random_ids.token_hex(16)},
-            senders=(),
-            summary="",
-            kind="group",
-            not_before=group.opened_at + self.config.noise.group_wait_s,
-            complete=lambda item: self._fill_group(item, group),
+        return _deferred(
+            "group",
+            group.opened_at + self.config.noise.group_wait_s,
+            lambda item: self._fill_group(item, group),
         )
-        self._fill_group(pending, group)  # a readable message even before (logs, config change)
-        return pending
 
     def _fill_group(self, item: PendingAlert, group: Group) -> None:
         senders = self.config.noise.senders_for(group.severity)
@@ -140,17 +134,9 @@ class Notices:
 
     def _summary_message(self, held: Held) -> PendingAlert:
         """The minute's summary, due when the minute ends and written then, once."""
-        pending = PendingAlert(
-            text="",
-            context={"event_id": random_ids.token_hex(16)},
-            senders=(),
-            summary="",
-            kind="storm summary",
-            not_before=held.window_end,
-            complete=lambda item: self._fill_summary(item, held),
+        return _deferred(
+            "storm summary", held.window_end, lambda item: self._fill_summary(item, held)
         )
-        self._fill_summary(pending, held)
-        return pending
 
     def _fill_summary(self, item: PendingAlert, held: Held) -> None:
         limit = self.config.noise.max_per_minute
@@ -158,3 +144,19 @@ class Notices:
         item.text = held.text(limit)
         item.context = {**held.context(limit), "event_id": item.context["event_id"]}
         item.summary = f"{held.total} alert(s) held back by max_notifications_per_minute={limit}"
+
+
+def _deferred(kind: str, not_before: float, fill: Callable[[PendingAlert], None]) -> PendingAlert:
+    """A message written when it falls due (``fill``, called again then by the outbox), with its
+    own event id; filled once now too, so it reads well before (logs, a config change)."""
+    pending = PendingAlert(
+        text="",
+        context={"event_id": random_ids.token_hex(16)},
+        senders=(),
+        summary="",
+        kind=kind,
+        not_before=not_before,
+        complete=fill,
+    )
+    fill(pending)
+    return pending
